@@ -1,0 +1,110 @@
+/* A loaded Keras model as a graph of fv_layer nodes in topological order, and
+ * a plan: the memory for one batch size and input size, with forward and
+ * backward passes over it.
+ *
+ *   load (src/model/) -> graph (struct fv_model) -> plan (n, H, W) -> forward/backward
+ */
+#ifndef FEATVIZ_MODEL_H
+#define FEATVIZ_MODEL_H
+
+#include <stddef.h>
+
+#include "featviz/error.h"
+#include "featviz/layer.h"
+
+/* How to run a Lambda layer, declared by the user (Lambda holds Python bytecode). */
+struct fv_lambda_decl {
+    char name[FV_NAME_MAX];
+    int identity;            /* else x*scale+offset */
+    float scale, offset;
+};
+
+struct fv_load_opts {
+    const char *arch_json;   /* model.to_json() file for weights-only .h5, or NULL */
+    const struct fv_lambda_decl *lambdas;
+    int n_lambdas;
+    int flip_kernels;        /* -1 auto (Theano), 0 never, 1 always */
+};
+
+struct fv_model {
+    char path[1024];
+    char keras_version[64];  /* "" when the file does not say (Keras 1) */
+    char backend[64];
+    char model_class[64];    /* "Sequential", "Functional", "Model" */
+    char name[FV_NAME_MAX];
+
+    int n_layers;
+    struct fv_layer *layers; /* topological order; layers[input] is the InputLayer */
+    int input;               /* node index of the input */
+    int output;              /* node index of the model output */
+
+    /* Declared input shape (Keras order, without batch); -1 = None. */
+    int in_rank;
+    int in_dims[FV_MAX_RANK];
+
+    void *weights_mem;       /* one block holding every weight */
+};
+
+int fv_model_load(struct fv_model *m, const char *path, const struct fv_load_opts *opts,
+                  struct fv_error *err);
+void fv_model_free(struct fv_model *m);
+
+/* Node index of a layer by Keras name; -1 when absent. Nested layers can also
+ * be named by their path "outer/inner". */
+int fv_model_find(const struct fv_model *m, const char *name);
+
+/* The node whose output is the last softmax's input (the logits) and whether
+ * the model ends in a softmax at all. Walks back over Dropout-like identities.
+ * Returns the node index; *pre is set when the logits are the pre-activation
+ * value of that node (softmax fused into a Dense). */
+int fv_model_logits(const struct fv_model *m, int *pre);
+
+/* Input height/width/channels for a plan, from the declared input
+ * (channels_first inputs are reported as H,W,C too). */
+void fv_model_input_hwc(const struct fv_model *m, int *h, int *w, int *c);
+
+/* ---- plans ---- */
+
+enum { FV_PLAN_GRAD = 1 };
+
+struct fv_node_buf {
+    float *y;        /* output after activation (n, out) */
+    float *pre;      /* before the fused activation; == y when linear */
+    float *dy;       /* gradient wrt y, NULL without FV_PLAN_GRAD */
+    float *dpre;     /* gradient wrt pre; == dy when linear. Objectives on the
+                        pre-activation value seed it directly. */
+};
+
+struct fv_plan {
+    const struct fv_model *m;
+    int n, h, w;                 /* batch and input size */
+    int flags;
+    struct fv_io *io;            /* per node, ready to call */
+    struct fv_node_buf *buf;     /* per node */
+    float *x;                    /* model input (n, H, W, C) physical; aliases buf[input].y */
+    float *dx;                   /* gradient wrt input, aliases buf[input].dy */
+    unsigned char *active;       /* scratch mask used by forward/backward */
+    void *mem;                   /* one block for everything */
+    size_t mem_floats;
+    int escape_relu;             /* dead-ReLU escape in backward */
+};
+
+/* Plans for n images of h x w (the input's spatial size; ignored for non-image inputs).
+ * Shapes are checked here: errors name the layer. */
+int fv_plan_init(struct fv_plan *p, const struct fv_model *m, int n, int h, int w, int flags,
+                 struct fv_error *err);
+void fv_plan_free(struct fv_plan *p);
+
+/* Runs the nodes needed for `upto` (all nodes when upto < 0) on plan->x. */
+void fv_forward(struct fv_plan *p, int upto);
+/* Zeros all gradients. Then the caller seeds buf[t].dy (or buf[t].dpre for a
+ * pre-activation objective) and calls fv_backward to get plan->dx. */
+void fv_grad_zero(struct fv_plan *p);
+/* Backpropagates from every node with a seeded gradient down to the input.
+ * `from` is the highest node that was seeded. */
+void fv_backward(struct fv_plan *p, int from);
+
+/* Keras-order view of a node's output shape (without batch). */
+void fv_keras_shape(const struct fv_layer *l, const struct fv_shape *phys, struct fv_shape *keras);
+
+#endif

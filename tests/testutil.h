@@ -1,0 +1,44 @@
+/* Helpers shared by the tests (cmocka runs each test_*.c). */
+#ifndef FEATVIZ_TESTUTIL_H
+#define FEATVIZ_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+/* cmocka needs the three includes above first */
+#include <cmocka.h>
+
+#include "featviz/layer.h"
+
+/* ../shared/<rel>, tests/data/<rel>, <build>/tests/tmp/<rel> (created). */
+const char *shared_path(const char *rel);
+const char *data_path(const char *rel);
+const char *tmp_path(const char *rel);
+
+/* max|a-b| / max|b| */
+double rel_err_f64(const float *a, const double *b, size_t n);
+double rel_err_f32(const float *a, const float *b, size_t n);
+
+/* Deterministic uniform numbers in [lo, hi). */
+void fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi);
+/* Distinct values (a shuffled ramp over [lo, hi]) so that max-pool/ReLU kinks
+ * stay at least (hi-lo)/n apart. */
+void fill_distinct(float *x, size_t n, uint64_t seed, float lo, float hi);
+
+/* Gradient check of one layer's ops: L = sum(w .* y) with fixed random w;
+ * compares ops->backward (dx = J^T w) with central differences of L
+ * computed in double, for every input element (or a sample of at most
+ * max_points). x[i] are the inputs (may be NULL: fill_distinct in [-2,2]).
+ * Returns max |analytic - numeric| / max |numeric| over all inputs. */
+double gradcheck_layer(const struct fv_layer *l, int n, int n_in, const struct fv_shape *in,
+                       float *const *x, double eps, size_t max_points, uint64_t seed);
+
+/* Runs a shell command, returns its exit status; stdout+stderr go to *out
+ * (malloc'd, may be NULL). */
+int run_capture(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Reads a whole file (malloc'd, NUL-terminated); NULL if missing. */
+char *read_text(const char *path, size_t *len);
+
+#endif
