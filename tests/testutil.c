@@ -38,7 +38,7 @@ double rel_err_f64(const float *a, const double *b, size_t n) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - b[i]);
-        if (d > num || isnan(d)) num = isnan(d) ? INFINITY : d;
+        if (d > num || isnan(d)) num = isnan(d) ? (double)INFINITY : d;
         if (fabs(b[i]) > den) den = fabs(b[i]);
     }
     return den > 0 ? num / den : num;
@@ -48,7 +48,7 @@ double rel_err_f32(const float *a, const float *b, size_t n) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - (double)b[i]);
-        if (d > num || isnan(d)) num = isnan(d) ? INFINITY : d;
+        if (d > num || isnan(d)) num = isnan(d) ? (double)INFINITY : d;
         if (fabs((double)b[i]) > den) den = fabs((double)b[i]);
     }
     return den > 0 ? num / den : num;
@@ -64,13 +64,13 @@ static uint64_t splitmix(uint64_t *s) {
 void fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi) {
     for (size_t i = 0; i < n; i++) {
         double u = (double)(splitmix(&seed) >> 11) / 9007199254740992.0;
-        x[i] = (float)(lo + (hi - lo) * u);
+        x[i] = (float)((double)lo + (double)(hi - lo) * u);
     }
 }
 
 void fill_distinct(float *x, size_t n, uint64_t seed, float lo, float hi) {
     for (size_t i = 0; i < n; i++)
-        x[i] = (float)(lo + (hi - lo) * ((double)i + 0.5) / (double)n);
+        x[i] = (float)((double)lo + (double)(hi - lo) * ((double)i + 0.5) / (double)n);
     for (size_t i = n; i > 1; i--) {
         size_t j = (size_t)(splitmix(&seed) % i);
         float t = x[i - 1];
@@ -136,7 +136,7 @@ double gradcheck_layer(const struct fv_layer *l, int n, int n_in, const struct f
             xs[i][k] = keep;
             double num = (fp - fm) / (hi - lo);
             double d = fabs(num - (double)dxs[i][k]);
-            if (d > diff_max || isnan(d)) diff_max = isnan(d) ? INFINITY : d;
+            if (d > diff_max || isnan(d)) diff_max = isnan(d) ? (double)INFINITY : d;
             if (fabs(num) > num_max) num_max = fabs(num);
         }
     }

@@ -37,6 +37,7 @@ struct fv_array {
     size_t dims[8];
     size_t count;
     float *data;   /* converted to float32 from f4, f8, u1, i1, u2, i2, i4, i8, f2 */
+    char dtype[4]; /* NumPy type code without byte order: "f4", "u1", ... */
 };
 int fv_npy_load(const char *path, struct fv_array *a, struct fv_error *err);
 /* Streams rows: opens, reads the header; then fv_npy_read_rows reads `rows`

@@ -104,6 +104,20 @@ void fv_grad_zero(struct fv_plan *p);
  * `from` is the highest node that was seeded. */
 void fv_backward(struct fv_plan *p, int from);
 
+/* Copies node t's output for the whole batch into out, in Keras order
+ * (n, Keras dims); pre selects the value before the fused activation. */
+void fv_plan_read_keras(const struct fv_plan *p, int t, int pre, float *out);
+/* Converts a batch given in the model input's Keras order (n, Keras dims)
+ * into plan->x. */
+void fv_plan_write_input(struct fv_plan *p, const float *keras_x);
+/* Converts a gradient/array in physical input order (plan->dx layout) to Keras order. */
+void fv_plan_input_to_keras(const struct fv_plan *p, const float *phys, float *keras);
+
+/* One image of node l's output between physical order `phys` and Keras order. */
+void fv_to_keras(const struct fv_layer *l, const struct fv_shape *phys, const float *src, float *dst);
+void fv_from_keras(const struct fv_layer *l, const struct fv_shape *phys, const float *src,
+                   float *dst);
+
 /* Keras-order view of a node's output shape (without batch). */
 void fv_keras_shape(const struct fv_layer *l, const struct fv_shape *phys, struct fv_shape *keras);
 

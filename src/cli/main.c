@@ -1,0 +1,196 @@
+/* featviz command line: a command table; every option is a settings key
+ * (--top 3 is predict.top = 3), so the command line, --set and config files
+ * all go through the same checks. Exit codes: 0 ok, 1 runtime error, 2 usage. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "featviz/jobs.h"
+#include "featviz/settings.h"
+
+struct command {
+    const char *name;
+    int (*run)(const struct fv_settings *, struct fv_error *);
+    const char *args;          /* positional arguments in the usage line */
+    const char *inputs_key;    /* section whose `inputs` key takes INPUT... (NULL: none) */
+    const char *sections[4];   /* sections whose keys are options, the job's first */
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    {"info", fv_job_info, "MODEL", NULL, {"info", "model"},
+     "print every layer as Keras' model.summary() does, with activations, inputs and FLOPs"},
+    {"predict", fv_job_predict, "MODEL INPUT...", "predict", {"predict", "model"},
+     "the top N classes of each image, directory of images or .npy array"},
+    {"activations", fv_job_activations, "MODEL INPUT...", "activations", {"activations", "model", "output"},
+     "export every chosen layer's output for each input"},
+};
+#define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
+
+static const char *type_hint(const struct fv_key *k) {
+    switch (k->type) {
+    case FV_KEY_INT: return "N";
+    case FV_KEY_FLOAT: return "X";
+    case FV_KEY_BOOL: return "";
+    case FV_KEY_PATH: return "FILE";
+    case FV_KEY_FLOATS: return "X,Y,Z";
+    case FV_KEY_LIST: return "A,B";
+    default: return "VALUE";
+    }
+}
+
+static void usage(FILE *f, const struct command *c) {
+    fprintf(f, "usage: featviz %s [options] %s\n  %s\n\noptions (each is also a config key section.name):\n", c->name, c->args, c->summary);
+    for (int s = 0; s < 4 && c->sections[s]; s++) {
+        for (const struct fv_key *k = fv_keys; k->section; k++) {
+            if (strcmp(k->section, c->sections[s])) continue;
+            if (!strcmp(k->name, "inputs") || (!strcmp(k->section, "model") && !strcmp(k->name, "path"))) continue;
+            char opt[64];
+            snprintf(opt, sizeof opt, "--%s %s", k->name, type_hint(k));
+            fprintf(f, "  %-24s %s.%s: %s", opt, k->section, k->name, k->help);
+            if (k->type == FV_KEY_CHOICE) fprintf(f, " (%s)", k->choices);
+            if (k->def && *k->def) fprintf(f, " [%s]", k->def);
+            fputc('\n', f);
+        }
+    }
+    fprintf(f, "  %-24s read settings from an INI file (repeatable; the command line wins)\n", "--config FILE");
+    fprintf(f, "  %-24s set any key, e.g. --set model.scale=1/255 (repeatable; wins over all)\n", "--set S.K=V");
+    if (c->sections[2] || !strcmp(c->name, "activations")) fprintf(f, "  %-24s output directory (output.dir)\n", "-o DIR");
+    fprintf(f, "  %-24s this help\n", "-h, --help");
+}
+
+static void usage_all(FILE *f) {
+    fprintf(f, "usage: featviz COMMAND [options] ...\n\nfeatviz shows what a trained Keras CNN (model.h5) has learned.\n\ncommands:\n");
+    for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n`featviz COMMAND --help` lists a command's options.\n");
+}
+
+/* The key an option names, looked up in the command's sections in order. */
+static const struct fv_key *option_key(const struct command *c, const char *name) {
+    for (int s = 0; s < 4 && c->sections[s]; s++) {
+        const struct fv_key *k = fv_key_find(c->sections[s], name);
+        if (k) return k;
+    }
+    return NULL;
+}
+
+static int append_input(char **list, const char *path) {
+    size_t a = *list ? strlen(*list) : 0, b = strlen(path);
+    char *n = realloc(*list, a + b + 2);
+    if (!n) return 0;
+    if (a) n[a++] = ',';
+    memcpy(n + a, path, b + 1);
+    *list = n;
+    return 1;
+}
+
+static int parse_args(const struct command *c, int argc, char **argv, struct fv_settings *s,
+                      struct fv_error *err) {
+    /* pass 1: config files, the lowest priority after defaults */
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--config")) {
+            if (i + 1 >= argc) return fv_error_set(err, FV_ERR_USAGE, "--config needs a file");
+            int rc = fv_settings_load_ini(s, argv[++i], err);
+            if (rc) return rc;
+        }
+    }
+    /* pass 2: options and positionals; pass 3: --set */
+    char *inputs = NULL;
+    int positional = 0, rc = FV_OK;
+    for (int i = 0; i < argc && !rc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--config") || !strcmp(a, "--set")) {
+            i++;
+            continue;
+        }
+        if (!strcmp(a, "-o")) {
+            if (i + 1 >= argc) rc = fv_error_set(err, FV_ERR_USAGE, "-o needs a directory");
+            else rc = fv_settings_set(s, "output", "dir", argv[++i], "-o", err);
+            continue;
+        }
+        if (!strncmp(a, "--", 2)) {
+            char name[64];
+            const char *eq = strchr(a, '=');
+            snprintf(name, sizeof name, "%.*s", (int)(eq ? eq - a - 2 : (long)strlen(a) - 2), a + 2);
+            const struct fv_key *k = option_key(c, name);
+            if (!k) {
+                rc = fv_error_set(err, FV_ERR_USAGE, "unknown option '%s' for featviz %s (see featviz %s --help)", a, c->name, c->name);
+                break;
+            }
+            const char *value = eq ? eq + 1 : NULL;
+            if (!value && k->type == FV_KEY_BOOL) value = "true";
+            if (!value) {
+                if (i + 1 >= argc) {
+                    rc = fv_error_set(err, FV_ERR_USAGE, "option --%s needs a value", name);
+                    break;
+                }
+                value = argv[++i];
+            }
+            char origin[80];
+            snprintf(origin, sizeof origin, "--%s", name);
+            rc = fv_settings_set(s, k->section, k->name, value, origin, err);
+            continue;
+        }
+        if (a[0] == '-' && a[1]) {
+            rc = fv_error_set(err, FV_ERR_USAGE, "unknown option '%s' for featviz %s (see featviz %s --help)", a, c->name, c->name);
+            break;
+        }
+        if (positional++ == 0) {
+            rc = fv_settings_set(s, "model", "path", a, "MODEL argument", err);
+        } else if (c->inputs_key) {
+            if (!append_input(&inputs, a)) rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+        } else {
+            rc = fv_error_set(err, FV_ERR_USAGE, "featviz %s takes only %s (unexpected '%s')", c->name, c->args, a);
+        }
+    }
+    if (!rc && inputs) rc = fv_settings_set(s, c->inputs_key, "inputs", inputs, "INPUT arguments", err);
+    free(inputs);
+    for (int i = 0; i < argc && !rc; i++)
+        if (!strcmp(argv[i], "--set")) {
+            if (i + 1 >= argc) return fv_error_set(err, FV_ERR_USAGE, "--set needs section.key=value");
+            rc = fv_settings_set_dotted(s, argv[++i], "--set", err);
+        }
+    if (!rc && !fv_get_str(s, "model", "path"))
+        rc = fv_error_set(err, FV_ERR_USAGE, "featviz %s needs a model: %s", c->name, c->args);
+    if (!rc && c->inputs_key && !fv_get_str(s, c->inputs_key, "inputs"))
+        rc = fv_error_set(err, FV_ERR_USAGE, "featviz %s needs inputs: %s", c->name, c->args);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        if (argc >= 3 && !strcmp(argv[1], "help")) {
+            for (int i = 0; i < N_COMMANDS; i++)
+                if (!strcmp(argv[2], commands[i].name)) {
+                    usage(stdout, &commands[i]);
+                    return 0;
+                }
+        }
+        usage_all(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const struct command *c = NULL;
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(argv[1], commands[i].name)) c = &commands[i];
+    if (!c) {
+        fprintf(stderr, "featviz: unknown command '%s'\n", argv[1]);
+        usage_all(stderr);
+        return 2;
+    }
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout, c);
+            return 0;
+        }
+    struct fv_settings s;
+    struct fv_error err = {0};
+    fv_settings_init(&s);
+    int rc = parse_args(c, argc - 2, argv + 2, &s, &err);
+    if (!rc) rc = c->run(&s, &err);
+    fv_settings_free(&s);
+    if (rc) {
+        fprintf(stderr, "featviz: %s\n", err.msg);
+        return rc == FV_ERR_USAGE ? 2 : 1;
+    }
+    return 0;
+}

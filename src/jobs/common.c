@@ -1,0 +1,127 @@
+#include "jobs/common.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* "NAME=identity NAME2=0.5,-1" -> declarations */
+static int parse_lambdas(const char *text, struct fv_lambda_decl **out, int *n, const char *origin,
+                         struct fv_error *err) {
+    *out = NULL;
+    *n = 0;
+    if (!text || !*text) return FV_OK;
+    char *buf = strdup(text), *save = NULL;
+    if (!buf) return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    for (char *tok = strtok_r(buf, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+        struct fv_lambda_decl *d = realloc(*out, (size_t)(*n + 1) * sizeof *d);
+        if (!d) {
+            free(buf);
+            return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+        }
+        *out = d;
+        d = &d[*n];
+        memset(d, 0, sizeof *d);
+        char *eq = strchr(tok, '=');
+        char *end1 = NULL, *end2 = NULL;
+        if (!eq || eq == tok) goto bad;
+        snprintf(d->name, sizeof d->name, "%.*s", (int)(eq - tok), tok);
+        if (!strcmp(eq + 1, "identity")) {
+            d->identity = 1;
+        } else {
+            d->scale = strtof(eq + 1, &end1);
+            if (end1 == eq + 1 || *end1 != ',') goto bad;
+            d->offset = strtof(end1 + 1, &end2);
+            if (end2 == end1 + 1 || *end2) goto bad;
+        }
+        (*n)++;
+        continue;
+    bad:
+        free(buf);
+        return fv_error_set(err, FV_ERR_USAGE, "%s: lambda '%s' is not NAME=identity or NAME=SCALE,OFFSET", origin, tok);
+    }
+    free(buf);
+    return FV_OK;
+}
+
+int job_load_model(const struct fv_settings *s, struct fv_model *m, struct fv_error *err) {
+    const char *path = fv_get_str(s, "model", "path");
+    if (!path || !*path) return fv_error_set(err, FV_ERR_USAGE, "no model given (model.path)");
+    struct fv_load_opts o = {0};
+    o.arch_json = fv_get_str(s, "model", "arch");
+    const char *flip = fv_get_str(s, "model", "flip_kernels");
+    o.flip_kernels = !strcmp(flip, "yes") ? 1 : !strcmp(flip, "no") ? 0 : -1;
+    struct fv_lambda_decl *decl = NULL;
+    int rc = parse_lambdas(fv_get_str(s, "model", "lambda"), &decl, &o.n_lambdas,
+                           fv_get_origin(s, "model", "lambda"), err);
+    if (rc) return rc;
+    o.lambdas = decl;
+    rc = fv_model_load(m, path, &o, err);
+    for (int i = 0; !rc && i < o.n_lambdas; i++)
+        if (fv_model_find(m, decl[i].name) < 0) {
+            rc = fv_error_set(err, FV_ERR_USAGE, "%s: lambda '%s' names no layer of %s", fv_get_origin(s, "model", "lambda"), decl[i].name, path);
+            fv_model_free(m);
+        }
+    free(decl);
+    return rc;
+}
+
+int job_preproc(const struct fv_settings *s, int c, struct fv_preproc *p, struct fv_error *err) {
+    fv_preproc_default(p);
+    int rc = fv_resize_parse(fv_get_str(s, "model", "resize"), &p->resize, err);
+    if (!rc) rc = fv_color_parse(fv_get_str(s, "model", "color"), &p->color, err);
+    if (rc) return rc;
+    p->scale = (float)fv_get_float(s, "model", "scale");
+    p->offset = (float)fv_get_float(s, "model", "offset");
+    const char *names[2] = {"mean", "std"};
+    float *dst[2] = {p->mean, p->std};
+    for (int k = 0; k < 2; k++) {
+        float v[3];
+        int n = fv_get_floats(s, "model", names[k], v, 3);
+        if (n == 0) continue;
+        if (n != 1 && n != c)
+            return fv_error_set(err, FV_ERR_USAGE, "%s: model.%s has %d values; the model has %d channels", fv_get_origin(s, "model", names[k]), names[k], n, c);
+        for (int i = 0; i < 3; i++) dst[k][i] = v[n == 1 ? 0 : (i < n ? i : 0)];
+        if (k == 1)
+            for (int i = 0; i < 3; i++)
+                if (dst[k][i] == 0) return fv_error_set(err, FV_ERR_USAGE, "%s: model.std contains 0", fv_get_origin(s, "model", "std"));
+    }
+    return fv_preproc_mode(p, fv_get_str(s, "model", "preprocess"), err);
+}
+
+int job_labels(const struct fv_settings *s, struct fv_labels *l, struct fv_error *err) {
+    memset(l, 0, sizeof *l);
+    const char *path = fv_get_str(s, "model", "labels");
+    if (!path || !*path) return FV_OK;
+    return fv_labels_load(path, l, err);
+}
+
+int job_mkdirs(const char *dir, struct fv_error *err) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || !*p) {
+            char keep = *p;
+            *p = 0;
+            if (mkdir(buf, 0777) && errno != EEXIST)
+                return fv_error_set(err, FV_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+            *p = keep;
+            if (!keep) break;
+        }
+    }
+    struct stat st;
+    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) return fv_error_set(err, FV_ERR_IO, "%s: not a directory", dir);
+    return FV_OK;
+}
+
+void job_json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c == '\n') fputs("\\n", f);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}

@@ -1,0 +1,191 @@
+/* Plans: all activation and gradient memory of one (batch, input size) in one
+ * block, with every node's fv_io filled in so the passes just call the ops.
+ * Planning is the only place that allocates; forward/backward never do. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "featviz/model.h"
+
+#define ALIGN_FLOATS 16 /* 64 bytes */
+
+static size_t round_up(size_t n) { return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
+
+static int nonlinear(const struct fv_layer *l) { return l->act.kind != FV_ACT_LINEAR; }
+
+void fv_keras_shape(const struct fv_layer *l, const struct fv_shape *phys, struct fv_shape *keras) {
+    keras->rank = phys->rank;
+    for (int i = 0; i < phys->rank; i++) keras->d[i] = phys->d[l->kperm[i]];
+}
+
+void fv_model_input_hwc(const struct fv_model *m, int *h, int *w, int *c) {
+    const struct fv_layer *in = &m->layers[m->input];
+    int phys[FV_MAX_RANK] = {1, 1, 1, 1};
+    for (int i = 0; i < m->in_rank; i++) phys[in->kperm[i]] = m->in_dims[i];
+    if (m->in_rank == 3) {
+        *h = phys[0], *w = phys[1], *c = phys[2];
+    } else {
+        size_t n = 1;
+        for (int i = 0; i < m->in_rank; i++) n *= (size_t)(phys[i] > 0 ? phys[i] : 1);
+        *h = *w = 1;
+        *c = (int)n;
+    }
+}
+
+/* Physical input shape of a plan: declared dims with H and W replaced. */
+static int input_shape(const struct fv_model *m, int h, int w, struct fv_shape *s,
+                       struct fv_error *err) {
+    const struct fv_layer *in = &m->layers[m->input];
+    s->rank = m->in_rank;
+    for (int i = 0; i < m->in_rank; i++) s->d[in->kperm[i]] = m->in_dims[i];
+    if (m->in_rank == 3) {
+        s->d[0] = h, s->d[1] = w;
+        if (h < 1 || w < 1 || h > 65536 || w > 65536)
+            return fv_error_set(err, FV_ERR_SHAPE, "%s: input size %dx%d is out of range", m->path, h, w);
+    }
+    for (int i = 0; i < s->rank; i++)
+        if (s->d[i] < 1)
+            return fv_error_set(err, FV_ERR_SHAPE, "%s: the input's dimension %d is not declared (None); featviz needs it", m->path, i + 1);
+    return FV_OK;
+}
+
+int fv_plan_init(struct fv_plan *p, const struct fv_model *m, int n, int h, int w, int flags,
+                 struct fv_error *err) {
+    memset(p, 0, sizeof *p);
+    p->m = m, p->n = n, p->h = h, p->w = w, p->flags = flags;
+    int L = m->n_layers, grad = flags & FV_PLAN_GRAD;
+    if (n < 1 || n > 1000000) return fv_error_set(err, FV_ERR_SHAPE, "batch of %d images is out of range", n);
+    p->io = calloc((size_t)L, sizeof *p->io);
+    p->buf = calloc((size_t)L, sizeof *p->buf);
+    p->active = calloc((size_t)L, 1);
+    size_t *count = calloc((size_t)L, sizeof *count);
+    int rc = FV_OK;
+    if (!p->io || !p->buf || !p->active || !count) {
+        rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory planning %d layers", L);
+        goto fail;
+    }
+    /* pass 1: shapes, sizes */
+    size_t total = 0, ws = 0;
+    for (int i = 0; i < L; i++) {
+        const struct fv_layer *l = &m->layers[i];
+        struct fv_io *io = &p->io[i];
+        io->n = n;
+        if (i == m->input) {
+            if ((rc = input_shape(m, h, w, &io->out, err))) goto fail;
+        } else {
+            io->n_in = l->n_in;
+            for (int j = 0; j < l->n_in; j++) io->in[j] = p->io[l->in[j]].out;
+            if ((rc = l->ops->shape(l, io, err))) {
+                fv_error_prefix(err, "%s", m->path);
+                goto fail;
+            }
+        }
+        size_t per = fv_shape_count(&io->out), all;
+        if (!fv_mul_size(per, (size_t)n, &all) || all > ((size_t)1 << 40)) {
+            rc = fv_error_set(err, FV_ERR_SHAPE, "%s: layer '%s' output is too large", m->path, l->name);
+            goto fail;
+        }
+        count[i] = all;
+        size_t copies = (nonlinear(l) ? 2 : 1) * (grad ? 2 : 1);
+        total += copies * round_up(all);
+        if (io->ws_floats > ws) ws = io->ws_floats;
+    }
+    total += round_up(ws);
+    p->mem_floats = total;
+    if (!fv_mul_size(total, sizeof(float), &total) || !(p->mem = aligned_alloc(64, round_up(total) * 1))) {
+        rc = fv_error_set(err, FV_ERR_NOMEM, "%s: out of memory: a batch of %d at %dx%d needs %zu MB",
+                          m->path, n, h, w, p->mem_floats * sizeof(float) >> 20);
+        goto fail;
+    }
+    /* pass 2: carve the block */
+    float *cur = p->mem;
+    for (int i = 0; i < L; i++) {
+        const struct fv_layer *l = &m->layers[i];
+        struct fv_node_buf *b = &p->buf[i];
+        b->y = cur, cur += round_up(count[i]);
+        b->pre = nonlinear(l) ? (cur += round_up(count[i])) - round_up(count[i]) : b->y;
+        if (grad) {
+            b->dy = cur, cur += round_up(count[i]);
+            b->dpre = nonlinear(l) ? (cur += round_up(count[i])) - round_up(count[i]) : b->dy;
+        }
+    }
+    float *wsp = ws ? cur : NULL;
+    for (int i = 0; i < L; i++) {
+        const struct fv_layer *l = &m->layers[i];
+        struct fv_io *io = &p->io[i];
+        for (int j = 0; j < io->n_in; j++) {
+            io->x[j] = p->buf[l->in[j]].y;
+            io->dx[j] = p->buf[l->in[j]].dy;
+        }
+        io->y = p->buf[i].pre;
+        io->dy = p->buf[i].dpre;
+        io->ws = wsp;
+    }
+    p->x = p->buf[m->input].y;
+    p->dx = p->buf[m->input].dy;
+    free(count);
+    return FV_OK;
+fail:
+    free(count);
+    fv_plan_free(p);
+    return rc;
+}
+
+void fv_plan_free(struct fv_plan *p) {
+    if (!p) return;
+    free(p->io);
+    free(p->buf);
+    free(p->active);
+    free(p->mem);
+    memset(p, 0, sizeof *p);
+}
+
+/* Copies one image between physical order and Keras order: Keras dim a is
+ * physical dim perm[a]. to_keras selects the direction. */
+static void permute_image(const float *src, float *dst, const struct fv_shape *phys,
+                          const int *perm, int to_keras) {
+    int r = phys->rank;
+    size_t stride[FV_MAX_RANK], kd[FV_MAX_RANK];
+    size_t s = 1;
+    for (int i = r - 1; i >= 0; i--) stride[i] = s, s *= (size_t)phys->d[i];
+    for (int a = 0; a < r; a++) kd[a] = (size_t)phys->d[perm[a]];
+    size_t idx[FV_MAX_RANK] = {0}, total = s;
+    for (size_t k = 0; k < total; k++) {
+        size_t off = 0;
+        for (int a = 0; a < r; a++) off += idx[a] * stride[perm[a]];
+        if (to_keras) dst[k] = src[off];
+        else dst[off] = src[k];
+        for (int a = r - 1; a >= 0; a--) {
+            if (++idx[a] < kd[a]) break;
+            idx[a] = 0;
+        }
+    }
+}
+
+void fv_to_keras(const struct fv_layer *l, const struct fv_shape *phys, const float *src, float *dst) {
+    permute_image(src, dst, phys, l->kperm, 1);
+}
+
+void fv_from_keras(const struct fv_layer *l, const struct fv_shape *phys, const float *src,
+                   float *dst) {
+    permute_image(src, dst, phys, l->kperm, 0);
+}
+
+static void convert_batch(const struct fv_plan *p, int t, const float *src, float *dst,
+                          int to_keras) {
+    const struct fv_shape *s = &p->io[t].out;
+    size_t per = fv_shape_count(s);
+    for (int i = 0; i < p->n; i++)
+        permute_image(src + (size_t)i * per, dst + (size_t)i * per, s, p->m->layers[t].kperm, to_keras);
+}
+
+void fv_plan_read_keras(const struct fv_plan *p, int t, int pre, float *out) {
+    convert_batch(p, t, pre ? p->buf[t].pre : p->buf[t].y, out, 1);
+}
+
+void fv_plan_write_input(struct fv_plan *p, const float *keras_x) {
+    convert_batch(p, p->m->input, keras_x, p->x, 0);
+}
+
+void fv_plan_input_to_keras(const struct fv_plan *p, const float *phys, float *keras) {
+    convert_batch(p, p->m->input, phys, keras, 1);
+}

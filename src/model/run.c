@@ -1,0 +1,87 @@
+/* Forward and backward passes over a plan.
+ * Forward: each needed node runs its ops (into `pre`), then its fused
+ * activation (pre -> y). Backward walks the same nodes in reverse: the
+ * activation's gradient is added to dpre (which objectives on pre-activation
+ * values may have seeded), then the ops add J^T dpre into their inputs' dy. */
+#include <string.h>
+
+#include "featviz/model.h"
+
+/* Marks `t` and everything it depends on (all nodes when t < 0). */
+static void mark_needed(struct fv_plan *p, int t) {
+    const struct fv_model *m = p->m;
+    if (t < 0) {
+        memset(p->active, 1, (size_t)m->n_layers);
+        return;
+    }
+    memset(p->active, 0, (size_t)m->n_layers);
+    p->active[t] = 1;
+    for (int i = t; i >= 0; i--) {
+        if (!p->active[i]) continue;
+        const struct fv_layer *l = &m->layers[i];
+        for (int j = 0; j < l->n_in; j++) p->active[l->in[j]] = 1;
+    }
+}
+
+/* The (outer, dim, inner) view for a node's activation: softmax runs along
+ * its Keras axis, elementwise kinds see one flat run. */
+static void act_view(const struct fv_plan *p, int i, size_t *outer, int *dim, size_t *inner) {
+    const struct fv_layer *l = &p->m->layers[i];
+    const struct fv_shape *s = &p->io[i].out;
+    size_t count = fv_shape_count(s);
+    if (l->act.kind != FV_ACT_SOFTMAX) {
+        *outer = (size_t)p->n * count, *dim = 1, *inner = 1;
+        return;
+    }
+    int ka = l->act_axis < 0 ? s->rank + l->act_axis : l->act_axis;
+    if (ka < 0 || ka >= s->rank) ka = s->rank - 1;
+    int a = l->kperm[ka];
+    size_t before = 1, after = 1;
+    for (int k = 0; k < a; k++) before *= (size_t)s->d[k];
+    for (int k = a + 1; k < s->rank; k++) after *= (size_t)s->d[k];
+    *outer = (size_t)p->n * before, *dim = s->d[a], *inner = after;
+}
+
+void fv_forward(struct fv_plan *p, int upto) {
+    const struct fv_model *m = p->m;
+    mark_needed(p, upto);
+    for (int i = 0; i < m->n_layers; i++) {
+        if (!p->active[i] || i == m->input) continue;
+        const struct fv_layer *l = &m->layers[i];
+        l->ops->forward(l, &p->io[i]);
+        if (l->act.kind != FV_ACT_LINEAR) {
+            size_t outer, inner;
+            int dim;
+            act_view(p, i, &outer, &dim, &inner);
+            fv_act_forward(&l->act, p->buf[i].pre, p->buf[i].y, outer, dim, inner);
+        }
+    }
+}
+
+void fv_grad_zero(struct fv_plan *p) {
+    const struct fv_model *m = p->m;
+    if (!(p->flags & FV_PLAN_GRAD)) return;
+    for (int i = 0; i < m->n_layers; i++) {
+        size_t count = (size_t)p->n * fv_shape_count(&p->io[i].out);
+        memset(p->buf[i].dy, 0, count * sizeof(float));
+        if (p->buf[i].dpre != p->buf[i].dy) memset(p->buf[i].dpre, 0, count * sizeof(float));
+    }
+}
+
+void fv_backward(struct fv_plan *p, int from) {
+    const struct fv_model *m = p->m;
+    FV_ASSERT(p->flags & FV_PLAN_GRAD);
+    mark_needed(p, from);
+    for (int i = from; i >= 0; i--) {
+        if (!p->active[i] || i == m->input) continue;
+        const struct fv_layer *l = &m->layers[i];
+        if (l->act.kind != FV_ACT_LINEAR) {
+            size_t outer, inner;
+            int dim;
+            act_view(p, i, &outer, &dim, &inner);
+            fv_act_backward(&l->act, p->buf[i].pre, p->buf[i].y, p->buf[i].dy, p->buf[i].dpre,
+                            outer, dim, inner, p->escape_relu);
+        }
+        l->ops->backward(l, &p->io[i]);
+    }
+}
