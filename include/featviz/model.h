@@ -63,6 +63,9 @@ int fv_model_logits(const struct fv_model *m, int *pre);
  * (channels_first inputs are reported as H,W,C too). */
 void fv_model_input_hwc(const struct fv_model *m, int *h, int *w, int *c);
 
+/* Checks that every layer's shapes fit for an h x w input (no memory planned). */
+int fv_model_check(const struct fv_model *m, int h, int w, struct fv_error *err);
+
 /* ---- plans ---- */
 
 enum { FV_PLAN_GRAD = 1 };

@@ -618,6 +618,11 @@ int fv_model_load(struct fv_model *m, const char *path, const struct fv_load_opt
     memcpy(m->in_dims, b.in_dims, sizeof m->in_dims);
     b.nodes = NULL;
     b.n = 0;
+    /* a model whose declared input does not fit its layers is refused now */
+    int h, w, c, declared = 1;
+    for (int i = 0; i < m->in_rank; i++) declared &= m->in_dims[i] > 0;
+    fv_model_input_hwc(m, &h, &w, &c);
+    if (declared && (rc = fv_model_check(m, h, w, err))) goto fail;
     rc = FV_OK;
 fail:
     builder_free(&b);
@@ -626,7 +631,7 @@ fail:
     free(version);
     free(backend);
     fv_h5_close(b.h5);
-    if (rc) memset(m, 0, sizeof *m);
+    if (rc) fv_model_free(m);
     return rc;
 }
 

@@ -48,6 +48,42 @@ static int input_shape(const struct fv_model *m, int h, int w, struct fv_shape *
     return FV_OK;
 }
 
+/* Every node's output shape and scratch size for a batch of n at h x w;
+ * count[i] = elements of node i's output for the whole batch. */
+static int shape_pass(const struct fv_model *m, int n, int h, int w, struct fv_io *ios,
+                      size_t *count, size_t *ws, struct fv_error *err) {
+    *ws = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct fv_layer *l = &m->layers[i];
+        struct fv_io *io = &ios[i];
+        io->n = n;
+        int rc;
+        if (i == m->input) {
+            if ((rc = input_shape(m, h, w, &io->out, err))) return rc;
+        } else {
+            io->n_in = l->n_in;
+            for (int j = 0; j < l->n_in; j++) io->in[j] = ios[l->in[j]].out;
+            if ((rc = l->ops->shape(l, io, err))) return fv_error_prefix(err, "%s", m->path);
+        }
+        size_t per = fv_shape_count(&io->out), all;
+        if (!fv_mul_size(per, (size_t)n, &all) || all > ((size_t)1 << 40))
+            return fv_error_set(err, FV_ERR_SHAPE, "%s: layer '%s' output is too large", m->path, l->name);
+        count[i] = all;
+        if (io->ws_floats > *ws) *ws = io->ws_floats;
+    }
+    return FV_OK;
+}
+
+int fv_model_check(const struct fv_model *m, int h, int w, struct fv_error *err) {
+    struct fv_io *io = calloc((size_t)m->n_layers, sizeof *io);
+    size_t *count = calloc((size_t)m->n_layers, sizeof *count), ws;
+    int rc = io && count ? shape_pass(m, 1, h, w, io, count, &ws, err)
+                         : fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    free(io);
+    free(count);
+    return rc;
+}
+
 int fv_plan_init(struct fv_plan *p, const struct fv_model *m, int n, int h, int w, int flags,
                  struct fv_error *err) {
     memset(p, 0, sizeof *p);
@@ -65,33 +101,14 @@ int fv_plan_init(struct fv_plan *p, const struct fv_model *m, int n, int h, int 
     }
     /* pass 1: shapes, sizes */
     size_t total = 0, ws = 0;
+    if ((rc = shape_pass(m, n, h, w, p->io, count, &ws, err))) goto fail;
     for (int i = 0; i < L; i++) {
-        const struct fv_layer *l = &m->layers[i];
-        struct fv_io *io = &p->io[i];
-        io->n = n;
-        if (i == m->input) {
-            if ((rc = input_shape(m, h, w, &io->out, err))) goto fail;
-        } else {
-            io->n_in = l->n_in;
-            for (int j = 0; j < l->n_in; j++) io->in[j] = p->io[l->in[j]].out;
-            if ((rc = l->ops->shape(l, io, err))) {
-                fv_error_prefix(err, "%s", m->path);
-                goto fail;
-            }
-        }
-        size_t per = fv_shape_count(&io->out), all;
-        if (!fv_mul_size(per, (size_t)n, &all) || all > ((size_t)1 << 40)) {
-            rc = fv_error_set(err, FV_ERR_SHAPE, "%s: layer '%s' output is too large", m->path, l->name);
-            goto fail;
-        }
-        count[i] = all;
-        size_t copies = (nonlinear(l) ? 2 : 1) * (grad ? 2 : 1);
-        total += copies * round_up(all);
-        if (io->ws_floats > ws) ws = io->ws_floats;
+        size_t copies = (nonlinear(&m->layers[i]) ? 2 : 1) * (grad ? 2 : 1);
+        total += copies * round_up(count[i]);
     }
     total += round_up(ws);
     p->mem_floats = total;
-    if (!fv_mul_size(total, sizeof(float), &total) || !(p->mem = aligned_alloc(64, round_up(total) * 1))) {
+    if (!fv_mul_size(total, sizeof(float), &total) || !(p->mem = aligned_alloc(64, (total + 63) / 64 * 64))) {
         rc = fv_error_set(err, FV_ERR_NOMEM, "%s: out of memory: a batch of %d at %dx%d needs %zu MB",
                           m->path, n, h, w, p->mem_floats * sizeof(float) >> 20);
         goto fail;

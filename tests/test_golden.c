@@ -1,0 +1,379 @@
+/* Golden tests: whole Keras models (tests/data/golden/, written by
+ * tests/tools/make_golden.py in the Keras 2.2.4 / tf.keras 2.4 .h5 layout) run
+ * through loader + plan + forward/backward, compared with an independent
+ * PyTorch float64 reference (cross-checked there against NumPy and finite
+ * differences):
+ *   forward:  final output and 2-3 intermediate layers, max|a-b|/max|b| <= 1e-5;
+ *   gradient: d objective / d input, <= 1e-4. The objective is the pre-softmax
+ *             logit of one class per image, or for models that do not end in a
+ *             softmax, sum over images of <w, output> with a fixed w.
+ * See tests/data/golden/README.md for what each model covers. */
+#include "testutil.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "featviz/model.h"
+
+#define FWD_TOL 1e-5
+#define GRAD_TOL 1e-4
+
+/* ---- tiny .npy reader (little-endian <f4 / <f8, C order), values as double ---- */
+
+struct npy {
+    int rank;
+    size_t dims[8];
+    size_t count;
+    double *data;   /* (count), malloc'd */
+};
+
+static void npy_free(struct npy *a) {
+    free(a->data);
+    memset(a, 0, sizeof *a);
+}
+
+/* Returns NULL on success, else a static message. */
+static const char *npy_read(const char *path, struct npy *a) {
+    memset(a, 0, sizeof *a);
+    FILE *f = fopen(path, "rb");
+    if (!f) return "cannot open";
+    unsigned char pre[12];
+    const char *msg = NULL;
+    char *hdr = NULL;
+    if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) {
+        msg = "not a .npy file";
+        goto done;
+    }
+    size_t hlen = (size_t)pre[8] | (size_t)pre[9] << 8;
+    if (pre[6] >= 2) {
+        if (fread(pre + 10, 1, 2, f) != 2) {
+            msg = "truncated header";
+            goto done;
+        }
+        hlen |= (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
+    }
+    hdr = calloc(1, hlen + 1);
+    if (!hdr || fread(hdr, 1, hlen, f) != hlen) {
+        msg = "truncated header";
+        goto done;
+    }
+    int f8;
+    if (strstr(hdr, "'<f8'"))
+        f8 = 1;
+    else if (strstr(hdr, "'<f4'"))
+        f8 = 0;
+    else {
+        msg = "dtype is not <f4 or <f8";
+        goto done;
+    }
+    if (!strstr(hdr, "'fortran_order': False")) {
+        msg = "Fortran order";
+        goto done;
+    }
+    const char *s = strstr(hdr, "'shape': (");
+    if (!s) {
+        msg = "no shape";
+        goto done;
+    }
+    s += strlen("'shape': (");
+    a->count = 1;
+    while (*s && *s != ')') {
+        char *end;
+        unsigned long v = strtoul(s, &end, 10);
+        if (end == s) {
+            s++;
+            continue;
+        }
+        if (a->rank == 8) {
+            msg = "rank > 8";
+            goto done;
+        }
+        a->dims[a->rank++] = v;
+        a->count *= v;
+        s = end;
+    }
+    a->data = malloc((a->count ? a->count : 1) * sizeof(double));
+    if (!a->data) {
+        msg = "out of memory";
+        goto done;
+    }
+    for (size_t i = 0; i < a->count; i++) {
+        if (f8) {
+            double v;
+            if (fread(&v, sizeof v, 1, f) != 1) {
+                msg = "truncated data";
+                goto done;
+            }
+            a->data[i] = v;
+        } else {
+            float v;
+            if (fread(&v, sizeof v, 1, f) != 1) {
+                msg = "truncated data";
+                goto done;
+            }
+            a->data[i] = (double)v;
+        }
+    }
+done:
+    free(hdr);
+    fclose(f);
+    if (msg) npy_free(a);
+    return msg;
+}
+
+static void load_npy(const char *model, const char *what, struct npy *a) {
+    char rel[512];
+    snprintf(rel, sizeof rel, "golden/%s.%s.npy", model, what);
+    const char *msg = npy_read(data_path(rel), a);
+    if (msg) fail_msg("%s: %s", data_path(rel), msg);
+}
+
+/* ---- the models ---- */
+
+struct golden {
+    const char *name;
+    int cf;                  /* the model input is channels_first: (n, C, H, W) */
+    const char *inter[4];    /* layers with a <model>.<layer>.npy fixture, NULL-terminated */
+};
+
+static const struct golden cases[] = {
+    {"cl_convnet", 0, {"conv2d_1", "max_pooling2d_1", "conv2d_4", NULL}},
+    {"cf_convnet", 1, {"conv2d_2", "average_pooling2d_1", "flatten_1", NULL}},
+    {"cl_acts", 0, {"conv2d_4", "re_lu_1", "p_re_lu_1", NULL}},
+    {"tfk24_swish_gelu", 0, {"conv2d", "up_sampling2d", NULL}},
+    {"cl_sep_dw", 0, {"separable_conv2d_1", "depthwise_conv2d_1", "batch_normalization_1", NULL}},
+    {"cf_sep_dw", 1, {"depthwise_conv2d_1", "separable_conv2d_1", "max_pooling2d_1", NULL}},
+    {"cl_pad_crop_up", 0, {"cropping2d_1", "up_sampling2d_1", "up_sampling2d_2", NULL}},
+    {"cf_pad_crop_up", 1, {"p_re_lu_1", "up_sampling2d_1", "reshape_1", NULL}},
+    {"cl_merge", 0, {"add_1", "concatenate_2", "concatenate_3", NULL}},
+    {"cf_merge", 1, {"concatenate_1", "concatenate_2", "flatten_1", "flatten_2"}},
+    {"mixed_format", 1, {"conv2d_1", "batch_normalization_1", "max_pooling2d_1", NULL}},
+};
+#define N_CASES (sizeof cases / sizeof cases[0])
+
+/* Per-test state, freed by teardown even when an assertion fails. */
+struct ctx {
+    const struct golden *g;
+    struct fv_model m;
+    int have_model;
+    struct fv_plan p;
+    int have_plan;
+    struct npy x, ref, w;
+    float *xin, *out, *map;
+    json_t *obj;
+};
+
+static int setup(void **state) {
+    struct ctx *c = calloc(1, sizeof *c);
+    if (!c) return -1;
+    c->g = *state;
+    *state = c;
+    return 0;
+}
+
+static int teardown(void **state) {
+    struct ctx *c = *state;
+    if (c->have_plan) fv_plan_free(&c->p);
+    if (c->have_model) fv_model_free(&c->m);
+    npy_free(&c->x);
+    npy_free(&c->ref);
+    npy_free(&c->w);
+    free(c->xin);
+    free(c->out);
+    free(c->map);
+    if (c->obj) json_decref(c->obj);
+    free(c);
+    return 0;
+}
+
+static float *to_float(const struct npy *a) {
+    float *f = malloc((a->count ? a->count : 1) * sizeof *f);
+    assert_non_null(f);
+    for (size_t i = 0; i < a->count; i++) f[i] = (float)a->data[i];
+    return f;
+}
+
+/* Loads the model and its input, plans for the input's batch and size, runs forward. */
+static void load_and_run(struct ctx *c) {
+    const struct golden *g = c->g;
+    load_npy(g->name, "input", &c->x);
+    assert_int_equal(c->x.rank, 4);
+    int n = (int)c->x.dims[0];
+    int h = (int)c->x.dims[g->cf ? 2 : 1];
+    int w = (int)c->x.dims[g->cf ? 3 : 2];
+    int ch = (int)c->x.dims[g->cf ? 1 : 3];
+
+    char rel[512];
+    snprintf(rel, sizeof rel, "golden/%s.h5", g->name);
+    struct fv_load_opts opts;
+    memset(&opts, 0, sizeof opts);
+    opts.flip_kernels = -1;
+    struct fv_error err;
+    memset(&err, 0, sizeof err);
+    if (fv_model_load(&c->m, data_path(rel), &opts, &err) != FV_OK)
+        fail_msg("%s: load failed: %s", g->name, err.msg);
+    c->have_model = 1;
+
+    /* The declared input (None dims reported as <= 0) must agree with the array. */
+    int dh, dw, dc;
+    fv_model_input_hwc(&c->m, &dh, &dw, &dc);
+    if (dh > 0) assert_int_equal(dh, h);
+    if (dw > 0) assert_int_equal(dw, w);
+    assert_int_equal(dc, ch);
+
+    if (fv_plan_init(&c->p, &c->m, n, h, w, FV_PLAN_GRAD, &err) != FV_OK)
+        fail_msg("%s: plan (n=%d h=%d w=%d) failed: %s", g->name, n, h, w, err.msg);
+    c->have_plan = 1;
+    c->p.escape_relu = 0;
+    c->xin = to_float(&c->x);
+    fv_plan_write_input(&c->p, c->xin);
+    fv_forward(&c->p, -1);
+}
+
+/* Compares node t's output (whole batch, Keras order) with <model>.<what>.npy;
+ * prints the error, returns 1 when within tol. */
+static int compare_node(struct ctx *c, int t, const char *what, double tol) {
+    struct npy ref;
+    load_npy(c->g->name, what, &ref);
+    size_t per = fv_shape_count(&c->p.io[t].out);
+    size_t count = (size_t)c->p.n * per;
+    if (count != ref.count) {
+        size_t rc = ref.count;
+        npy_free(&ref);
+        fail_msg("%s: layer '%s' has %zu values per batch, fixture %s has %zu", c->g->name,
+                 c->m.layers[t].name, count, what, rc);
+    }
+    float *out = malloc(count * sizeof *out);
+    assert_non_null(out);
+    fv_plan_read_keras(&c->p, t, 0, out);
+    double e = rel_err_f64(out, ref.data, count);
+    size_t worst = 0;
+    double wd = -1;
+    for (size_t i = 0; i < count; i++) {
+        double d = fabs((double)out[i] - ref.data[i]);
+        if (d > wd || isnan(d)) {
+            wd = isnan(d) ? (double)INFINITY : d;
+            worst = i;
+        }
+    }
+    int ok = e <= tol;
+    printf("  %-18s %-24s rel err %.2e (worst [%zu]: %.8g vs %.8g)%s\n", c->g->name, what, e,
+           worst, (double)out[worst], ref.data[worst], ok ? "" : "  <-- FAILS");
+    free(out);
+    npy_free(&ref);
+    return ok;
+}
+
+static void test_forward(void **state) {
+    struct ctx *c = *state;
+    load_and_run(c);
+    /* intermediate layers first (in model order), so a failure can be localised */
+    int bad = 0;
+    for (int i = 0; i < 4 && c->g->inter[i]; i++) {
+        int t = fv_model_find(&c->m, c->g->inter[i]);
+        if (t < 0) fail_msg("%s: layer '%s' not found", c->g->name, c->g->inter[i]);
+        bad += !compare_node(c, t, c->g->inter[i], FWD_TOL);
+    }
+    bad += !compare_node(c, c->m.output, "output", FWD_TOL);
+    if (bad)
+        fail_msg("%s: %d of the compared layers differ from the reference by more than %.0e",
+                 c->g->name, bad, FWD_TOL);
+}
+
+static json_t *load_objective(const char *model) {
+    char rel[512];
+    snprintf(rel, sizeof rel, "golden/%s.objective.json", model);
+    json_error_t jerr;
+    json_t *o = json_load_file(data_path(rel), 0, &jerr);
+    if (!o) fail_msg("%s: %s", data_path(rel), jerr.text);
+    return o;
+}
+
+static void test_gradient(void **state) {
+    struct ctx *c = *state;
+    load_and_run(c);
+    c->obj = load_objective(c->g->name);
+    const char *kind = json_string_value(json_object_get(c->obj, "kind"));
+    const char *layer = json_string_value(json_object_get(c->obj, "layer"));
+    assert_non_null(kind);
+    assert_non_null(layer);
+    int n = c->p.n;
+
+    fv_grad_zero(&c->p);
+    int t;
+    if (strcmp(kind, "logit") == 0) {
+        /* pre-softmax logit of classes[i] for image i */
+        int pre = 0;
+        t = fv_model_logits(&c->m, &pre);
+        if (t < 0) fail_msg("%s: fv_model_logits found no logits", c->g->name);
+        if (strcmp(c->m.layers[t].name, layer) != 0)
+            fail_msg("%s: fv_model_logits gave '%s', the reference's logits are '%s'",
+                     c->g->name, c->m.layers[t].name, layer);
+        json_t *cls = json_object_get(c->obj, "classes");
+        assert_int_equal(json_array_size(cls), (size_t)n);
+        size_t count = fv_shape_count(&c->p.io[t].out);
+        float *seed = pre ? c->p.buf[t].dpre : c->p.buf[t].dy;
+        assert_non_null(seed);
+        for (int i = 0; i < n; i++) {
+            json_int_t k = json_integer_value(json_array_get(cls, (size_t)i));
+            assert_true(k >= 0 && (size_t)k < count);
+            seed[(size_t)i * count + (size_t)k] += 1.0f;
+        }
+    } else {
+        /* sum over images of <w, output>, w in Keras order */
+        assert_string_equal(kind, "weighted_output");
+        t = c->m.output;
+        assert_string_equal(c->m.layers[t].name, layer);
+        load_npy(c->g->name, "weights_obj", &c->w);
+        size_t per = fv_shape_count(&c->p.io[t].out);
+        size_t count = (size_t)n * per;
+        assert_int_equal(c->w.count, per);
+        /* Physical index of each Keras-order element: write the indices into the
+         * node's output and read them back in Keras order; then restore by
+         * running forward again. */
+        c->map = malloc(count * sizeof *c->map);
+        assert_non_null(c->map);
+        for (size_t i = 0; i < count; i++) c->p.buf[t].y[i] = (float)i;
+        fv_plan_read_keras(&c->p, t, 0, c->map);
+        fv_plan_write_input(&c->p, c->xin);
+        fv_forward(&c->p, -1);
+        for (size_t k = 0; k < count; k++) {
+            size_t phys = (size_t)c->map[k];
+            assert_true(phys < count);
+            c->p.buf[t].dy[phys] += (float)c->w.data[k % per];
+        }
+    }
+    fv_backward(&c->p, t);
+
+    load_npy(c->g->name, "grad", &c->ref);
+    assert_int_equal(c->ref.count, c->x.count);
+    c->out = malloc(c->x.count * sizeof *c->out);
+    assert_non_null(c->out);
+    fv_plan_input_to_keras(&c->p, c->p.dx, c->out);
+    double e = rel_err_f64(c->out, c->ref.data, c->x.count);
+    printf("  %-18s %-24s rel err %.2e\n", c->g->name, "input gradient", e);
+    if (!(e <= GRAD_TOL))
+        fail_msg("%s: input gradient (%s objective on '%s') differs: rel err %.3e > %.0e",
+                 c->g->name, kind, layer, e, GRAD_TOL);
+}
+
+int main(void) {
+    static char names[2 * N_CASES][96];
+    struct CMUnitTest tests[2 * N_CASES];
+    for (size_t i = 0; i < N_CASES; i++) {
+        for (int k = 0; k < 2; k++) {
+            size_t j = 2 * i + (size_t)k;
+            snprintf(names[j], sizeof names[j], "%s_%s", k ? "gradient" : "forward",
+                     cases[i].name);
+            tests[j].name = names[j];
+            tests[j].test_func = k ? test_gradient : test_forward;
+            tests[j].setup_func = setup;
+            tests[j].teardown_func = teardown;
+            tests[j].initial_state = (void *)&cases[i];
+        }
+    }
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
