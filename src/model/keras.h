@@ -15,6 +15,8 @@ struct fv_kctx {
     int keras_major;         /* 1, 2, 3 (0: unknown, treated as 2) */
     int theano;              /* backend says theano */
     int flip_kernels;        /* -1 auto, 0, 1 */
+    int legacy_resize;       /* bilinear resizing without half-pixel centres
+                                (standalone Keras 2.x, tf.keras of TF 1.x) */
     const struct fv_load_opts *opts;
 };
 

@@ -501,6 +501,15 @@ static int version_major(const char *v) {
     return atoi(v);
 }
 
+/* Standalone Keras 2.0-2.3 and the tf.keras of TF 1.x ("2.1.6-tf", "2.2.4-tf")
+ * resized bilinearly without half-pixel centres; TF 2 ("2.3.0-tf", "2.4.0"
+ * on) and Keras 3 use them. */
+static int legacy_resize(const char *v) {
+    if (!v || strncmp(v, "2.", 2)) return 0;
+    if (strstr(v, "-tf")) return strcmp(v, "2.3") < 0;
+    return atoi(v + 2) < 4;
+}
+
 static int read_text_file(const char *path, char **out, struct fv_error *err) {
     FILE *f = fopen(path, "rb");
     if (!f) return fv_error_set(err, FV_ERR_IO, "%s: cannot open architecture file", path);
@@ -593,6 +602,7 @@ int fv_model_load(struct fv_model *m, const char *path, const struct fv_load_opt
     snprintf(m->backend, sizeof m->backend, "%s", backend ? backend : "");
     b.ctx.keras_major = version_major(version);
     b.ctx.theano = backend && !strcmp(backend, "theano");
+    b.ctx.legacy_resize = legacy_resize(version);
 
     snprintf(m->model_class, sizeof m->model_class, "%s", jstr(root, "class_name") ? jstr(root, "class_name") : "?");
     const json_t *cfg = json_object_get(root, "config");

@@ -367,7 +367,7 @@ static int make_upsample(const struct fv_kctx *c, const char *cls, const json_t 
     l->p.up.fh = f[0], l->p.up.fw = f[1];
     const char *in = cfg_str(cfg, KEYS("interpolation"));
     if (!in || !strcmp(in, "nearest")) l->p.up.bilinear = 0;
-    else if (!strcmp(in, "bilinear")) l->p.up.bilinear = 1;
+    else if (!strcmp(in, "bilinear")) l->p.up.bilinear = c->legacy_resize ? 2 : 1;
     else return fv_error_set(err, FV_ERR_UNSUPPORTED, "interpolation '%s' (featviz knows nearest and bilinear)", in);
     l->ops = &fv_upsample_ops;
     return data_format_cf(c, cfg, &l->cf, err);

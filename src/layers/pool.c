@@ -1,0 +1,220 @@
+/* MaxPooling2D and AveragePooling2D on (H,W,C) images.
+ *
+ * Output size as in Keras/TensorFlow:
+ *   'valid': OH = floor((H - PH) / SH) + 1
+ *   'same' : OH = ceil(H / SH), total pad = max((OH-1)*SH + PH - H, 0),
+ *            top = total/2, the odd one extra at the bottom (same for left/right).
+ * Max pooling ignores the padding (pads are -inf); average pooling divides by
+ * the number of real pixels in the window (TF excludes pads from the count).
+ * Max backward routes dy to the first maximum in scan order (row, then column).
+ *
+ * x (n,H,W,C)  y (n,OH,OW,C)
+ */
+#include <math.h>
+
+#include "layers/layers.h"
+
+struct pool_geom {
+    int H, W, C, OH, OW;
+    int PH, PW, SH, SW;
+    int top, left;  /* padding before the first row/column */
+};
+
+static void pool_geom(const struct fv_layer *l, const struct fv_io *io, struct pool_geom *g) {
+    const struct fv_pool_params *p = &l->p.pool;
+    g->H = io->in[0].d[0];
+    g->W = io->in[0].d[1];
+    g->C = io->in[0].d[2];
+    g->PH = p->ph;
+    g->PW = p->pw;
+    g->SH = p->sh;
+    g->SW = p->sw;
+    if (p->same) {
+        g->OH = (g->H + g->SH - 1) / g->SH;
+        g->OW = (g->W + g->SW - 1) / g->SW;
+        int th = (g->OH - 1) * g->SH + g->PH - g->H;
+        int tw = (g->OW - 1) * g->SW + g->PW - g->W;
+        g->top = th > 0 ? th / 2 : 0;
+        g->left = tw > 0 ? tw / 2 : 0;
+    } else {
+        g->OH = (g->H - g->PH) / g->SH + 1;
+        g->OW = (g->W - g->PW) / g->SW + 1;
+        g->top = g->left = 0;
+    }
+}
+
+/* Window of output (oy,ox) clipped to the image: rows [*y0,*y1), cols [*x0,*x1). */
+static void pool_window(const struct pool_geom *g, int oy, int ox, int *y0, int *y1, int *x0,
+                        int *x1) {
+    int ys = oy * g->SH - g->top, xs = ox * g->SW - g->left;
+    *y0 = ys < 0 ? 0 : ys;
+    *x0 = xs < 0 ? 0 : xs;
+    *y1 = ys + g->PH > g->H ? g->H : ys + g->PH;
+    *x1 = xs + g->PW > g->W ? g->W : xs + g->PW;
+}
+
+static int pool_shape(const struct fv_layer *l, struct fv_io *io, struct fv_error *err) {
+    const struct fv_pool_params *p = &l->p.pool;
+    const struct fv_shape *in = &io->in[0];
+    if (io->n_in != 1)
+        return fv_error_set(err, FV_ERR_SHAPE, "layer '%s': expects 1 input, got %d", l->name,
+                            io->n_in);
+    if (in->rank != 3)
+        return fv_error_set(err, FV_ERR_SHAPE, "layer '%s': pooling needs (H,W,C) input, got rank %d",
+                            l->name, in->rank);
+    if (p->ph < 1 || p->pw < 1 || p->sh < 1 || p->sw < 1)
+        return fv_error_set(err, FV_ERR_SHAPE, "layer '%s': bad pool %dx%d / strides %dx%d",
+                            l->name, p->ph, p->pw, p->sh, p->sw);
+    if (in->d[0] < 1 || in->d[1] < 1 || in->d[2] < 1)
+        return fv_error_set(err, FV_ERR_SHAPE, "layer '%s': empty input %dx%dx%d", l->name,
+                            in->d[0], in->d[1], in->d[2]);
+    if (!p->same && (in->d[0] < p->ph || in->d[1] < p->pw))
+        return fv_error_set(err, FV_ERR_SHAPE,
+                            "layer '%s': input %dx%d smaller than pool %dx%d with 'valid' padding",
+                            l->name, in->d[0], in->d[1], p->ph, p->pw);
+    struct pool_geom g;
+    pool_geom(l, io, &g);
+    io->out.rank = 3;
+    io->out.d[0] = g.OH;
+    io->out.d[1] = g.OW;
+    io->out.d[2] = g.C;
+    io->ws_floats = 0;
+    return FV_OK;
+}
+
+static double pool_flops(const struct fv_layer *l, const struct fv_io *io) {
+    struct pool_geom g;
+    pool_geom(l, io, &g);
+    return (double)g.OH * g.OW * g.C * g.PH * g.PW;
+}
+
+/* ---- max ---- */
+
+static void maxpool_forward(const struct fv_layer *l, const struct fv_io *io) {
+    struct pool_geom g;
+    pool_geom(l, io, &g);
+    const float *x = io->x[0]; /* (n,H,W,C) */
+    float *y = io->y;          /* (n,OH,OW,C) */
+    int rows = io->n * g.OH;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++) {
+        int b = r / g.OH, oy = r % g.OH;
+        const float *xb = x + (size_t)b * g.H * g.W * g.C;
+        for (int ox = 0; ox < g.OW; ox++) {
+            int y0, y1, x0, x1;
+            pool_window(&g, oy, ox, &y0, &y1, &x0, &x1);
+            float *yo = y + (((size_t)b * g.OH + oy) * g.OW + ox) * g.C;
+            for (int c = 0; c < g.C; c++) yo[c] = -INFINITY;
+            for (int iy = y0; iy < y1; iy++)
+                for (int ix = x0; ix < x1; ix++) {
+                    const float *xi = xb + ((size_t)iy * g.W + ix) * g.C;
+                    for (int c = 0; c < g.C; c++)
+                        if (xi[c] > yo[c]) yo[c] = xi[c];
+                }
+        }
+    }
+}
+
+static void maxpool_backward(const struct fv_layer *l, const struct fv_io *io) {
+    if (!io->dx[0]) return;
+    struct pool_geom g;
+    pool_geom(l, io, &g);
+    const float *x = io->x[0];   /* (n,H,W,C) */
+    const float *dy = io->dy;    /* (n,OH,OW,C) */
+    float *dx = io->dx[0];       /* (n,H,W,C) */
+    int planes = io->n * g.C;    /* windows overlap: parallel over (image, channel) */
+#pragma omp parallel for schedule(static)
+    for (int bc = 0; bc < planes; bc++) {
+        int b = bc / g.C, c = bc % g.C;
+        const float *xb = x + (size_t)b * g.H * g.W * g.C + c;
+        float *dxb = dx + (size_t)b * g.H * g.W * g.C + c;
+        for (int oy = 0; oy < g.OH; oy++)
+            for (int ox = 0; ox < g.OW; ox++) {
+                int y0, y1, x0, x1;
+                pool_window(&g, oy, ox, &y0, &y1, &x0, &x1);
+                /* forward: y = max over the window, first maximum in scan order wins */
+                size_t arg = (size_t)y0 * g.W + x0;
+                float best = -INFINITY;
+                for (int iy = y0; iy < y1; iy++)
+                    for (int ix = x0; ix < x1; ix++) {
+                        size_t k = (size_t)iy * g.W + ix;
+                        if (xb[k * g.C] > best) {
+                            best = xb[k * g.C];
+                            arg = k;
+                        }
+                    }
+                dxb[arg * g.C] += dy[(((size_t)b * g.OH + oy) * g.OW + ox) * g.C + c];
+            }
+    }
+}
+
+/* ---- average ---- */
+
+static void avgpool_forward(const struct fv_layer *l, const struct fv_io *io) {
+    struct pool_geom g;
+    pool_geom(l, io, &g);
+    const float *x = io->x[0]; /* (n,H,W,C) */
+    float *y = io->y;          /* (n,OH,OW,C) */
+    int rows = io->n * g.OH;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++) {
+        int b = r / g.OH, oy = r % g.OH;
+        const float *xb = x + (size_t)b * g.H * g.W * g.C;
+        for (int ox = 0; ox < g.OW; ox++) {
+            int y0, y1, x0, x1;
+            pool_window(&g, oy, ox, &y0, &y1, &x0, &x1);
+            float *yo = y + (((size_t)b * g.OH + oy) * g.OW + ox) * g.C;
+            for (int c = 0; c < g.C; c++) yo[c] = 0.f;
+            for (int iy = y0; iy < y1; iy++)
+                for (int ix = x0; ix < x1; ix++) {
+                    const float *xi = xb + ((size_t)iy * g.W + ix) * g.C;
+                    for (int c = 0; c < g.C; c++) yo[c] += xi[c];
+                }
+            float inv = 1.f / (float)((y1 - y0) * (x1 - x0)); /* real pixels only */
+            for (int c = 0; c < g.C; c++) yo[c] *= inv;
+        }
+    }
+}
+
+static void avgpool_backward(const struct fv_layer *l, const struct fv_io *io) {
+    if (!io->dx[0]) return;
+    struct pool_geom g;
+    pool_geom(l, io, &g);
+    const float *dy = io->dy;  /* (n,OH,OW,C) */
+    float *dx = io->dx[0];     /* (n,H,W,C) */
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < io->n; b++) {  /* windows overlap: parallel over images */
+        float *dxb = dx + (size_t)b * g.H * g.W * g.C;
+        for (int oy = 0; oy < g.OH; oy++)
+            for (int ox = 0; ox < g.OW; ox++) {
+                int y0, y1, x0, x1;
+                pool_window(&g, oy, ox, &y0, &y1, &x0, &x1);
+                /* forward: yo[c] = sum_window xi[c] / count */
+                float inv = 1.f / (float)((y1 - y0) * (x1 - x0));
+                const float *dyo = dy + (((size_t)b * g.OH + oy) * g.OW + ox) * g.C;
+                for (int iy = y0; iy < y1; iy++)
+                    for (int ix = x0; ix < x1; ix++) {
+                        float *dxi = dxb + ((size_t)iy * g.W + ix) * g.C;
+                        for (int c = 0; c < g.C; c++) dxi[c] += dyo[c] * inv;
+                    }
+            }
+    }
+}
+
+const struct fv_layer_ops fv_maxpool_ops = {
+    .kind = "maxpool2d",
+    .need = FV_NEED_SPATIAL,
+    .shape = pool_shape,
+    .forward = maxpool_forward,
+    .backward = maxpool_backward,
+    .flops = pool_flops,
+};
+
+const struct fv_layer_ops fv_avgpool_ops = {
+    .kind = "avgpool2d",
+    .need = FV_NEED_SPATIAL,
+    .shape = pool_shape,
+    .forward = avgpool_forward,
+    .backward = avgpool_backward,
+    .flops = pool_flops,
+};
