@@ -1,0 +1,69 @@
+/* Single-precision matrix product for the conv and dense layers.
+ *
+ *   C[M,N] = (accumulate ? C : 0) + A[M,K] . op(B)
+ *   op(B) = B       with B stored (K, N) row-major, leading dimension ldb
+ *   op(B) = B^T     with B stored (N, K) row-major (transb = 1)
+ *
+ * All matrices are row-major with explicit leading dimensions, so column
+ * slices (a group of channels) are plain pointer offsets.
+ *
+ * Determinism: every element of C is computed the same way wherever it lies
+ * in the matrix and however the caller tiles M and N: K is walked in fixed
+ * blocks of FV_GEMM_KC, each block summed in k order from 0 and then added to
+ * C. Splitting rows or columns across threads therefore never changes a bit;
+ * K is never split across threads.
+ */
+#ifndef FEATVIZ_KERNELS_GEMM_H
+#define FEATVIZ_KERNELS_GEMM_H
+
+#include <stddef.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+/* An OpenMP directive that disappears (without -Wunknown-pragmas noise) when
+ * the build has no OpenMP: FV_OMP("omp parallel for schedule(static)"). */
+#define FV_OMP(directive) _Pragma(directive)
+#else
+#define FV_OMP(directive)
+#endif
+
+#define FV_GEMM_KC 256 /* K block: fixed, it decides the summation order */
+
+/* Parallel loops run on one thread below this many multiply-adds (or element
+ * updates): starting threads costs more than such small layers, and on a busy
+ * machine much more. Never changes results. */
+#define FV_PAR_MIN_WORK 65536.0
+
+static inline int fv_omp_max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static inline int fv_omp_thread_num(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* Serial kernel: callers parallelize over disjoint blocks of C.
+ * C must not overlap A or B. */
+void fv_gemm(size_t m, int n, int k, const float *a, size_t lda, const float *b, size_t ldb,
+             int transb, float *c, size_t ldc, int accumulate);
+
+/* Same product, split over fixed tiles of rows and columns of C with an OpenMP
+ * parallel for (bit-identical to fv_gemm whatever the thread count). For
+ * callers outside any parallel region. */
+void fv_gemm_par(size_t m, int n, int k, const float *a, size_t lda, const float *b, size_t ldb,
+                 int transb, float *c, size_t ldc, int accumulate);
+
+/* y[r][j] += bias[j] for r < rows, j < n (y has row stride n). Serial. */
+void fv_bias_add(float *y, const float *bias, size_t rows, int n);
+/* The same, parallel over rows; for callers outside any parallel region. */
+void fv_bias_add_par(float *y, const float *bias, size_t rows, int n);
+
+#endif

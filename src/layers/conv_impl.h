@@ -1,0 +1,30 @@
+/* Internals shared by conv2d.c, depthwise.c and separable.c (not a public API). */
+#ifndef FEATVIZ_LAYERS_CONV_IMPL_H
+#define FEATVIZ_LAYERS_CONV_IMPL_H
+
+#include "featviz/layer.h"
+#include "kernels/im2col.h"
+
+/* Checks the spatial hyper-parameters of l->p.conv against the input shape
+ * `in` (rank 3, (H, W, C)) and fills g for a batch of n images. Errors name
+ * the layer. */
+int fv_conv_geom_init(const struct fv_layer *l, const struct fv_shape *in, int n,
+                      struct fv_conv_geom *g, struct fv_error *err);
+
+/* Depthwise kernel w[0] (KH, KW, C, M) against g->c input channels: sets
+ * *mult = M (checked against p.conv.multiplier when that is > 0) and checks
+ * the output size. Errors name the layer. (depthwise.c) */
+int fv_depthwise_mult(const struct fv_layer *l, const struct fv_conv_geom *g, int *mult,
+                      struct fv_error *err);
+
+/* Depthwise convolution (depthwise.c), channel multiplier mult:
+ *   y[img][oy][ox][c*mult + m] = bias[c*mult + m]
+ *       + sum_{ky,kx} x[img][oy*SH-PT+ky*DH][ox*SW-PL+kx*DW][c] * k[ky][kx][c][m]
+ * x: (n, H, W, C)   k: (KH, KW, C, mult)   bias: (C*mult) or NULL   y: (n, OH, OW, C*mult) */
+void fv_depthwise_fwd(float *y, const float *x, const float *k, const float *bias,
+                      const struct fv_conv_geom *g, int mult);
+/* dx += J^T dy of the above. dx: (n, H, W, C)   dy: (n, OH, OW, C*mult) */
+void fv_depthwise_bwd(float *dx, const float *dy, const float *k, const struct fv_conv_geom *g,
+                      int mult);
+
+#endif

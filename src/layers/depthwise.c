@@ -1,0 +1,195 @@
+/* DepthwiseConv2D, as Keras/TensorFlow: each input channel c has its own
+ * (KH, KW) filters, depth_multiplier M of them; output channel c*M + m.
+ *
+ *   x: (n, H, W, C)   w[0]: (KH, KW, C, M)   w[1]: (C*M)   y: (n, OH, OW, C*M)
+ *   y[img][oy][ox][c*M+m] = bias[c*M+m]
+ *       + sum_{ky,kx} x[img][oy*SH-PT+ky*DH][ox*SW-PL+kx*DW][c] * w[ky][kx][c][m]
+ *
+ * Direct loops, vectorized over channels; forward parallel over output rows,
+ * backward a gather parallel over input rows (each thread owns its dx rows,
+ * taps summed in fixed (ky, kx) order): bit-identical for any thread count.
+ * The raw kernels are shared with separable.c through conv_impl.h.
+ */
+#include <limits.h>
+
+#include "kernels/gemm.h"
+#include "layers/conv_impl.h"
+#include "layers/layers.h"
+
+/* y[i] += a[i] * b[i] for i < n, in chunks of 4 so gcc -O2 vectorizes it */
+static void madd(float *restrict y, const float *restrict a, const float *restrict b, size_t n) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int v = 0; v < 4; v++) y[i + v] += a[i + v] * b[i + v];
+    for (; i < n; i++) y[i] += a[i] * b[i];
+}
+
+void fv_depthwise_fwd(float *y, const float *x, const float *k, const float *bias,
+                      const struct fv_conv_geom *g, int mult) {
+    size_t C = (size_t)g->c, M = (size_t)mult, CM = C * M;
+    size_t out_rows = (size_t)g->n * (size_t)g->oh;
+    int par = (double)out_rows * g->ow * (double)CM * g->kh * g->kw >= FV_PAR_MIN_WORK;
+    (void)par; /* only read by the OpenMP clause */
+    FV_OMP("omp parallel for schedule(static) if(par)")
+    for (size_t r = 0; r < out_rows; r++) {
+        size_t img = r / (size_t)g->oh;
+        int oy = (int)(r % (size_t)g->oh);
+        const float *xi = x + img * (size_t)g->h * (size_t)g->w * C; /* (H, W, C) */
+        for (int ox = 0; ox < g->ow; ox++) {
+            float *yp = y + (r * (size_t)g->ow + (size_t)ox) * CM; /* (C*M) */
+            for (size_t j = 0; j < CM; j++) yp[j] = 0.0f;
+            for (int ky = 0; ky < g->kh; ky++) {
+                int iy = oy * g->sh - g->pt + ky * g->dh;
+                if (iy < 0 || iy >= g->h) continue;
+                for (int kx = 0; kx < g->kw; kx++) {
+                    int ix = ox * g->sw - g->pl + kx * g->dw;
+                    if (ix < 0 || ix >= g->w) continue;
+                    const float *xp = xi + ((size_t)iy * (size_t)g->w + (size_t)ix) * C; /* (C) */
+                    const float *kp = k + (size_t)(ky * g->kw + kx) * CM;               /* (C, M) */
+                    if (M == 1) {
+                        madd(yp, xp, kp, C); /* yp[c] += xp[c] * kp[c] */
+                    } else {
+                        for (size_t c = 0; c < C; c++)
+                            for (size_t m = 0; m < M; m++) yp[c * M + m] += xp[c] * kp[c * M + m];
+                    }
+                }
+            }
+            if (bias)
+                for (size_t j = 0; j < CM; j++) yp[j] += bias[j];
+        }
+    }
+}
+
+void fv_depthwise_bwd(float *dx, const float *dy, const float *k, const struct fv_conv_geom *g,
+                      int mult) {
+    size_t C = (size_t)g->c, M = (size_t)mult, CM = C * M;
+    size_t in_rows = (size_t)g->n * (size_t)g->h;
+    int par = (double)g->n * g->oh * g->ow * (double)CM * g->kh * g->kw >= FV_PAR_MIN_WORK;
+    (void)par; /* only read by the OpenMP clause */
+    FV_OMP("omp parallel for schedule(static) if(par)")
+    for (size_t r = 0; r < in_rows; r++) {
+        size_t img = r / (size_t)g->h;
+        int iy = (int)(r % (size_t)g->h);
+        for (int ix = 0; ix < g->w; ix++) {
+            float *dxp = dx + (r * (size_t)g->w + (size_t)ix) * C; /* (C) */
+            for (int ky = 0; ky < g->kh; ky++) {
+                /* forward read iy = oy*SH - PT + ky*DH */
+                int ty = iy + g->pt - ky * g->dh;
+                if (ty < 0 || ty % g->sh != 0 || ty / g->sh >= g->oh) continue;
+                int oy = ty / g->sh;
+                for (int kx = 0; kx < g->kw; kx++) {
+                    /* ... and ix = ox*SW - PL + kx*DW */
+                    int tx = ix + g->pl - kx * g->dw;
+                    if (tx < 0 || tx % g->sw != 0 || tx / g->sw >= g->ow) continue;
+                    int ox = tx / g->sw;
+                    const float *dyp =
+                        dy + ((img * (size_t)g->oh + (size_t)oy) * (size_t)g->ow + (size_t)ox) * CM;
+                    const float *kp = k + (size_t)(ky * g->kw + kx) * CM; /* (C, M) */
+                    /* forward: yp[c*M+m] += xp[c] * kp[c*M+m]
+                     * so:      dxp[c] += sum_m dyp[c*M+m] * kp[c*M+m] */
+                    if (M == 1) {
+                        madd(dxp, dyp, kp, C);
+                    } else {
+                        for (size_t c = 0; c < C; c++) {
+                            float s = 0.0f;
+                            for (size_t m = 0; m < M; m++) s += dyp[c * M + m] * kp[c * M + m];
+                            dxp[c] += s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+int fv_depthwise_mult(const struct fv_layer *l, const struct fv_conv_geom *g, int *mult,
+                      struct fv_error *err) {
+    const struct fv_conv_params *p = &l->p.conv;
+    size_t taps = (size_t)p->kh * (size_t)p->kw;
+    size_t len = l->n_w >= 1 && l->w[0] ? l->w_len[0] : 0; /* (KH, KW, C, M) */
+    size_t per_c = taps * (size_t)g->c;
+    if (p->multiplier > 0) {
+        size_t per_m = taps * (size_t)p->multiplier;
+        size_t kc = len % per_m ? 0 : len / per_m;
+        if (kc != (size_t)g->c)
+            return fv_error_set(err, FV_ERR_SHAPE,
+                                "layer '%s': input has %d channels but the depthwise kernel of "
+                                "%zu floats (%d, %d, C, %d) expects %zu",
+                                l->name, g->c, len, p->kh, p->kw, p->multiplier, kc);
+    } else if (len == 0 || len % per_c != 0) {
+        return fv_error_set(err, FV_ERR_SHAPE,
+                            "layer '%s': depthwise kernel of %zu floats does not fit %d input "
+                            "channels",
+                            l->name, len, g->c);
+    }
+    size_t m = len / per_c;
+    size_t cm = (size_t)g->c * m; /* <= len: no overflow */
+    size_t pix = (size_t)g->oh * (size_t)g->ow, out;
+    if (cm > INT_MAX || !fv_mul_size(pix, cm, &out) || !fv_mul_size(out, (size_t)g->n, &out))
+        return fv_error_set(err, FV_ERR_SHAPE, "layer '%s': output size overflows", l->name);
+    *mult = (int)m;
+    return FV_OK;
+}
+
+/* ---- the layer ---- */
+
+struct dw_dims {
+    struct fv_conv_geom g;
+    int mult;
+};
+
+static int depthwise_dims(const struct fv_layer *l, const struct fv_io *io, struct dw_dims *d,
+                          struct fv_error *err) {
+    if (io->n_in != 1)
+        return fv_error_set(err, FV_ERR_SHAPE, "layer '%s': expects 1 input, got %d", l->name,
+                            io->n_in);
+    int rc = fv_conv_geom_init(l, &io->in[0], io->n, &d->g, err);
+    if (rc == FV_OK) rc = fv_depthwise_mult(l, &d->g, &d->mult, err);
+    if (rc != FV_OK) return rc;
+    size_t cm = (size_t)d->g.c * (size_t)d->mult;
+    if (l->p.conv.use_bias && (l->n_w < 2 || !l->w[1] || l->w_len[1] != cm))
+        return fv_error_set(err, FV_ERR_SHAPE, "layer '%s': bias has %zu values, expected %zu",
+                            l->name, l->n_w < 2 ? (size_t)0 : l->w_len[1], cm);
+    return FV_OK;
+}
+
+static int depthwise_shape(const struct fv_layer *l, struct fv_io *io, struct fv_error *err) {
+    struct dw_dims d;
+    int rc = depthwise_dims(l, io, &d, err);
+    if (rc != FV_OK) return rc;
+    io->out.rank = 3;
+    io->out.d[0] = d.g.oh;
+    io->out.d[1] = d.g.ow;
+    io->out.d[2] = d.g.c * d.mult;
+    io->ws_floats = 0;
+    return FV_OK;
+}
+
+static void depthwise_forward(const struct fv_layer *l, const struct fv_io *io) {
+    struct dw_dims d;
+    FV_ASSERT(depthwise_dims(l, io, &d, NULL) == FV_OK);
+    fv_depthwise_fwd(io->y, io->x[0], l->w[0], l->p.conv.use_bias ? l->w[1] : NULL, &d.g, d.mult);
+}
+
+static void depthwise_backward(const struct fv_layer *l, const struct fv_io *io) {
+    if (!io->dx[0]) return;
+    struct dw_dims d;
+    FV_ASSERT(depthwise_dims(l, io, &d, NULL) == FV_OK);
+    fv_depthwise_bwd(io->dx[0], io->dy, l->w[0], &d.g, d.mult);
+}
+
+static double depthwise_flops(const struct fv_layer *l, const struct fv_io *io) {
+    struct dw_dims d;
+    if (depthwise_dims(l, io, &d, NULL) != FV_OK) return 0;
+    return 2.0 * (double)d.g.oh * (double)d.g.ow * (double)d.g.c * (double)d.mult *
+           (double)d.g.kh * (double)d.g.kw;
+}
+
+const struct fv_layer_ops fv_depthwise_ops = {
+    .kind = "depthwise",
+    .need = FV_NEED_SPATIAL,
+    .shape = depthwise_shape,
+    .forward = depthwise_forward,
+    .backward = depthwise_backward,
+    .flops = depthwise_flops,
+};
