@@ -10,5 +10,17 @@
 int fv_job_info(const struct fv_settings *s, struct fv_error *err);
 int fv_job_predict(const struct fv_settings *s, struct fv_error *err);
 int fv_job_activations(const struct fv_settings *s, struct fv_error *err);
+int fv_job_stats(const struct fv_settings *s, struct fv_error *err);
+int fv_job_classes(const struct fv_settings *s, struct fv_error *err);
+int fv_job_filters(const struct fv_settings *s, struct fv_error *err);
+int fv_job_dream(const struct fv_settings *s, struct fv_error *err);
+int fv_job_saliency(const struct fv_settings *s, struct fv_error *err);
+
+/* Runs the job sections of s in file order (each writing under
+ * <output.dir>/<job>/), after writing the effective configuration. */
+int fv_job_run(const struct fv_settings *s, struct fv_error *err);
+/* The job function of a section name, NULL when the section is not a job. */
+typedef int (*fv_job_fn)(const struct fv_settings *, struct fv_error *);
+fv_job_fn fv_job_find(const char *section);
 
 #endif

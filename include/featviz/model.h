@@ -90,12 +90,19 @@ struct fv_plan {
     void *mem;                   /* one block for everything */
     size_t mem_floats;
     int escape_relu;             /* dead-ReLU escape in backward */
+    int upto;                    /* highest planned node (-1: all) */
 };
 
 /* Plans for n images of h x w (the input's spatial size; ignored for non-image inputs).
  * Shapes are checked here: errors name the layer. */
 int fv_plan_init(struct fv_plan *p, const struct fv_model *m, int n, int h, int w, int flags,
                  struct fv_error *err);
+/* The same, planning only the nodes that `upto` depends on (upto < 0: all):
+ * a conv trunk can then run at any size even when later Dense layers could
+ * not, and memory is spent only where it is needed. Passes must not go
+ * beyond upto. */
+int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h, int w, int flags,
+                      int upto, struct fv_error *err);
 void fv_plan_free(struct fv_plan *p);
 
 /* Runs the nodes needed for `upto` (all nodes when upto < 0) on plan->x. */

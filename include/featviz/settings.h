@@ -60,6 +60,9 @@ int fv_settings_set(struct fv_settings *s, const char *section, const char *name
 /* Parses "section.key=value" (from --set). */
 int fv_settings_set_dotted(struct fv_settings *s, const char *assignment, const char *origin,
                            struct fv_error *err);
+/* Sets "section.key" (no '=') to value. */
+int fv_settings_set_dotted_value(struct fv_settings *s, const char *dotted, const char *value,
+                                 const char *origin, struct fv_error *err);
 /* Reads an INI file; unknown sections/keys and bad values are errors with file:line.
  * Relative paths in path-typed keys are taken relative to the current directory. */
 int fv_settings_load_ini(struct fv_settings *s, const char *path, struct fv_error *err);

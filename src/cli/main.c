@@ -6,24 +6,39 @@
 #include <string.h>
 
 #include "featviz/jobs.h"
+#include "featviz/progress.h"
 #include "featviz/settings.h"
 
 struct command {
     const char *name;
     int (*run)(const struct fv_settings *, struct fv_error *);
     const char *args;          /* positional arguments in the usage line */
-    const char *inputs_key;    /* section whose `inputs` key takes INPUT... (NULL: none) */
+    const char *inputs_key;    /* section whose input key takes INPUT... (NULL: none) */
+    const char *inputs_name;   /* that key: "inputs" (a list) or "input" (one) */
     const char *sections[4];   /* sections whose keys are options, the job's first */
+    const char *o_key;         /* what -o sets: "output.dir" (a directory) or "<job>.out" (a file) */
     const char *summary;
 };
 
 static const struct command commands[] = {
-    {"info", fv_job_info, "MODEL", NULL, {"info", "model"},
+    {"info", fv_job_info, "MODEL", NULL, NULL, {"info", "model"}, NULL,
      "print every layer as Keras' model.summary() does, with activations, inputs and FLOPs"},
-    {"predict", fv_job_predict, "MODEL INPUT...", "predict", {"predict", "model"},
+    {"predict", fv_job_predict, "MODEL INPUT...", "predict", "inputs", {"predict", "model"}, NULL,
      "the top N classes of each image, directory of images or .npy array"},
-    {"activations", fv_job_activations, "MODEL INPUT...", "activations", {"activations", "model", "output"},
-     "export every chosen layer's output for each input"},
+    {"activations", fv_job_activations, "MODEL INPUT... -o DIR", "activations", "inputs", {"activations", "model", "output"}, "output.dir",
+     "every filter's activation map of every chosen layer, for each input"},
+    {"stats", fv_job_stats, "MODEL INPUTS -o DIR", "stats", "inputs", {"stats", "model", "output"}, "output.dir",
+     "per-channel statistics over a folder or array of images: which filters never fire"},
+    {"classes", fv_job_classes, "MODEL -o DIR", NULL, NULL, {"classes", "model", "output"}, "output.dir",
+     "synthesize one image per class that the model recognizes as that class"},
+    {"filters", fv_job_filters, "MODEL -o DIR", NULL, NULL, {"filters", "model", "output"}, "output.dir",
+     "each filter's preferred pattern, for one, several or all conv layers"},
+    {"dream", fv_job_dream, "MODEL IMAGE --layer L -o FILE", "dream", "input", {"dream", "model", "output"}, "dream.out",
+     "DeepDream on a photo: amplify what a layer sees, over several octaves"},
+    {"saliency", fv_job_saliency, "MODEL INPUT... [--objective OBJ] [-o FILE]", "saliency", "inputs", {"saliency", "model", "output"}, "saliency.out",
+     "the input gradient of an objective as .npy and a heat map (SmoothGrad, Grad-CAM)"},
+    {"run", fv_job_run, "CONFIG", NULL, NULL, {"model", "output"}, "output.dir",
+     "run every job section of an INI config file, in order"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
@@ -44,7 +59,9 @@ static void usage(FILE *f, const struct command *c) {
     for (int s = 0; s < 4 && c->sections[s]; s++) {
         for (const struct fv_key *k = fv_keys; k->section; k++) {
             if (strcmp(k->section, c->sections[s])) continue;
-            if (!strcmp(k->name, "inputs") || (!strcmp(k->section, "model") && !strcmp(k->name, "path"))) continue;
+            if ((c->inputs_name && !strcmp(k->name, c->inputs_name) && !strcmp(k->section, c->inputs_key)) ||
+                (!strcmp(k->section, "model") && !strcmp(k->name, "path")))
+                continue;
             char opt[64];
             snprintf(opt, sizeof opt, "--%s %s", k->name, type_hint(k));
             fprintf(f, "  %-24s %s.%s: %s", opt, k->section, k->name, k->help);
@@ -55,7 +72,9 @@ static void usage(FILE *f, const struct command *c) {
     }
     fprintf(f, "  %-24s read settings from an INI file (repeatable; the command line wins)\n", "--config FILE");
     fprintf(f, "  %-24s set any key, e.g. --set model.scale=1/255 (repeatable; wins over all)\n", "--set S.K=V");
-    if (c->sections[2] || !strcmp(c->name, "activations")) fprintf(f, "  %-24s output directory (output.dir)\n", "-o DIR");
+    if (c->o_key)
+        fprintf(f, "  %-24s %s (%s)\n", strcmp(c->o_key, "output.dir") ? "-o FILE" : "-o DIR",
+                strcmp(c->o_key, "output.dir") ? "output file" : "output directory", c->o_key);
     fprintf(f, "  %-24s this help\n", "-h, --help");
 }
 
@@ -86,7 +105,14 @@ static int append_input(char **list, const char *path) {
 
 static int parse_args(const struct command *c, int argc, char **argv, struct fv_settings *s,
                       struct fv_error *err) {
-    /* pass 1: config files, the lowest priority after defaults */
+    /* pass 1: config files, the lowest priority after defaults
+     * (featviz run's CONFIG comes first: `featviz run CONFIG [options]`) */
+    if (c->run == fv_job_run) {
+        if (argc < 1 || argv[0][0] == '-') return fv_error_set(err, FV_ERR_USAGE, "usage: featviz run CONFIG [options]");
+        int rc = fv_settings_load_ini(s, argv[0], err);
+        if (rc) return rc;
+        argc--, argv++;
+    }
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--config")) {
             if (i + 1 >= argc) return fv_error_set(err, FV_ERR_USAGE, "--config needs a file");
@@ -104,8 +130,9 @@ static int parse_args(const struct command *c, int argc, char **argv, struct fv_
             continue;
         }
         if (!strcmp(a, "-o")) {
-            if (i + 1 >= argc) rc = fv_error_set(err, FV_ERR_USAGE, "-o needs a directory");
-            else rc = fv_settings_set(s, "output", "dir", argv[++i], "-o", err);
+            if (!c->o_key) rc = fv_error_set(err, FV_ERR_USAGE, "featviz %s writes no files: -o does not apply", c->name);
+            else if (i + 1 >= argc) rc = fv_error_set(err, FV_ERR_USAGE, "-o needs a path");
+            else rc = fv_settings_set_dotted_value(s, c->o_key, argv[++i], "-o", err);
             continue;
         }
         if (!strncmp(a, "--", 2)) {
@@ -135,15 +162,17 @@ static int parse_args(const struct command *c, int argc, char **argv, struct fv_
             rc = fv_error_set(err, FV_ERR_USAGE, "unknown option '%s' for featviz %s (see featviz %s --help)", a, c->name, c->name);
             break;
         }
-        if (positional++ == 0) {
+        if (c->run == fv_job_run) {
+            rc = fv_error_set(err, FV_ERR_USAGE, "featviz run takes one CONFIG (unexpected '%s')", a);
+        } else if (positional++ == 0) {
             rc = fv_settings_set(s, "model", "path", a, "MODEL argument", err);
-        } else if (c->inputs_key) {
+        } else if (c->inputs_key && (!strcmp(c->inputs_name, "inputs") || positional == 2)) {
             if (!append_input(&inputs, a)) rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
         } else {
             rc = fv_error_set(err, FV_ERR_USAGE, "featviz %s takes only %s (unexpected '%s')", c->name, c->args, a);
         }
     }
-    if (!rc && inputs) rc = fv_settings_set(s, c->inputs_key, "inputs", inputs, "INPUT arguments", err);
+    if (!rc && inputs) rc = fv_settings_set(s, c->inputs_key, c->inputs_name, inputs, "INPUT arguments", err);
     free(inputs);
     for (int i = 0; i < argc && !rc; i++)
         if (!strcmp(argv[i], "--set")) {
@@ -152,8 +181,8 @@ static int parse_args(const struct command *c, int argc, char **argv, struct fv_
         }
     if (!rc && !fv_get_str(s, "model", "path"))
         rc = fv_error_set(err, FV_ERR_USAGE, "featviz %s needs a model: %s", c->name, c->args);
-    if (!rc && c->inputs_key && !fv_get_str(s, c->inputs_key, "inputs"))
-        rc = fv_error_set(err, FV_ERR_USAGE, "featviz %s needs inputs: %s", c->name, c->args);
+    if (!rc && c->inputs_key && !fv_get_str(s, c->inputs_key, c->inputs_name))
+        rc = fv_error_set(err, FV_ERR_USAGE, "featviz %s needs %s: %s", c->name, c->inputs_name, c->args);
     return rc;
 }
 
@@ -185,6 +214,7 @@ int main(int argc, char **argv) {
     struct fv_settings s;
     struct fv_error err = {0};
     fv_settings_init(&s);
+    fv_interrupt_install();
     int rc = parse_args(c, argc - 2, argv + 2, &s, &err);
     if (!rc) rc = c->run(&s, &err);
     fv_settings_free(&s);

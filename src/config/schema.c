@@ -6,6 +6,37 @@
 #define NORANGE 1, 0
 #define ANY_INT 1, 0
 
+/* The gradient-ascent settings shared by [classes] and [filters]: each job
+ * has its own copy, with defaults that suit it. Sizes (pad, jitter) below 1
+ * are fractions of the input size, so one setting fits 30 px signs and
+ * 224 px photos alike. */
+#define SYNTH_KEYS(sec, steps, lr, jitter, tv, escape)                                                          \
+    {sec, "steps", FV_KEY_INT, steps, NULL, 1, 1000000, "optimization steps"},                                 \
+    {sec, "seed", FV_KEY_INT, "0", NULL, 0, 2000000000, "random seed (image i uses seed + i)"},                \
+    {sec, "optimizer", FV_KEY_CHOICE, "adam", "adam|normalized", NORANGE, "adam, or normalized gradient ascent (step lr * g / mean|g|)"}, \
+    {sec, "lr", FV_KEY_FLOAT, lr, NULL, 0, 1e6, "learning rate"},                                            \
+    {sec, "param", FV_KEY_CHOICE, "fourier", "fourier|pixel", NORANGE, "fourier: Lucid's decorrelated Fourier space with a sigmoid; pixel: raw pixels kept in the valid range"}, \
+    {sec, "decay", FV_KEY_FLOAT, "1", NULL, 0, 4, "fourier: spectrum decay power (1/f^decay)"},              \
+    {sec, "decorrelate", FV_KEY_BOOL, "true", NULL, NORANGE, "fourier: ImageNet colour decorrelation"},      \
+    {sec, "init_sd", FV_KEY_FLOAT, "0.01", NULL, 0, 10, "standard deviation of the random start"},           \
+    {sec, "pad", FV_KEY_FLOAT, "0.0625", NULL, 0, 4096, "padding before the transforms (px, or fraction of the size if < 1)"}, \
+    {sec, "jitter", FV_KEY_FLOAT, jitter, NULL, 0, 4096, "random shift each step (px, or fraction if < 1)"}, \
+    {sec, "scale_min", FV_KEY_FLOAT, "0.9", NULL, 0.1, 10, "random scale each step: lower bound"},            \
+    {sec, "scale_max", FV_KEY_FLOAT, "1.1", NULL, 0.1, 10, "random scale each step: upper bound"},            \
+    {sec, "rotate", FV_KEY_FLOAT, "10", NULL, 0, 180, "random rotation each step, degrees (+-)"},             \
+    {sec, "jitter2", FV_KEY_FLOAT, "0.03", NULL, 0, 4096, "second random shift after scale and rotation"},   \
+    {sec, "l2", FV_KEY_FLOAT, "0", NULL, 0, 1e9, "weight of the Lp pixel penalty (distance from gray)"},    \
+    {sec, "p", FV_KEY_FLOAT, "2", NULL, 1, 16, "exponent of that penalty"},                                   \
+    {sec, "tv", FV_KEY_FLOAT, tv, NULL, 0, 1e9, "weight of the total-variation penalty"},                     \
+    {sec, "blur_every", FV_KEY_INT, "0", NULL, 0, 1000000, "blur the image every N steps (pixel param; 0: never)"}, \
+    {sec, "blur_sigma", FV_KEY_FLOAT, "0.5", NULL, 0, 100, "Gaussian blur sigma, px"},                        \
+    {sec, "coarse", FV_KEY_FLOAT, "0", NULL, 0, 1, "pixel param: fraction of the steps spent at lower resolution first"}, \
+    {sec, "coarse_factor", FV_KEY_INT, "2", NULL, 1, 16, "how much lower that resolution is"},             \
+    {sec, "escape_steps", FV_KEY_INT, escape, NULL, 0, 1000000, "dead-ReLU escape: let gradients through switched-off ReLUs for this many steps"}, \
+    {sec, "keep_best", FV_KEY_BOOL, "true", NULL, NORANGE, "keep the image with the best objective (judged without transforms)"}, \
+    {sec, "batch", FV_KEY_INT, "64", NULL, 1, 4096, "images optimized together"},                            \
+    {sec, "min_size", FV_KEY_INT, "128", NULL, 1, 4096, "images are upscaled (nearest) to at least this many pixels"}
+
 const struct fv_key fv_keys[] = {
     /* [model]: what to load and how inputs are prepared */
     {"model", "path", FV_KEY_PATH, NULL, NULL, NORANGE, "the Keras .h5 file (model.save() or save_weights())"},
@@ -34,8 +65,58 @@ const struct fv_key fv_keys[] = {
 
     {"activations", "inputs", FV_KEY_LIST, NULL, NULL, NORANGE, "images, directories or .npy files"},
     {"activations", "layers", FV_KEY_LIST, "all", NULL, NORANGE, "layer names, comma-separated, or all"},
-    {"activations", "npy", FV_KEY_BOOL, "false", NULL, NORANGE, "write each layer's raw output as DIR/<input>/<layer>.npy (Keras layout, batch axis first)"},
-    {"activations", "pre", FV_KEY_BOOL, "false", NULL, NORANGE, "also write the value before each layer's fused activation as <layer>.pre.npy"},
+    {"activations", "npy", FV_KEY_BOOL, "false", NULL, NORANGE, "also write each layer's raw output as DIR/<input>/<layer>.npy (Keras layout, batch axis first)"},
+    {"activations", "pre", FV_KEY_BOOL, "false", NULL, NORANGE, "with npy: also write the value before each layer's fused activation as <layer>.pre.npy"},
+    {"activations", "png", FV_KEY_BOOL, "true", NULL, NORANGE, "write activation maps as pictures"},
+    {"activations", "norm", FV_KEY_CHOICE, "layer", "map|layer|fixed", NORANGE, "map: each map stretched on its own (Quiver); layer: one scale per layer, so a dark map is really weak; fixed: the range lo..hi"},
+    {"activations", "lo", FV_KEY_FLOAT, "0", NULL, NORANGE, "norm = fixed: value drawn darkest"},
+    {"activations", "hi", FV_KEY_FLOAT, "1", NULL, NORANGE, "norm = fixed: value drawn brightest"},
+    {"activations", "cmap", FV_KEY_CHOICE, "viridis", "gray|viridis", NORANGE, "colour map"},
+    {"activations", "overlay", FV_KEY_FLOAT, "0", NULL, 0, 1, "blend each map over the input image with this opacity (0: off)"},
+    {"activations", "min_size", FV_KEY_INT, "96", NULL, 1, 4096, "maps are upscaled (nearest) to at least this many pixels"},
+    {"activations", "top", FV_KEY_INT, "5", NULL, 1, 100000, "top-N predictions written beside the maps"},
+    {"activations", "batch", FV_KEY_INT, "32", NULL, 1, 65536, "images per forward pass"},
+
+    {"stats", "inputs", FV_KEY_LIST, NULL, NULL, NORANGE, "a folder of images or an .npy array of N images"},
+    {"stats", "layers", FV_KEY_LIST, "all", NULL, NORANGE, "conv and Dense layers to measure, or all"},
+    {"stats", "topk", FV_KEY_INT, "9", NULL, 1, 1000, "images that excite each channel most, kept per channel"},
+    {"stats", "batch", FV_KEY_INT, "64", NULL, 1, 65536, "images per forward pass (memory stays bounded by it)"},
+    {"stats", "montage", FV_KEY_BOOL, "true", NULL, NORANGE, "write a montage of each channel's top-k images"},
+    {"stats", "limit", FV_KEY_INT, "0", NULL, 0, 2000000000, "use only the first N images (0: all)"},
+
+    SYNTH_KEYS("classes", "512", "0.05", "0.0625", "0.1", "0"),
+    {"classes", "targets", FV_KEY_LIST, "all", NULL, NORANGE, "classes to draw: all, or a list such as 0,5,14"},
+    {"classes", "objective", FV_KEY_STRING, "class:{c}", NULL, NORANGE, "objective per class; {c} is the class index (e.g. class:{c} - 0.2*class:13)"},
+    {"classes", "cols", FV_KEY_INT, "7", NULL, 1, 1000, "montage columns"},
+
+    SYNTH_KEYS("filters", "256", "0.05", "0.0625", "0.05", "16"),
+    {"filters", "layer", FV_KEY_LIST, "all", NULL, NORANGE, "conv layers: one, several (comma-separated) or all"},
+    {"filters", "filters", FV_KEY_LIST, "all", NULL, NORANGE, "filters to draw: all, or a list such as 0,3,7"},
+    {"filters", "pre", FV_KEY_BOOL, "false", NULL, NORANGE, "maximize the value before the layer's activation"},
+    {"filters", "cols", FV_KEY_INT, "8", NULL, 1, 1000, "montage columns"},
+
+    {"dream", "input", FV_KEY_PATH, NULL, NULL, NORANGE, "the photo to dream on"},
+    {"dream", "layer", FV_KEY_STRING, NULL, NULL, NORANGE, "layer whose activations are amplified"},
+    {"dream", "objective", FV_KEY_STRING, NULL, NULL, NORANGE, "objective instead of dream:LAYER (e.g. filter:conv2d_3:5)"},
+    {"dream", "size", FV_KEY_INT, "0", NULL, 0, 8192, "resize the photo so its longer side has this many pixels (0: its own size)"},
+    {"dream", "octaves", FV_KEY_INT, "4", NULL, 1, 20, "number of scales"},
+    {"dream", "octave_scale", FV_KEY_FLOAT, "1.4", NULL, 1.01, 4, "size ratio between octaves"},
+    {"dream", "steps", FV_KEY_INT, "10", NULL, 1, 100000, "steps per octave"},
+    {"dream", "lr", FV_KEY_FLOAT, "0.01", NULL, 0, 100, "step size (normalized gradient, in 0..1 pixel units)"},
+    {"dream", "jitter", FV_KEY_FLOAT, "0.125", NULL, 0, 4096, "random roll each step (px, or fraction of the size if < 1)"},
+    {"dream", "seed", FV_KEY_INT, "0", NULL, 0, 2000000000, "random seed"},
+    {"dream", "frames", FV_KEY_INT, "0", NULL, 0, 10000, "also write this many zoomed frames (dream, zoom, dream again)"},
+    {"dream", "zoom", FV_KEY_FLOAT, "1.05", NULL, 1, 4, "zoom between frames"},
+    {"dream", "out", FV_KEY_PATH, NULL, NULL, NORANGE, "output PNG (default: <output.dir>/dream.png)"},
+
+    {"saliency", "inputs", FV_KEY_LIST, NULL, NULL, NORANGE, "images or .npy files"},
+    {"saliency", "objective", FV_KEY_STRING, "class:top", NULL, NORANGE, "objective to explain; class:top is each input's top-1 class"},
+    {"saliency", "npy", FV_KEY_PATH, NULL, NULL, NORANGE, "write the raw input gradient here (input layout and shape); suffixed with the input name when there are several"},
+    {"saliency", "out", FV_KEY_PATH, NULL, NULL, NORANGE, "heat map PNG (default: <output.dir>/<input>.saliency.png); suffixed like npy"},
+    {"saliency", "smoothgrad", FV_KEY_INT, "0", NULL, 0, 10000, "SmoothGrad: average the gradient over this many noisy copies (0: off)"},
+    {"saliency", "noise", FV_KEY_FLOAT, "0.15", NULL, 0, 10, "SmoothGrad noise sd as a fraction of the input's value range"},
+    {"saliency", "gradcam", FV_KEY_STRING, NULL, NULL, NORANGE, "draw Grad-CAM of this conv layer instead of the gradient magnitude"},
+    {"saliency", "seed", FV_KEY_INT, "0", NULL, 0, 2000000000, "seed of the SmoothGrad noise"},
 
     {NULL, NULL, 0, NULL, NULL, 0, 0, NULL},
 };

@@ -192,6 +192,15 @@ int fv_settings_set_dotted(struct fv_settings *s, const char *assignment, const 
     return fv_settings_set(s, section, name, eq + 1, origin, err);
 }
 
+int fv_settings_set_dotted_value(struct fv_settings *s, const char *dotted, const char *value,
+                                 const char *origin, struct fv_error *err) {
+    const char *dot = strchr(dotted, '.');
+    FV_ASSERT(dot);
+    char section[64];
+    snprintf(section, sizeof section, "%.*s", (int)(dot - dotted), dotted);
+    return fv_settings_set(s, section, dot + 1, value, origin, err);
+}
+
 /* ---- INI ---- */
 
 struct ini_state {

@@ -1,5 +1,9 @@
 #include "jobs/common.h"
 
+#include <ctype.h>
+
+#include "featviz/render.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,4 +128,74 @@ void job_json_string(FILE *f, const char *s) {
         else fputc(c, f);
     }
     fputc('"', f);
+}
+
+int job_write_config(const struct fv_settings *s, const char *job, const char *dir,
+                     struct fv_error *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s.ini", dir, job);
+    const char *sections[3] = {"model", "output", job};
+    return fv_settings_write(s, sections, 3, path, err);
+}
+
+int job_write_image(const char *path, const float *u, int h, int w, int c, int min_size,
+                    struct fv_error *err) {
+    size_t n = (size_t)h * (size_t)w * (size_t)c;
+    unsigned char *bytes = malloc(n);
+    if (!bytes) return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        float v = u[i] * 255.0f + 0.5f;
+        bytes[i] = (unsigned char)(v > 0.0f ? (v < 255.0f ? v : 255.0f) : 0.0f);
+    }
+    int k = fv_upscale_for(h > w ? h : w, min_size);
+    struct fv_canvas cv;
+    int rc = fv_canvas_init(&cv, h * k, w * k, FV_WHITE, err);
+    if (!rc) {
+        fv_canvas_blit(&cv, 0, 0, bytes, h, w, c, k);
+        rc = fv_canvas_save(&cv, path, err);
+    }
+    fv_canvas_free(&cv);
+    free(bytes);
+    return rc;
+}
+
+void job_slug(const char *text, char *out, size_t cap) {
+    size_t n = 0;
+    int dash = 0;
+    for (const char *p = text; p && *p && n + 2 < cap; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (isalnum(ch)) {
+            if (dash && n) out[n++] = '-';
+            out[n++] = (char)tolower(ch);
+            dash = 0;
+        } else {
+            dash = 1;
+        }
+    }
+    out[n] = 0;
+}
+
+int job_index_list(const char *text, int n, const char *what, const char *origin, int **out,
+                   int *count, struct fv_error *err) {
+    *out = malloc((size_t)(n > 0 ? n : 1) * sizeof **out);
+    *count = 0;
+    if (!*out) return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    if (!text || !strcmp(text, "all")) {
+        for (int i = 0; i < n; i++) (*out)[(*count)++] = i;
+        return FV_OK;
+    }
+    const char *c = text;
+    while (*c) {
+        char *end;
+        long v = strtol(c, &end, 10);
+        if (end == c || v < 0 || v >= n) {
+            free(*out);
+            *out = NULL;
+            return fv_error_set(err, FV_ERR_USAGE, "%s: %s '%s' is not all or a list of numbers in 0..%d", origin, what, text, n - 1);
+        }
+        if (*count < n) (*out)[(*count)++] = (int)v;
+        c = end;
+        while (*c == ' ' || *c == ',') c++;
+    }
+    return FV_OK;
 }

@@ -17,5 +17,18 @@ int job_labels(const struct fv_settings *s, struct fv_labels *l, struct fv_error
 int job_mkdirs(const char *dir, struct fv_error *err);
 /* Writes a JSON string literal (with quotes) for s. */
 void job_json_string(FILE *f, const char *s);
+/* Writes the effective configuration of a job (its section, [model], [output])
+ * as <dir>/<job>.ini so the run can be repeated. */
+int job_write_config(const struct fv_settings *s, const char *job, const char *dir,
+                     struct fv_error *err);
+/* Writes a display image (h, w, c) in [0, 1] as PNG, upscaled (nearest) to at
+ * least min_size pixels. */
+int job_write_image(const char *path, const float *u, int h, int w, int c, int min_size,
+                    struct fv_error *err);
+/* A file-name-safe version of a label ("Speed limit (30km/h)" -> speed-limit-30km-h). */
+void job_slug(const char *text, char *out, size_t cap);
+/* Parses "all" or a comma-separated list of integers in [0, n). *out malloc'd. */
+int job_index_list(const char *text, int n, const char *what, const char *origin, int **out,
+                   int *count, struct fv_error *err);
 
 #endif

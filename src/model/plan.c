@@ -50,13 +50,15 @@ static int input_shape(const struct fv_model *m, int h, int w, struct fv_shape *
 
 /* Every node's output shape and scratch size for a batch of n at h x w;
  * count[i] = elements of node i's output for the whole batch. */
-static int shape_pass(const struct fv_model *m, int n, int h, int w, struct fv_io *ios,
-                      size_t *count, size_t *ws, struct fv_error *err) {
+static int shape_pass(const struct fv_model *m, int n, int h, int w, const unsigned char *need,
+                      struct fv_io *ios, size_t *count, size_t *ws, struct fv_error *err) {
     *ws = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const struct fv_layer *l = &m->layers[i];
         struct fv_io *io = &ios[i];
         io->n = n;
+        count[i] = 0;
+        if (need && !need[i]) continue; /* not on the way to the plan's target */
         int rc;
         if (i == m->input) {
             if ((rc = input_shape(m, h, w, &io->out, err))) return rc;
@@ -77,7 +79,7 @@ static int shape_pass(const struct fv_model *m, int n, int h, int w, struct fv_i
 int fv_model_check(const struct fv_model *m, int h, int w, struct fv_error *err) {
     struct fv_io *io = calloc((size_t)m->n_layers, sizeof *io);
     size_t *count = calloc((size_t)m->n_layers, sizeof *count), ws;
-    int rc = io && count ? shape_pass(m, 1, h, w, io, count, &ws, err)
+    int rc = io && count ? shape_pass(m, 1, h, w, NULL, io, count, &ws, err)
                          : fv_error_set(err, FV_ERR_NOMEM, "out of memory");
     free(io);
     free(count);
@@ -86,6 +88,11 @@ int fv_model_check(const struct fv_model *m, int h, int w, struct fv_error *err)
 
 int fv_plan_init(struct fv_plan *p, const struct fv_model *m, int n, int h, int w, int flags,
                  struct fv_error *err) {
+    return fv_plan_init_upto(p, m, n, h, w, flags, -1, err);
+}
+
+int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h, int w, int flags,
+                      int upto, struct fv_error *err) {
     memset(p, 0, sizeof *p);
     p->m = m, p->n = n, p->h = h, p->w = w, p->flags = flags;
     int L = m->n_layers, grad = flags & FV_PLAN_GRAD;
@@ -99,9 +106,16 @@ int fv_plan_init(struct fv_plan *p, const struct fv_model *m, int n, int h, int 
         rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory planning %d layers", L);
         goto fail;
     }
-    /* pass 1: shapes, sizes */
+    /* pass 1: shapes, sizes (only the nodes `upto` depends on, when given) */
     size_t total = 0, ws = 0;
-    if ((rc = shape_pass(m, n, h, w, p->io, count, &ws, err))) goto fail;
+    memset(p->active, upto < 0, (size_t)L);
+    if (upto >= 0) {
+        p->active[upto] = 1;
+        for (int i = upto; i >= 0; i--)
+            for (int j = 0; p->active[i] && j < m->layers[i].n_in; j++) p->active[m->layers[i].in[j]] = 1;
+    }
+    p->upto = upto;
+    if ((rc = shape_pass(m, n, h, w, upto < 0 ? NULL : p->active, p->io, count, &ws, err))) goto fail;
     for (int i = 0; i < L; i++) {
         size_t copies = (nonlinear(&m->layers[i]) ? 2 : 1) * (grad ? 2 : 1);
         total += copies * round_up(count[i]);

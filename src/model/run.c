@@ -44,6 +44,8 @@ static void act_view(const struct fv_plan *p, int i, size_t *outer, int *dim, si
 
 void fv_forward(struct fv_plan *p, int upto) {
     const struct fv_model *m = p->m;
+    if (upto < 0) upto = p->upto;
+    FV_ASSERT(p->upto < 0 || upto <= p->upto);
     mark_needed(p, upto);
     for (int i = 0; i < m->n_layers; i++) {
         if (!p->active[i] || i == m->input) continue;
@@ -62,6 +64,7 @@ void fv_grad_zero(struct fv_plan *p) {
     const struct fv_model *m = p->m;
     if (!(p->flags & FV_PLAN_GRAD)) return;
     for (int i = 0; i < m->n_layers; i++) {
+        if (p->io[i].out.rank == 0) continue; /* not planned (fv_plan_init_upto) */
         size_t count = (size_t)p->n * fv_shape_count(&p->io[i].out);
         memset(p->buf[i].dy, 0, count * sizeof(float));
         if (p->buf[i].dpre != p->buf[i].dy) memset(p->buf[i].dpre, 0, count * sizeof(float));
@@ -71,6 +74,7 @@ void fv_grad_zero(struct fv_plan *p) {
 void fv_backward(struct fv_plan *p, int from) {
     const struct fv_model *m = p->m;
     FV_ASSERT(p->flags & FV_PLAN_GRAD);
+    FV_ASSERT(from >= 0 && (p->upto < 0 || from <= p->upto));
     mark_needed(p, from);
     for (int i = from; i >= 0; i--) {
         if (!p->active[i] || i == m->input) continue;

@@ -1,0 +1,264 @@
+/* `featviz filters`: each filter's preferred pattern for one, several or all
+ * conv layers; a montage per layer sorted by the activation reached, with
+ * filters that stay dead after the dead-ReLU escape framed red; CSV/JSON; and
+ * for the first conv layer its raw kernels. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "featviz/jobs.h"
+#include "featviz/progress.h"
+#include "featviz/render.h"
+#include "jobs/common.h"
+#include "jobs/synth.h"
+#include "layers/layers.h"
+
+static int is_conv(const struct fv_layer *l) {
+    return l->ops == &fv_conv2d_ops || l->ops == &fv_depthwise_ops || l->ops == &fv_separable_ops;
+}
+
+/* A unit of a ReLU output that never exceeds 0 is off: its pattern is dead. */
+static int relu_like(const struct fv_layer *l) {
+    return l->act.kind == FV_ACT_RELU && l->act.alpha == 0.0f;
+}
+
+/* "all" (every conv layer) or named layers. */
+static int pick(const struct fv_settings *s, const struct fv_model *m, int **out, int *n,
+                struct fv_error *err) {
+    const char *list = fv_get_str(s, "filters", "layer");
+    *out = malloc((size_t)m->n_layers * sizeof **out);
+    *n = 0;
+    if (!*out) return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    if (!strcmp(list, "all")) {
+        for (int i = 0; i < m->n_layers; i++)
+            if (is_conv(&m->layers[i])) (*out)[(*n)++] = i;
+        if (!*n) return fv_error_set(err, FV_ERR_USAGE, "%s has no conv layers", m->path);
+        return FV_OK;
+    }
+    char buf[2048];
+    snprintf(buf, sizeof buf, "%s", list);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ') tok++;
+        int t = fv_model_find(m, tok);
+        if (t < 0 || t == m->input)
+            return fv_error_set(err, FV_ERR_USAGE, "%s: no layer named '%s' in %s (see featviz info)",
+                                fv_get_origin(s, "filters", "layer"), tok, m->path);
+        if (*n < m->n_layers) (*out)[(*n)++] = t;
+    }
+    return FV_OK;
+}
+
+/* The first conv layer's kernels (KH,KW,C,OC) as tiles, one per output
+ * channel, 0 drawn mid-gray and +-max|w| at the ends. */
+static int write_kernels(const char *path, const struct fv_layer *l, struct fv_error *err) {
+    const struct fv_conv_params *p = &l->p.conv;
+    int kh = p->kh, kw = p->kw, oc = p->filters;
+    size_t total = l->w_len[0];
+    int ci = (int)(total / ((size_t)kh * kw * oc));
+    int tc = ci == 3 ? 3 : 1;
+    float mx = 0;
+    for (size_t i = 0; i < total; i++) mx = fabsf(l->w[0][i]) > mx ? fabsf(l->w[0][i]) : mx;
+    unsigned char *bytes = malloc((size_t)oc * kh * kw * tc);
+    const unsigned char **tiles = malloc((size_t)oc * sizeof *tiles);
+    if (!bytes || !tiles) {
+        free(bytes), free((void *)tiles);
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    }
+    for (int o = 0; o < oc; o++) {
+        unsigned char *t = bytes + (size_t)o * kh * kw * tc;
+        for (int y = 0; y < kh; y++)
+            for (int x = 0; x < kw; x++)
+                for (int k = 0; k < tc; k++) {
+                    /* gray kernels of multi-channel inputs: the channel mean */
+                    float v = 0;
+                    for (int c = (tc == 3 ? k : 0); c < (tc == 3 ? k + 1 : ci); c++)
+                        v += l->w[0][(((size_t)y * kw + x) * ci + c) * oc + o];
+                    if (tc == 1) v /= (float)ci;
+                    float t01 = mx > 0 ? 0.5f + 0.5f * v / mx : 0.5f;
+                    t[((size_t)y * kw + x) * tc + k] = (unsigned char)(t01 * 255.0f + 0.5f);
+                }
+        tiles[o] = t;
+    }
+    char title[256];
+    snprintf(title, sizeof title, "%s kernels %dx%d (gray = 0, range +-%.3g)", l->name, kh, kw, (double)mx);
+    struct fv_montage_spec ms = {.tiles = tiles, .n = oc, .th = kh, .tw = kw, .channels = tc,
+                                 .number_tiles = 1, .cols = 8, .scale = fv_upscale_for(kh > kw ? kh : kw, 48),
+                                 .margin = -1, .title = title};
+    int rc = fv_montage_write(path, &ms, err);
+    free(bytes);
+    free((void *)tiles);
+    return rc;
+}
+
+struct ranked {
+    int filter;
+    double score;
+};
+
+static int by_score(const void *a, const void *b) {
+    const struct ranked *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? 1 : -1;
+    return x->filter - y->filter;
+}
+
+static int write_layer(const struct fv_settings *s, const char *dir, const struct fv_layer *l,
+                       const int *filt, int n, const float *u, const double *score, const int *dead,
+                       int h, int w, int c, struct fv_error *err) {
+    size_t img = (size_t)h * w * c;
+    int min_size = fv_get_int(s, "filters", "min_size"), rc = FV_OK;
+    char sub[4200], path[4400];
+    snprintf(sub, sizeof sub, "%s/%s", dir, l->name);
+    if ((rc = job_mkdirs(sub, err))) return rc;
+    struct ranked *r = malloc((size_t)n * sizeof *r);
+    unsigned char *bytes = malloc((size_t)n * img);
+    const unsigned char **tiles = malloc((size_t)n * sizeof *tiles);
+    char (*cap)[48] = malloc((size_t)n * sizeof *cap);
+    int *flag = malloc((size_t)n * sizeof *flag);
+    if (!r || !bytes || !tiles || !cap || !flag) {
+        rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        snprintf(path, sizeof path, "%s/filter_%03d.png", sub, filt[i]);
+        rc = job_write_image(path, u + (size_t)i * img, h, w, c, min_size, err);
+        r[i].filter = i, r[i].score = score[i];
+    }
+    qsort(r, (size_t)n, sizeof *r, by_score);
+    const char *caps[4096];
+    for (int k = 0; k < n; k++) {
+        int i = r[k].filter;
+        synth_to_bytes(u + (size_t)i * img, bytes + (size_t)k * img, img);
+        tiles[k] = bytes + (size_t)k * img;
+        snprintf(cap[k], sizeof cap[k], "%d: %.3g%s", filt[i], score[i], dead[i] ? " dead" : "");
+        caps[k < 4096 ? k : 4095] = cap[k];
+        flag[k] = dead[i];
+    }
+    if (!rc) {
+        char title[300];
+        snprintf(title, sizeof title, "%s: %d filters, sorted by the activation reached", l->name, n);
+        struct fv_montage_spec ms = {.tiles = tiles, .n = n < 4096 ? n : 4096, .th = h, .tw = w, .channels = c,
+                                     .captions = caps, .flagged = flag, .cols = fv_get_int(s, "filters", "cols"),
+                                     .scale = fv_upscale_for(h > w ? h : w, min_size < 96 ? min_size : 96),
+                                     .margin = -1, .title = title};
+        snprintf(path, sizeof path, "%s/%s.png", dir, l->name);
+        rc = fv_montage_write(path, &ms, err);
+    }
+    struct fv_tmpfile t;
+    snprintf(path, sizeof path, "%s/%s.csv", dir, l->name);
+    if (!rc && !(rc = fv_tmpfile_open(&t, path, err))) {
+        fprintf(t.fp, "layer,filter,objective,dead\n");
+        for (int i = 0; i < n; i++) fprintf(t.fp, "%s,%d,%.6g,%d\n", l->name, filt[i], score[i], dead[i]);
+        rc = fv_tmpfile_commit(&t, err);
+    }
+    snprintf(path, sizeof path, "%s/%s.json", dir, l->name);
+    if (!rc && !(rc = fv_tmpfile_open(&t, path, err))) {
+        fprintf(t.fp, "{\"layer\": ");
+        job_json_string(t.fp, l->name);
+        fprintf(t.fp, ", \"filters\": [");
+        for (int i = 0; i < n; i++)
+            fprintf(t.fp, "%s\n {\"filter\": %d, \"objective\": %.6g, \"dead\": %s}", i ? "," : "", filt[i], score[i],
+                    dead[i] ? "true" : "false");
+        fprintf(t.fp, "\n]}\n");
+        rc = fv_tmpfile_commit(&t, err);
+    }
+done:
+    free(r);
+    free(bytes);
+    free((void *)tiles);
+    free(cap);
+    free(flag);
+    return rc;
+}
+
+int fv_job_filters(const struct fv_settings *s, struct fv_error *err) {
+    struct fv_model m;
+    struct fv_preproc pp;
+    struct synth_cfg cfg;
+    int *layers = NULL, n_layers = 0;
+    int rc = job_load_model(s, &m, err);
+    if (rc) return rc;
+    int h, w, c;
+    fv_model_input_hwc(&m, &h, &w, &c);
+    const char *dir = fv_get_str(s, "output", "dir");
+    if ((rc = job_preproc(s, c, &pp, err)) || (rc = synth_cfg_read(s, "filters", &cfg, err)) ||
+        (rc = pick(s, &m, &layers, &n_layers, err)))
+        goto done;
+    if (m.in_rank != 3 || h < 1 || w < 1 || (c != 1 && c != 3)) {
+        rc = fv_error_set(err, FV_ERR_UNSUPPORTED, "%s: filters needs an image input of declared size with 1 or 3 channels", m.path);
+        goto done;
+    }
+    if ((rc = job_mkdirs(dir, err)) || (rc = job_write_config(s, "filters", dir, err))) goto done;
+    /* channels per layer, to size the work */
+    int *chans = calloc((size_t)n_layers, sizeof *chans), total = 0;
+    for (int k = 0; chans && k < n_layers && !rc; k++) {
+        struct fv_plan p;
+        if ((rc = fv_plan_init_upto(&p, &m, 1, h, w, 0, layers[k], err))) break;
+        const struct fv_shape *o = &p.io[layers[k]].out;
+        chans[k] = o->d[o->rank - 1];
+        fv_plan_free(&p);
+        total += chans[k];
+    }
+    if (!chans) rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    if (rc) {
+        free(chans);
+        goto done;
+    }
+    int first_conv = -1;
+    for (int i = 0; i < m.n_layers && first_conv < 0; i++)
+        if (m.layers[i].ops == &fv_conv2d_ops) first_conv = i;
+    fv_progress_start("filters", (size_t)total * (size_t)cfg.steps);
+    int pre = fv_get_bool(s, "filters", "pre");
+    size_t img = (size_t)h * w * c;
+    for (int k = 0; k < n_layers && !rc && !fv_interrupted(); k++) {
+        const struct fv_layer *l = &m.layers[layers[k]];
+        int *filt = NULL, n = 0;
+        if ((rc = job_index_list(fv_get_str(s, "filters", "filters"), chans[k], "filters.filters",
+                                 fv_get_origin(s, "filters", "filters"), &filt, &n, err)))
+            break;
+        struct fv_objective *obj = calloc((size_t)n, sizeof *obj);
+        float *u = malloc((size_t)n * img * sizeof *u);
+        double *score = calloc((size_t)n, sizeof *score);
+        int *dead = calloc((size_t)n, sizeof *dead);
+        uint64_t *keys = malloc((size_t)n * sizeof *keys);
+        if (!obj || !u || !score || !dead || !keys) rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < n && !rc; i++) {
+            char text[300];
+            snprintf(text, sizeof text, "filter:%s:%d%s", l->name, filt[i], pre ? ":pre" : "");
+            rc = fv_objective_parse(text, &m, &obj[i], err);
+            keys[i] = (uint64_t)layers[k] * 100003u + (uint64_t)filt[i];
+        }
+        int done = 0; /* optimized so far: Ctrl-C keeps these */
+        for (int first = 0; first < n && !rc && !fv_interrupted(); first += cfg.batch) {
+            int cnt = n - first < cfg.batch ? n - first : cfg.batch;
+            rc = synth_run(&m, &pp, &cfg, obj + first, cnt, h, w, c, keys + first, u + (size_t)first * img,
+                           score + first, err);
+            done = first + cnt;
+        }
+        n = done;
+        int n_dead = 0;
+        for (int i = 0; i < n; i++) n_dead += dead[i] = !pre && relu_like(l) && score[i] <= 0;
+        if (!rc) rc = write_layer(s, dir, l, filt, n, u, score, dead, h, w, c, err);
+        if (!rc && layers[k] == first_conv) {
+            char path[4200];
+            snprintf(path, sizeof path, "%s/%s.kernels.png", dir, l->name);
+            rc = write_kernels(path, l, err);
+        }
+        if (!rc) {
+            fv_progress_end();
+            printf("%s: %d filters%s", l->name, n, n_dead ? ", dead after the escape:" : "");
+            for (int i = 0, j = 0; i < n; i++)
+                if (dead[i]) printf("%s %d", j++ ? "," : "", filt[i]);
+            printf("\n");
+        }
+        free(obj), free(u), free(score), free(dead), free(keys), free(filt);
+    }
+    fv_progress_end();
+    if (!rc && fv_interrupted()) printf("stopped early by Ctrl-C; the layers above were written\n");
+    free(chans);
+done:
+    free(layers);
+    fv_model_free(&m);
+    return rc;
+}

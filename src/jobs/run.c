@@ -1,0 +1,58 @@
+/* `featviz run CONFIG`: every job section of the file, in file order, each
+ * writing under <output.dir>/<job>/, with one progress display; the
+ * effective configuration goes to <output.dir>/featviz-run.ini first. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "featviz/jobs.h"
+#include "featviz/progress.h"
+#include "jobs/common.h"
+
+static const struct {
+    const char *section;
+    fv_job_fn run;
+} jobs[] = {
+    {"info", fv_job_info},         {"predict", fv_job_predict}, {"activations", fv_job_activations},
+    {"stats", fv_job_stats},       {"classes", fv_job_classes}, {"filters", fv_job_filters},
+    {"dream", fv_job_dream},       {"saliency", fv_job_saliency},
+};
+
+fv_job_fn fv_job_find(const char *section) {
+    for (size_t i = 0; i < sizeof jobs / sizeof jobs[0]; i++)
+        if (!strcmp(jobs[i].section, section)) return jobs[i].run;
+    return NULL;
+}
+
+int fv_job_run(const struct fv_settings *s, struct fv_error *err) {
+    const char *dir = fv_get_str(s, "output", "dir");
+    int n = 0, rc;
+    const char *sections[40] = {"model", "output"};
+    for (int i = 0; i < s->n_jobs; i++)
+        if (fv_job_find(s->jobs[i])) sections[2 + n++] = s->jobs[i];
+    if (!n) return fv_error_set(err, FV_ERR_USAGE, "the config has no job sections (e.g. [classes], [filters], [activations], [stats], [dream])");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/featviz-run.ini", dir);
+    if ((rc = job_mkdirs(dir, err)) || (rc = fv_settings_write(s, sections, 2 + n, path, err))) return rc;
+    /* each job sees output.dir = <dir>/<job>; a private copy of the settings */
+    struct fv_settings job;
+    for (int k = 0; k < n && !rc && !fv_interrupted(); k++) {
+        fv_settings_init(&job);
+        for (int i = 0; i < s->n && !rc; i++)
+            rc = fv_settings_set(&job, s->v[i].key->section, s->v[i].key->name, s->v[i].text, s->v[i].origin, err);
+        char sub[4200], prefix[32], origin[64];
+        snprintf(sub, sizeof sub, "%s/%s", dir, sections[2 + k]);
+        snprintf(origin, sizeof origin, "featviz run [%s]", sections[2 + k]);
+        if (!rc) rc = fv_settings_set(&job, "output", "dir", sub, origin, err);
+        snprintf(prefix, sizeof prefix, "[%d/%d] ", k + 1, n);
+        fv_progress_prefix(prefix);
+        printf("== %s%s\n", prefix, sections[2 + k]);
+        fflush(stdout);
+        if (!rc) rc = fv_job_find(sections[2 + k])(&job, err);
+        if (rc) fv_error_prefix(err, "[%s]", sections[2 + k]);
+        fv_settings_free(&job);
+    }
+    fv_progress_prefix("");
+    if (!rc) printf("results in %s/ (configuration: %s)\n", dir, path);
+    return rc;
+}
