@@ -168,7 +168,8 @@ int fv_param_init(struct fv_param *p, const struct fv_param_config *cfg, int h, 
 void fv_param_free(struct fv_param *p);
 /* theta floats per image (p->size). */
 size_t fv_param_size(const struct fv_param *p);
-/* Scratch floats fv_param_forward/backward/from_image need for n images. */
+/* Scratch floats fv_param_forward/backward/from_image need for n images;
+ * 0 for PIXEL (ws may then be NULL). Contents undefined between calls. */
 size_t fv_param_ws_floats(const struct fv_param *p, int n);
 
 /* Random initial theta (n, size): image b draws from the stream
@@ -249,15 +250,22 @@ void fv_resize_bilinear_backward(const float *ddst, int H, int W, float *dsrc, i
  * edge pixels for FV_PAD_REFLECT, the edge pixel for FV_PAD_EDGE); beyond the
  * canvas, coordinates clamp to the canvas border. So pad > 0 with CONSTANT
  * shows `fill` wherever the warp looks outside the image, and pad = 0 (any
- * mode) replicates the image border. Bilinear weights between the last image
- * pixel and the band mix image and fill, as on a real padded canvas.
+ * mode but WRAP) replicates the image border. FV_PAD_WRAP makes the image
+ * periodic (coordinates modulo H, W) whatever pad is. Bilinear weights
+ * between the last image pixel and the band mix image and fill, as on a real
+ * padded canvas.
  *
  * Lucid's defaults at 128 px: pad(12) jitter(8) scale .9-1.1 rotate +-10
  * jitter(4). Lucid's jitter(d) crops d pixels, i.e. a shift of +-d/2 around
  * the centre: jitter1 = 4, jitter2 = 2 here.
  * ====================================================================== */
 
-enum fv_pad_mode { FV_PAD_CONSTANT = 0, FV_PAD_REFLECT, FV_PAD_EDGE };
+enum fv_pad_mode {
+    FV_PAD_CONSTANT = 0,
+    FV_PAD_REFLECT,
+    FV_PAD_EDGE,
+    FV_PAD_WRAP /* periodic, pad ignored: integer jitter = Google DeepDream's np.roll */
+};
 enum fv_unit { FV_UNIT_PX = 0, FV_UNIT_FRACTION };
 
 struct fv_transform_config {
@@ -331,13 +339,15 @@ void fv_warp_backward(const struct fv_warp *warps, const struct fv_transform_con
  * N = h*w*c, the number of elements of one image.
  * ====================================================================== */
 
-/* R = mean over the N elements of |u - center|^p, p >= 1 (keras-vis LPNorm is
- * sum |u|^p / N with p = 6; Lucid L2 with center 0.5). At u == center the
+/* R = mean over the N elements of |u - center|^p, p >= 1; count = N.
+ * Usual settings: p = 2, center = 0.5 (an L2 pull towards grey); keras-vis
+ * LPNorm is p = 6 with center 0 on its input range. At u == center the
  * gradient is taken as 0. */
 void fv_reg_lp(const float *u, int n, size_t count, float p, float center, float weight,
                float *du, float *values);
 /* Anisotropic L1 total variation, normalized:
- * R = (sum_{y<h-1,x,c} |u[y+1][x][c] - u[y][x][c]| + sum_{y,x<w-1,c} |u[y][x+1][c] - u[y][x][c]|) / N.
+ * R = (sum_{y<h-1,x,c} |u[y+1][x][c] - u[y][x][c]|
+ *      + sum_{y,x<w-1,c} |u[y][x+1][c] - u[y][x][c]|) / N.
  * Lucid objectives.total_variation (tf.image.total_variation) is the sum
  * without "/ N": weight_lucid = weight * N. Gradient of |0| taken as 0. */
 void fv_reg_tv_l1(const float *u, int n, int h, int w, int c, float weight, float *du,

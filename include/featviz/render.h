@@ -148,10 +148,13 @@ const char *fv_cmap_name(enum fv_cmap m);
  * scale 2, else 1. Title scale: 2 if the title fits width - 2m at 2, else 1.
  * A flagged tile gets a red frame max(1, min(3, m/2)) wide drawn in the margin
  * around it (inside the tile when m < 2) and its caption is drawn red.
- * Tiles are copied exactly (nearest neighbour); a NULL tile is drawn gray.
+ * Tiles are copied exactly (nearest neighbour); a NULL tile is drawn FV_LIGHT.
  * n = 0 gives a small picture with the title and "(empty)" (no error).
  * Example: 43 tiles of 32 x 32, cols 7, scale 4, margin 8, GTSRB captions
- * ("1 Speed limit (30km/h)": ts 1) and a short title -> 960 x 1082 px. */
+ * ("1 Speed limit (30km/h)": ts 1) and a short title -> 960 x 1082 px.
+ * C does not convert `unsigned char **` / `char **` to the const-qualified
+ * pointer arrays below implicitly: declare `const unsigned char *tiles[n]`
+ * and `const char *captions[n]` (or cast). */
 struct fv_montage_spec {
     const unsigned char *const *tiles; /* n pointers to (th, tw, channels); NULL entry: blank */
     int n;
@@ -196,9 +199,9 @@ int fv_montage_write(const char *path, const struct fv_montage_spec *s, struct f
  * i.e. |r(v[i]) - r(b)| pixels, up from the baseline for values above 0 and
  * down for values below. When lo < 0 < hi a 1 px FV_GRAY zero line is drawn
  * at row r(0) first. NaN values draw nothing. hi <= lo draws nothing.
- * color_of[i] nonzero (optional) draws bar i in FV_RED, else `color`. */
+ * highlight[i] nonzero (optional, n ints) draws bar i in FV_RED, else `color`. */
 void fv_canvas_bars(struct fv_canvas *c, int y, int x, int h, const float *v, int n, float lo,
-                    float hi, int bar_w, uint32_t color, const int *color_of);
+                    float hi, int bar_w, uint32_t color, const int *highlight);
 
 /* A bar strip for a vector (Dense activations), wrapped into rows.
  * Layout (m = margin = 8):

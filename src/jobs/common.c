@@ -118,6 +118,15 @@ int job_mkdirs(const char *dir, struct fv_error *err) {
     return FV_OK;
 }
 
+int job_mkdirs_for(const char *path, struct fv_error *err) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return FV_OK;
+    *slash = 0;
+    return job_mkdirs(dir, err);
+}
+
 void job_json_string(FILE *f, const char *s) {
     fputc('"', f);
     for (; s && *s; s++) {

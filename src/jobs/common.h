@@ -15,6 +15,8 @@ int job_preproc(const struct fv_settings *s, int c, struct fv_preproc *p, struct
 int job_labels(const struct fv_settings *s, struct fv_labels *l, struct fv_error *err);
 /* Creates a directory and its parents. */
 int job_mkdirs(const char *dir, struct fv_error *err);
+/* Creates the directory a file path lives in (nothing for a bare name). */
+int job_mkdirs_for(const char *path, struct fv_error *err);
 /* Writes a JSON string literal (with quotes) for s. */
 void job_json_string(FILE *f, const char *s);
 /* Writes the effective configuration of a job (its section, [model], [output])

@@ -240,7 +240,7 @@ int fv_job_saliency(const struct fv_settings *st, struct fv_error *err) {
             if (out) suffixed(out, name, several || src->count > 1, path, sizeof path);
             else snprintf(path, sizeof path, "%s/%s.saliency.png", dir, name);
             snprintf(title, sizeof title, "%s: %s%s%s", name, o.text, s.noisy ? " (SmoothGrad)" : "", s.cam >= 0 ? " (Grad-CAM)" : "");
-            rc = write_png(path, &pp, x, heat, in.h, in.w, in.c, title, err);
+            if (!(rc = job_mkdirs_for(path, err))) rc = write_png(path, &pp, x, heat, in.h, in.w, in.c, title, err);
             if (!rc) printf("%s -> %s\n", name, path);
             fv_progress_add(1);
         }
@@ -251,7 +251,7 @@ int fv_job_saliency(const struct fv_settings *st, struct fv_error *err) {
             int r = 0;
             if (src->batched) dims[r++] = src->count;
             for (int k = 0; k < m.in_rank; k++) dims[r++] = (size_t)ishape->d[input->kperm[k]];
-            rc = fv_npy_save(path, keep, r, dims, err);
+            if (!(rc = job_mkdirs_for(path, err))) rc = fv_npy_save(path, keep, r, dims, err);
         }
     }
     fv_progress_end();

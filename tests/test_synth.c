@@ -1,0 +1,157 @@
+/* Image synthesis: the objective rises, the result is the same bytes whatever
+ * the number of threads or the batch an image is in, and Ctrl-C stops the
+ * command cleanly with the images reached so far. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "featviz/settings.h"
+#include "jobs/synth.h"
+#include "testutil.h"
+
+static struct fv_model model;
+static struct fv_preproc pp;
+
+static int setup(void **state) {
+    (void)state;
+    struct fv_error err = {0};
+    fv_preproc_default(&pp);
+    return fv_model_load(&model, data_path("golden/cl_convnet.h5"), NULL, &err);
+}
+
+static int teardown(void **state) {
+    (void)state;
+    fv_model_free(&model);
+    return 0;
+}
+
+static void config(struct synth_cfg *c, const char *param, int steps) {
+    struct fv_settings s;
+    struct fv_error err = {0};
+    fv_settings_init(&s);
+    assert_int_equal(fv_settings_set(&s, "classes", "param", param, "test", &err), FV_OK);
+    assert_int_equal(synth_cfg_read(&s, "classes", c, &err), FV_OK);
+    c->steps = steps;
+    fv_settings_free(&s);
+}
+
+/* n images for classes 0..n-1 */
+static void run(const struct synth_cfg *c, int n, int first, float *u, double *score) {
+    struct fv_objective obj[8];
+    uint64_t keys[8];
+    struct fv_error err = {0};
+    for (int i = 0; i < n; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "class:%d", first + i);
+        assert_int_equal(fv_objective_parse(text, &model, &obj[i], &err), FV_OK);
+        keys[i] = (uint64_t)(first + i);
+    }
+    int rc = synth_run(&model, &pp, c, obj, n, 11, 13, 3, keys, u, score, &err);
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    assert_int_equal(rc, FV_OK);
+}
+
+static void test_objective_rises(void **state) {
+    (void)state;
+    static const char *params[] = {"fourier", "pixel"};
+    for (int k = 0; k < 2; k++) {
+        struct synth_cfg c;
+        config(&c, params[k], 1);
+        c.keep_best = 0;
+        float u0[5 * 11 * 13 * 3], u1[5 * 11 * 13 * 3];
+        double s0[5], s1[5];
+        run(&c, 5, 0, u0, s0);
+        c.steps = 40;
+        run(&c, 5, 0, u1, s1);
+        for (int i = 0; i < 5; i++) {
+            printf("%s class %d: objective %.3f -> %.3f\n", params[k], i, s0[i], s1[i]);
+            assert_true(s1[i] > s0[i] + 0.5);
+        }
+        for (size_t i = 0; i < sizeof u1 / sizeof u1[0]; i++) assert_true(u1[i] >= 0.0f && u1[i] <= 1.0f);
+    }
+}
+
+static void test_same_result_any_threads_or_batch(void **state) {
+    (void)state;
+    struct synth_cfg c;
+    config(&c, "fourier", 12);
+    float a[5 * 429], b[5 * 429], d[5 * 429];
+    double sa[5], sb[5], sd[5];
+#ifdef _OPENMP
+    omp_set_num_threads(1);
+#endif
+    run(&c, 5, 0, a, sa);
+#ifdef _OPENMP
+    omp_set_num_threads(2);
+#endif
+    run(&c, 5, 0, b, sb);
+    assert_memory_equal(a, b, sizeof a);
+    /* the same images in two batches of 2 and 3 */
+    run(&c, 2, 0, d, sd);
+    run(&c, 3, 2, d + 2 * 429, sd + 2);
+    assert_memory_equal(a, d, sizeof a);
+}
+
+static int exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Same seed, same bytes with OMP_NUM_THREADS=1 and 2, through the CLI. */
+static void test_cli_bytes_thread_independent(void **state) {
+    (void)state;
+    for (int t = 1; t <= 2; t++) {
+        char *out = NULL;
+        int rc = run_capture(&out, "OMP_NUM_THREADS=%d %s classes %s --steps 6 --seed 3 -o %s/cls_t%d", t, FV_BINARY,
+                             data_path("golden/cl_convnet.h5"), tmp_path(""), t);
+        printf("%s", out);
+        free(out);
+        assert_int_equal(rc, 0);
+    }
+    static const char *files[] = {"montage.png", "class_02.png", "classes.npy", "classes.csv"};
+    for (int i = 0; i < 4; i++) {
+        char p1[1024], p2[1024];
+        snprintf(p1, sizeof p1, "%scls_t1/%s", tmp_path(""), files[i]);
+        snprintf(p2, sizeof p2, "%scls_t2/%s", tmp_path(""), files[i]);
+        size_t n1, n2;
+        char *a = read_text(p1, &n1), *b = read_text(p2, &n2);
+        assert_non_null(a);
+        assert_non_null(b);
+        assert_int_equal(n1, n2);
+        assert_memory_equal(a, b, n1);
+        free(a), free(b);
+    }
+}
+
+/* Ctrl-C (SIGINT) ends a long run cleanly, writing what it has. */
+static void test_interrupt_writes_results(void **state) {
+    (void)state;
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%sinterrupted", tmp_path(""));
+    char *out = NULL;
+    int rc = run_capture(&out, "timeout -s INT 1.5 %s classes %s --steps 100000000 -o %s", FV_BINARY,
+                         data_path("golden/cl_convnet.h5"), dir);
+    printf("%s", out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "stopped early"));
+    free(out);
+    char p[1200];
+    snprintf(p, sizeof p, "%s/montage.png", dir);
+    assert_true(exists(p));
+    snprintf(p, sizeof p, "%s/classes.csv", dir);
+    assert_true(exists(p));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_objective_rises),
+        cmocka_unit_test(test_same_result_any_threads_or_batch),
+        cmocka_unit_test(test_cli_bytes_thread_independent),
+        cmocka_unit_test(test_interrupt_writes_results),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
