@@ -78,10 +78,29 @@ static void usage(FILE *f, const struct command *c) {
     fprintf(f, "  %-24s this help\n", "-h, --help");
 }
 
+/* `featviz help config`: every key as a Markdown table (the README's reference). */
+static void config_reference(FILE *f) {
+    const char *last = "";
+    for (const struct fv_key *k = fv_keys; k->section; k++) {
+        if (strcmp(k->section, last)) {
+            fprintf(f, "%s#### [%s]\n\n| key | default | meaning |\n|---|---|---|\n", *last ? "\n" : "", k->section);
+            last = k->section;
+        }
+        fprintf(f, "| `%s` | %s%s%s | %s", k->name, k->def && *k->def ? "`" : "", k->def && *k->def ? k->def : "",
+                k->def && *k->def ? "`" : "", k->help);
+        if (k->type == FV_KEY_CHOICE) {
+            fprintf(f, " (");
+            for (const char *c = k->choices; *c; c++) fputs(*c == '|' ? ", " : (char[]){*c, 0}, f);
+            fprintf(f, ")");
+        }
+        fprintf(f, " |\n");
+    }
+}
+
 static void usage_all(FILE *f) {
     fprintf(f, "usage: featviz COMMAND [options] ...\n\nfeatviz shows what a trained Keras CNN (model.h5) has learned.\n\ncommands:\n");
     for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\n`featviz COMMAND --help` lists a command's options.\n");
+    fprintf(f, "\n`featviz COMMAND --help` lists a command's options; `featviz help config` every config key.\n");
 }
 
 /* The key an option names, looked up in the command's sections in order. */
@@ -188,6 +207,10 @@ static int parse_args(const struct command *c, int argc, char **argv, struct fv_
 
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        if (argc >= 3 && !strcmp(argv[1], "help") && !strcmp(argv[2], "config")) {
+            config_reference(stdout);
+            return 0;
+        }
         if (argc >= 3 && !strcmp(argv[1], "help")) {
             for (int i = 0; i < N_COMMANDS; i++)
                 if (!strcmp(argv[2], commands[i].name)) {

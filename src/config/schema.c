@@ -19,7 +19,11 @@
     {sec, "decay", FV_KEY_FLOAT, "1", NULL, 0, 4, "fourier: spectrum decay power (1/f^decay)"},              \
     {sec, "decorrelate", FV_KEY_BOOL, "true", NULL, NORANGE, "fourier: ImageNet colour decorrelation"},      \
     {sec, "init_sd", FV_KEY_FLOAT, "0.01", NULL, 0, 10, "standard deviation of the random start"},           \
+    {sec, "init_mean", FV_KEY_FLOAT, "0.5", NULL, -10, 10, "pixel: mean of the random start (0..1 display units)"}, \
+    {sec, "clip", FV_KEY_BOOL, "true", NULL, NORANGE, "pixel: keep pixels in the valid range after each step"}, \
     {sec, "pad", FV_KEY_FLOAT, "0.0625", NULL, 0, 4096, "padding before the transforms (px, or fraction of the size if < 1)"}, \
+    {sec, "pad_mode", FV_KEY_CHOICE, "constant", "constant|reflect|edge|wrap", NORANGE, "what the transforms see outside the image: gray, mirror, edge pixels, or the image repeated (wrap + integer jitter = np.roll)"}, \
+    {sec, "jitter_integer", FV_KEY_BOOL, "false", NULL, NORANGE, "jitter by whole pixels"}, \
     {sec, "jitter", FV_KEY_FLOAT, jitter, NULL, 0, 4096, "random shift each step (px, or fraction if < 1)"}, \
     {sec, "scale_min", FV_KEY_FLOAT, "0.9", NULL, 0.1, 10, "random scale each step: lower bound"},            \
     {sec, "scale_max", FV_KEY_FLOAT, "1.1", NULL, 0.1, 10, "random scale each step: upper bound"},            \
@@ -27,7 +31,8 @@
     {sec, "jitter2", FV_KEY_FLOAT, "0.03", NULL, 0, 4096, "second random shift after scale and rotation"},   \
     {sec, "l2", FV_KEY_FLOAT, "0", NULL, 0, 1e9, "weight of the Lp pixel penalty (distance from gray)"},    \
     {sec, "p", FV_KEY_FLOAT, "2", NULL, 1, 16, "exponent of that penalty"},                                   \
-    {sec, "tv", FV_KEY_FLOAT, tv, NULL, 0, 1e9, "weight of the total-variation penalty"},                     \
+    {sec, "l2_center", FV_KEY_FLOAT, "0.5", NULL, -10, 10, "the pixel value that penalty pulls towards"},      \
+    {sec, "tv", FV_KEY_FLOAT, tv, NULL, 0, 1e9, "weight of the total variation (sum over the image of absolute differences of neighbouring pixels, 0..1 units)"},                     \
     {sec, "blur_every", FV_KEY_INT, "0", NULL, 0, 1000000, "blur the image every N steps (pixel param; 0: never)"}, \
     {sec, "blur_sigma", FV_KEY_FLOAT, "0.5", NULL, 0, 100, "Gaussian blur sigma, px"},                        \
     {sec, "coarse", FV_KEY_FLOAT, "0", NULL, 0, 1, "pixel param: fraction of the steps spent at lower resolution first"}, \

@@ -18,7 +18,11 @@ int synth_cfg_read(const struct fv_settings *s, const char *sec, struct synth_cf
     c->param.decay = (float)fv_get_float(s, sec, "decay");
     c->param.decorrelate = fourier && fv_get_bool(s, sec, "decorrelate");
     c->param.init_sd = (float)fv_get_float(s, sec, "init_sd");
-    if (!fourier) c->param.init_uniform = 0; /* 0.5 + sd * N(0,1), clipped */
+    if (!fourier) {
+        c->param.init_uniform = 0; /* mean + sd * N(0,1) */
+        c->param.init_mean = (float)fv_get_float(s, sec, "init_mean");
+        c->clip = fv_get_bool(s, sec, "clip");
+    }
     struct fv_transform_config *t = &c->transform;
     fv_transform_config_default(t);
     t->pad = (float)fv_get_float(s, sec, "pad");
@@ -27,11 +31,17 @@ int synth_cfg_read(const struct fv_settings *s, const char *sec, struct synth_cf
     t->scale_min = (float)fv_get_float(s, sec, "scale_min");
     t->scale_max = (float)fv_get_float(s, sec, "scale_max");
     t->rotate_deg = (float)fv_get_float(s, sec, "rotate");
+    static const char *modes[] = {"constant", "reflect", "edge", "wrap"};
+    static const enum fv_pad_mode mode_of[] = {FV_PAD_CONSTANT, FV_PAD_REFLECT, FV_PAD_EDGE, FV_PAD_WRAP};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(fv_get_str(s, sec, "pad_mode"), modes[i])) t->pad_mode = mode_of[i];
+    t->jitter_integer = fv_get_bool(s, sec, "jitter_integer");
     if (t->scale_min > t->scale_max)
         return fv_error_set(err, FV_ERR_USAGE, "%s: %s.scale_min %g is above scale_max %g", fv_get_origin(s, sec, "scale_min"),
                             sec, (double)t->scale_min, (double)t->scale_max);
     c->l2 = (float)fv_get_float(s, sec, "l2");
     c->p = (float)fv_get_float(s, sec, "p");
+    c->l2_center = (float)fv_get_float(s, sec, "l2_center");
     c->tv = (float)fv_get_float(s, sec, "tv");
     c->blur_every = fv_get_int(s, sec, "blur_every");
     c->blur_sigma = (float)fv_get_float(s, sec, "blur_sigma");
@@ -180,8 +190,10 @@ static void step(struct batch *b, const struct fv_preproc *pp, const struct synt
     memset(b->du, 0, pixels * (size_t)b->c * sizeof(float));
     synth_to_model_backward(pp, b->plan.dx, b->dv, pixels, b->c);
     fv_warp_backward(b->warps, &b->tcfg, b->dv, b->du, b->n, b->h, b->w, b->c);
-    if (cfg->l2 > 0) fv_reg_lp(b->u, b->n, b->img, cfg->p, 0.5f, cfg->l2, b->du, NULL);
-    if (cfg->tv > 0) fv_reg_tv_l1(b->u, b->n, b->h, b->w, b->c, cfg->tv, b->du, NULL);
+    if (cfg->l2 > 0) fv_reg_lp(b->u, b->n, b->img, cfg->p, cfg->l2_center, cfg->l2, b->du, NULL);
+    /* tv weighs the SUM of absolute neighbour differences (Lucid's
+     * total_variation); fv_reg_tv_l1 divides by the element count */
+    if (cfg->tv > 0) fv_reg_tv_l1(b->u, b->n, b->h, b->w, b->c, cfg->tv * (float)b->img, b->du, NULL);
     size_t size = fv_param_size(param);
     memset(b->g, 0, (size_t)b->n * size * sizeof(float));
     if (lo) {
@@ -200,7 +212,7 @@ static void step(struct batch *b, const struct fv_preproc *pp, const struct synt
         a.lr = cfg->lr;
         fv_adam_step(&a, b->theta, b->g, b->m, b->v, b->t, b->n, size);
     }
-    fv_param_project(param, b->theta, b->n);
+    if (cfg->clip || param->cfg.basis != FV_PARAM_PIXEL) fv_param_project(param, b->theta, b->n);
     if (cfg->blur_every > 0 && (s + 1) % cfg->blur_every == 0 && param->cfg.basis == FV_PARAM_PIXEL && !param->cfg.sigmoid)
         fv_blur_gaussian(b->theta, b->n, lo ? b->hl : b->h, lo ? b->wl : b->w, b->c, cfg->blur_sigma, b->blur_ws, NULL);
 }

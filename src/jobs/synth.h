@@ -24,8 +24,9 @@ struct synth_cfg {
     int normalized;            /* normalized gradient ascent instead of Adam */
     float lr;
     struct fv_param_config param;
+    int clip;                  /* pixel basis: keep theta in [0,1] after each step */
     struct fv_transform_config transform; /* pad/jitter as given: < 1 = fraction */
-    float l2, p, tv;
+    float l2, p, l2_center, tv;
     int blur_every;
     float blur_sigma;
     float coarse;              /* fraction of steps at lower resolution (pixel basis) */
