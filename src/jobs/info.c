@@ -5,6 +5,7 @@
 
 #include "featviz/jobs.h"
 #include "jobs/common.h"
+#include "layers/layers.h"
 
 /* The Keras layer feeding input j of node i (skipping featviz's Permutes). */
 static const struct fv_layer *source(const struct fv_model *m, const struct fv_layer *l, int j) {
@@ -22,9 +23,12 @@ static void shape_text(const struct fv_plan *p, int i, const struct fv_model *m,
     if (len < cap) snprintf(out + len, cap - len, ")");
 }
 
+/* Layers with an activation setting show it, "linear" included. */
 static const char *act_text(const struct fv_layer *l) {
     if (l->act.kind != FV_ACT_LINEAR) return fv_act_name(&l->act);
-    return l->ops && (l->n_w > 0) ? "linear" : "";
+    int has = l->ops == &fv_conv2d_ops || l->ops == &fv_depthwise_ops || l->ops == &fv_separable_ops ||
+              l->ops == &fv_dense_ops || !strcmp(l->keras_class, "Activation");
+    return has ? "linear" : "";
 }
 
 int fv_job_info(const struct fv_settings *s, struct fv_error *err) {
@@ -88,8 +92,8 @@ int fv_job_info(const struct fv_settings *s, struct fv_error *err) {
         printf("Written by Keras %s, backend %s\n", *m.keras_version ? m.keras_version : "1.x (not recorded)",
                *m.backend ? m.backend : "not recorded");
         if (planned) printf("Input size is not declared; shapes below are for %dx%d.\n", h, w);
-        printf("%-36s %-22s %12s  %-12s %-24s\n", "Layer (type)", "Output Shape", "Param #", "Activation", "Connected to");
-        for (int i = 0; i < 110; i++) putchar('=');
+        printf("%-46s %-22s %12s  %-12s %-24s\n", "Layer (type)", "Output Shape", "Param #", "Activation", "Connected to");
+        for (int i = 0; i < 120; i++) putchar('=');
         putchar('\n');
         for (int i = 0; i < m.n_layers; i++) {
             const struct fv_layer *l = &m.layers[i];
@@ -97,11 +101,11 @@ int fv_job_info(const struct fv_settings *s, struct fv_error *err) {
             char name[200];
             snprintf(name, sizeof name, "%s (%s)", l->name, l->keras_class);
             shape_text(&p, i, &m, shape, sizeof shape);
-            printf("%-36s %-22s %12zu  %-12s ", name, shape, l->params_trainable + l->params_fixed, act_text(l));
+            printf("%-46s %-22s %12zu  %-12s ", name, shape, l->params_trainable + l->params_fixed, act_text(l));
             for (int j = 0; j < l->n_in; j++) printf("%s%s", j ? ", " : "", source(&m, l, j)->name);
             putchar('\n');
         }
-        for (int i = 0; i < 110; i++) putchar('=');
+        for (int i = 0; i < 120; i++) putchar('=');
         putchar('\n');
         printf("Total params: %zu\nTrainable params: %zu\nNon-trainable params: %zu\n", trainable + fixed, trainable, fixed);
         printf("Forward pass: %.1f MFLOPs per image (multiply-adds x2)\n", flops / 1e6);
