@@ -1,14 +1,49 @@
-/* `featviz activations`: every chosen layer's output for every input.
- * With npy = true: DIR/<input stem>/<layer>.npy in the layer's Keras layout
- * with a leading batch axis (1 for an image or an unbatched array, N for an
- * N-image array). */
+/* `featviz activations`: what every filter of every chosen layer does with
+ * each input (Quiver's view), as pictures, predictions and raw arrays.
+ *
+ * Per input item (an image file, or image i of a batched .npy array):
+ *   DIR/<item>/<layer>/<layer>_<c>.png   channel c's map, upscaled (nearest) to
+ *                                        at least activations.min_size pixels
+ *   DIR/<item>/<layer>.grid.png          all of the layer's maps, numbered
+ *   DIR/<item>/<layer>.bars.png          rank-1 outputs (Dense, Flatten) as a bar strip
+ *   DIR/<item>/predictions.txt, .json    the model's top-N classes
+ * where <item> is the input's file stem, or <stem>_<i> for image i of an
+ * array with a batch axis. Layer names with '/' (nested models) use '_'.
+ * With layers = all, every Keras layer but the input is drawn except pure
+ * identities at inference (Dropout, GaussianNoise, ...), whose pictures would
+ * repeat their input's.
+ *
+ * Maps: a node's output is (H, W, C) physical per image, channel last (rank 2
+ * (L, C) is drawn as 1 x L maps, rank 4 (a, b, c, C) as (a*b) x c). Normalisation
+ * (activations.norm) turns a map into t in [0, 1] for the colour map:
+ *   map:   Quiver's deprocess: t = clip((v - mean) / (std + 1e-5) * 0.1 + 0.5),
+ *          mean/std over the map; an all-zero map comes out mid-scale (0.5),
+ *          like a weak one.
+ *   layer: t = (v - lo) / (hi - lo), lo..hi = min..max over all the layer's
+ *          channels for this input (lo = 0 when the layer has no negative value),
+ *          so a dark map is really weak compared to its neighbours.
+ *   fixed: lo..hi = activations.lo..hi.
+ * With activations.overlay > 0 the coloured map is blended at that opacity over
+ * the input image (deprocessed, resized bilinearly to the picture's size; a
+ * 'valid' conv's map covers a slightly smaller field than the whole image).
+ *
+ * With activations.npy: DIR/<input stem>/<layer>.npy in the layer's Keras
+ * layout with a leading batch axis (1 for an image or an unbatched array, N
+ * for an N-image array); activations.pre adds <layer>.pre.npy. */
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "featviz/jobs.h"
+#include "featviz/progress.h"
+#include "featviz/render.h"
 #include "jobs/common.h"
 #include "jobs/inputs.h"
+#include "jobs/topn.h"
+
+enum { NORM_MAP, NORM_LAYER, NORM_FIXED };
 
 /* Chosen layers: "all" (every Keras layer but the input) or a name list. */
 static int pick_layers(const struct fv_settings *s, const struct fv_model *m, int **out, int *n,
@@ -39,48 +74,329 @@ static int pick_layers(const struct fv_settings *s, const struct fv_model *m, in
     return FV_OK;
 }
 
-static void file_name(const char *layer, const char *suffix, char *out, size_t cap) {
-    snprintf(out, cap, "%s%s.npy", layer, suffix);
+/* A layer name usable as a file name ('/' of nested layers -> '_'). */
+static void safe_name(const char *layer, char *out, size_t cap) {
+    snprintf(out, cap, "%s", layer);
     for (char *p = out; *p; p++)
         if (*p == '/') *p = '_';
+}
+
+/* snprintf for file paths: a path that does not fit is an error, not a cut. */
+static int path_fmt(char *out, size_t cap, struct fv_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int path_fmt(char *out, size_t cap, struct fv_error *err, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap) return fv_error_set(err, FV_ERR_USAGE, "%.80s...: output path too long", out);
+    return FV_OK;
+}
+
+/* Dropout, GaussianNoise, ...: output = input at inference. */
+static int is_pure_identity(const struct fv_layer *l) {
+    return l->ops && !strcmp(l->ops->kind, "identity") && l->act.kind == FV_ACT_LINEAR;
+}
+
+/* Everything the pictures of one item need. */
+struct acts_ctx {
+    const struct fv_model *m;
+    const struct fv_plan *p;
+    const struct fv_inputs *in;
+    const struct fv_preproc *pp;
+    const struct fv_labels *labels;
+    const int *layers;
+    int n_layers;
+    int norm;
+    float lo, hi;             /* norm = fixed */
+    enum fv_cmap cmap;
+    float overlay;            /* 0: off */
+    int min_size;
+    int top, probs;
+    int k_out;                /* values of the model output per item */
+    const float *out;         /* (batch, k_out) model outputs, Keras order */
+    const char *dir;          /* output.dir */
+    int all;                  /* layers = all: no pictures of pure identities */
+};
+
+/* How a node's per-image output is drawn: rank 1 as bars, else H x W maps of C channels. */
+static void map_dims(const struct fv_shape *s, int *H, int *W, int *C) {
+    switch (s->rank) {
+    case 2: *H = 1, *W = s->d[0], *C = s->d[1]; break;
+    case 3: *H = s->d[0], *W = s->d[1], *C = s->d[2]; break;
+    case 4: *H = s->d[0] * s->d[1], *W = s->d[2], *C = s->d[3]; break;
+    default: *H = 1, *W = 1, *C = s->rank ? s->d[0] : 1; break;
+    }
+}
+
+/* lo..hi of one map under Quiver's normalisation:
+ * t = (v - mean) / (std + 1e-5) * 0.1 + 0.5 = (v - lo) / (hi - lo)
+ * with lo = mean - 5 (std + 1e-5), hi = mean + 5 (std + 1e-5). */
+static void quiver_range(const float *v, size_t n, float *lo, float *hi) {
+    double sum = 0, sq = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(v[i])) sum += (double)v[i], k++;
+    double mean = k ? sum / (double)k : 0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(v[i])) sq += ((double)v[i] - mean) * ((double)v[i] - mean);
+    double sd = (k ? sqrt(sq / (double)k) : 0) + 1e-5;
+    *lo = (float)(mean - 5 * sd);
+    *hi = (float)(mean + 5 * sd);
+}
+
+/* The input image as displayable RGB floats 0..255 (for overlays). */
+static int input_rgb(const struct acts_ctx *c, const float *x, struct fv_image *img,
+                     struct fv_error *err) {
+    const struct fv_inputs *in = c->in;
+    size_t n = (size_t)in->h * (size_t)in->w;
+    unsigned char *bytes = malloc(n * (size_t)in->c);
+    img->h = in->h, img->w = in->w, img->c = 3;
+    img->data = malloc(n * 3 * sizeof(float));
+    if (!bytes || !img->data) {
+        free(bytes);
+        fv_image_free(img);
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    }
+    fv_deprocess(c->pp, x, in->h, in->w, in->c, bytes);
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < 3; k++) img->data[3 * i + (size_t)k] = bytes[i * (size_t)in->c + (size_t)(in->c == 3 ? k : 0)];
+    free(bytes);
+    return FV_OK;
+}
+
+/* The input resized to h x w as RGB bytes (h, w, 3). */
+static int background(const struct fv_image *rgb, int h, int w, unsigned char **out,
+                      struct fv_error *err) {
+    struct fv_image r = {0};
+    int rc = fv_image_resize(rgb, h, w, FV_RESIZE_BILINEAR, &r, err);
+    if (rc) return rc;
+    size_t n = (size_t)h * (size_t)w * 3;
+    if (!(*out = malloc(n))) {
+        fv_image_free(&r);
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        float v = r.data[i] < 0 ? 0 : r.data[i] > 255 ? 255 : r.data[i];
+        (*out)[i] = (unsigned char)floorf(v + 0.5f);
+    }
+    fv_image_free(&r);
+    return FV_OK;
+}
+
+/* One layer's bar strip (rank-1 output). */
+static int draw_bars(const struct acts_ctx *c, int t, const float *y, const char *dir,
+                     struct fv_error *err) {
+    const struct fv_layer *l = &c->m->layers[t];
+    const struct fv_shape *s = &c->p->io[t].out;
+    int n = (int)fv_shape_count(s);
+    float *v = malloc((size_t)n * sizeof *v); /* (n) Keras order */
+    if (!v) return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    fv_to_keras(l, s, y, v);
+    char name[FV_NAME_MAX], title[FV_NAME_MAX + 64], path[4500];
+    safe_name(l->name, name, sizeof name);
+    snprintf(title, sizeof title, "%s: %d unit%s", l->name, n, n == 1 ? "" : "s");
+    struct fv_bars_spec spec = {.v = v, .n = n, .title = title};
+    int rc = path_fmt(path, sizeof path, err, "%s/%s.bars.png", dir, name);
+    if (!rc) rc = fv_bars_write(path, &spec, err);
+    free(v);
+    return rc;
+}
+
+/* One layer's maps: a PNG per channel and the numbered grid. */
+static int draw_maps(const struct acts_ctx *c, int t, const float *y, const char *dir,
+                     const struct fv_image *rgb, struct fv_error *err) {
+    const struct fv_layer *l = &c->m->layers[t];
+    const struct fv_shape *s = &c->p->io[t].out;
+    int H, W, C;
+    map_dims(s, &H, &W, &C);
+    size_t HW = (size_t)H * (size_t)W, count = fv_shape_count(s);
+    int k = fv_upscale_for(H > W ? H : W, c->min_size);
+    int HK = H * k, WK = W * k;
+    size_t tile_bytes = (size_t)HK * (size_t)WK * 3;
+    char name[FV_NAME_MAX], sub[4500], path[4800];
+    safe_name(l->name, name, sizeof name);
+    float *map = malloc(HW * sizeof *map);               /* (H, W) one channel */
+    unsigned char *small = malloc(HW * 3);                /* (H, W, 3) coloured */
+    unsigned char *tiles = malloc((size_t)C * tile_bytes); /* (C, HK, WK, 3) */
+    const unsigned char **tp = malloc((size_t)C * sizeof *tp);
+    unsigned char *bg = NULL;                              /* (HK, WK, 3) input image */
+    struct fv_canvas cv = {0};
+    int rc = FV_OK;
+    if (!map || !small || !tiles || !tp) {
+        rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory drawing %d maps of %s", C, l->name);
+        goto done;
+    }
+    if ((rc = path_fmt(sub, sizeof sub, err, "%s/%s", dir, name)) || (rc = job_mkdirs(sub, err))) goto done;
+    if (c->overlay > 0 && rgb && (rc = background(rgb, HK, WK, &bg, err))) goto done;
+    if ((rc = fv_canvas_init(&cv, HK, WK, FV_BLACK, err))) goto done;
+    float lo = c->lo, hi = c->hi;
+    if (c->norm == NORM_LAYER) {
+        fv_finite_range(y, count, &lo, &hi);
+        if (lo > 0) lo = 0;
+    }
+    for (int ch = 0; ch < C && !rc; ch++) {
+        for (size_t i = 0; i < HW; i++) map[i] = y[i * (size_t)C + (size_t)ch];
+        if (c->norm == NORM_MAP) quiver_range(map, HW, &lo, &hi);
+        fv_map_to_rgb(map, HW, lo, hi, c->cmap, small);
+        if (bg) {
+            fv_canvas_blit(&cv, 0, 0, bg, HK, WK, 3, 1);
+            fv_canvas_blend(&cv, 0, 0, small, H, W, 3, k, c->overlay, NULL);
+        } else {
+            fv_canvas_blit(&cv, 0, 0, small, H, W, 3, k);
+        }
+        memcpy(tiles + (size_t)ch * tile_bytes, cv.pix, tile_bytes);
+        tp[ch] = tiles + (size_t)ch * tile_bytes;
+        if (!(rc = path_fmt(path, sizeof path, err, "%s/%s_%d.png", sub, name, ch))) rc = fv_canvas_save(&cv, path, err);
+    }
+    if (rc) goto done;
+    static const char *const norm_names[] = {"map", "layer", "fixed"};
+    char title[FV_NAME_MAX + 96];
+    snprintf(title, sizeof title, "%s: %d map%s %dx%d, norm %s", l->name, C, C == 1 ? "" : "s", H, W,
+             norm_names[c->norm]);
+    struct fv_montage_spec spec = {
+        .tiles = tp, .n = C, .th = HK, .tw = WK, .channels = 3, .number_tiles = 1,
+        .cols = (int)ceil(sqrt((double)C)), .scale = 1, .margin = -1, .title = title,
+    };
+    if (!(rc = path_fmt(path, sizeof path, err, "%s/%s.grid.png", dir, name))) rc = fv_montage_write(path, &spec, err);
+done:
+    fv_canvas_free(&cv);
+    free(bg);
+    free(tp);
+    free(tiles);
+    free(small);
+    free(map);
+    return rc;
+}
+
+/* predictions.txt and predictions.json of one item. */
+static int write_predictions(const struct acts_ctx *c, const float *v, const char *name,
+                             const char *dir, struct fv_error *err) {
+    int top = c->top < c->k_out ? c->top : c->k_out;
+    int *idx = malloc((size_t)(top > 0 ? top : 1) * sizeof *idx);
+    if (!idx) return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    topn_indices(v, c->k_out, top, idx);
+    char path[4500];
+    struct fv_tmpfile tf;
+    int rc = path_fmt(path, sizeof path, err, "%s/predictions.txt", dir);
+    if (!rc) rc = fv_tmpfile_open(&tf, path, err);
+    if (!rc) {
+        topn_print_text(tf.fp, name, v, idx, top, c->labels);
+        rc = fv_tmpfile_commit(&tf, err);
+    }
+    if (!rc && !(rc = path_fmt(path, sizeof path, err, "%s/predictions.json", dir)) &&
+        !(rc = fv_tmpfile_open(&tf, path, err))) {
+        topn_print_json(tf.fp, name, v, idx, top, c->labels, c->probs);
+        fputc('\n', tf.fp);
+        rc = fv_tmpfile_commit(&tf, err);
+    }
+    free(idx);
+    return rc;
+}
+
+/* All pictures of batch entry b (input item `item`) under DIR/<item>/. */
+static int draw_item(const struct acts_ctx *c, int b, size_t item, struct fv_error *err) {
+    const struct fv_inputs *in = c->in;
+    const struct fv_plan *p = c->p;
+    size_t idx;
+    const struct fv_source *src = fv_inputs_source(in, item, &idx);
+    char dir[4500], name[4200];
+    topn_item_name(in, item, name, sizeof name);
+    int rc = src->batched ? path_fmt(dir, sizeof dir, err, "%s/%s_%zu", c->dir, src->stem, idx)
+                          : path_fmt(dir, sizeof dir, err, "%s/%s", c->dir, src->stem);
+    if (!rc) rc = job_mkdirs(dir, err);
+    if (rc) return rc;
+    struct fv_image rgb = {0};
+    size_t per_in = (size_t)in->h * (size_t)in->w * (size_t)in->c;
+    if (c->overlay > 0 && c->m->in_rank == 3 && (rc = input_rgb(c, p->x + (size_t)b * per_in, &rgb, err)))
+        return rc;
+    int drawn = 0;
+    for (int k = 0; k < c->n_layers && !rc; k++) {
+        int t = c->layers[k];
+        if (c->all && is_pure_identity(&c->m->layers[t])) continue; /* the same picture as its input */
+        drawn++;
+        const float *y = p->buf[t].y + (size_t)b * fv_shape_count(&p->io[t].out); /* one image */
+        if (p->io[t].out.rank <= 1) rc = draw_bars(c, t, y, dir, err);
+        else rc = draw_maps(c, t, y, dir, rgb.data ? &rgb : NULL, err);
+    }
+    if (!rc) rc = write_predictions(c, c->out + (size_t)b * (size_t)c->k_out, name, dir, err);
+    fv_image_free(&rgb);
+    if (!rc) printf("%s: %d layer%s -> %s/\n", name, drawn, drawn == 1 ? "" : "s", dir);
+    return rc;
+}
+
+/* The picture settings. */
+static int read_picture_settings(const struct fv_settings *s, struct acts_ctx *c,
+                                 struct fv_error *err) {
+    const char *norm = fv_get_str(s, "activations", "norm");
+    c->norm = !strcmp(norm, "map") ? NORM_MAP : !strcmp(norm, "fixed") ? NORM_FIXED : NORM_LAYER;
+    c->lo = (float)fv_get_float(s, "activations", "lo");
+    c->hi = (float)fv_get_float(s, "activations", "hi");
+    if (c->norm == NORM_FIXED && !(c->hi > c->lo))
+        return fv_error_set(err, FV_ERR_USAGE, "%s: activations.hi (%g) must be above activations.lo (%g) for norm = fixed",
+                            fv_get_origin(s, "activations", "hi"), (double)c->hi, (double)c->lo);
+    int cm = fv_cmap_parse(fv_get_str(s, "activations", "cmap"));
+    if (cm < 0) return fv_error_set(err, FV_ERR_USAGE, "%s: unknown colour map", fv_get_origin(s, "activations", "cmap"));
+    c->cmap = (enum fv_cmap)cm;
+    c->overlay = (float)fv_get_float(s, "activations", "overlay");
+    c->min_size = fv_get_int(s, "activations", "min_size");
+    c->top = fv_get_int(s, "activations", "top");
+    return FV_OK;
 }
 
 int fv_job_activations(const struct fv_settings *s, struct fv_error *err) {
     struct fv_model m;
     struct fv_preproc pp;
+    struct fv_labels labels = {0};
     struct fv_inputs in = {0};
     struct fv_plan p = {0};
+    struct acts_ctx ctx = {0};
     int *layers = NULL, n_layers = 0;
-    float **keep = NULL;
+    float **keep = NULL, *tmp = NULL, *outs = NULL;
     int rc = job_load_model(s, &m, err);
     if (rc) return rc;
     int h, w, c;
     fv_model_input_hwc(&m, &h, &w, &c);
-    if ((rc = job_preproc(s, c, &pp, err))) goto done;
+    int png = fv_get_bool(s, "activations", "png"), npy = fv_get_bool(s, "activations", "npy");
+    if ((rc = job_preproc(s, c, &pp, err)) || (rc = job_labels(s, &labels, err))) goto done;
     if ((rc = pick_layers(s, &m, &layers, &n_layers, err))) goto done;
+    if (png && (rc = read_picture_settings(s, &ctx, err))) goto done;
     if ((rc = fv_inputs_open(&in, fv_get_str(s, "activations", "inputs"), &m, &pp, 0, 0, err))) goto done;
-    if (!fv_get_bool(s, "activations", "npy")) {
-        rc = fv_error_set(err, FV_ERR_USAGE, "activations: nothing to write (use --npy)");
+    if (!png && !npy) {
+        rc = fv_error_set(err, FV_ERR_USAGE, "activations: nothing to write (png and npy are both off)");
         goto done;
     }
-    int want_pre = fv_get_bool(s, "activations", "pre");
+    int want_pre = npy && fv_get_bool(s, "activations", "pre");
     const char *dir = fv_get_str(s, "output", "dir");
-    int batch = 32;
+    int batch = fv_get_int(s, "activations", "batch");
     if ((size_t)batch > in.total) batch = (int)in.total;
     if ((rc = fv_plan_init(&p, &m, batch, in.h, in.w, 0, err))) goto done;
     size_t per_in = (size_t)in.h * (size_t)in.w * (size_t)in.c;
     int views = want_pre ? 2 : 1;
+    size_t max_per = 0;
+    for (int k = 0; k < n_layers; k++) {
+        size_t per = fv_shape_count(&p.io[layers[k]].out);
+        max_per = per > max_per ? per : max_per;
+    }
+    ctx.m = &m, ctx.p = &p, ctx.in = &in, ctx.pp = &pp, ctx.labels = &labels;
+    ctx.layers = layers, ctx.n_layers = n_layers, ctx.dir = dir;
+    const char *list = fv_get_str(s, "activations", "layers");
+    ctx.all = !list || !strcmp(list, "all");
+    ctx.probs = topn_is_prob(&m);
+    ctx.k_out = (int)fv_shape_count(&p.io[m.output].out);
     keep = calloc((size_t)n_layers * (size_t)views, sizeof *keep);
-    if (!keep) {
+    tmp = malloc((size_t)batch * (max_per ? max_per : 1) * sizeof *tmp);  /* (batch, per) Keras order */
+    outs = malloc((size_t)batch * (size_t)ctx.k_out * sizeof *outs);     /* (batch, k_out) */
+    if (!keep || !tmp || !outs) {
         rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
         goto done;
     }
-    int top = -1;
-    for (int k = 0; k < n_layers; k++) top = layers[k] > top ? layers[k] : top;
+    ctx.out = outs;
+    fv_progress_start("activations", in.total);
     for (int f = 0; f < in.n_src && !rc; f++) {
         const struct fv_source *src = &in.src[f];
         size_t N = src->count;
-        for (int k = 0; k < n_layers * views; k++) {
+        for (int k = 0; npy && k < n_layers * views; k++) {
             size_t per = fv_shape_count(&p.io[layers[k / views]].out);
             if (!(keep[k] = malloc(N * per * sizeof(float)))) {
                 rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory keeping %zu activations of %s", N, src->path);
@@ -91,46 +407,51 @@ int fv_job_activations(const struct fv_settings *s, struct fv_error *err) {
             size_t count = N - first < (size_t)batch ? N - first : (size_t)batch;
             memset(p.x, 0, (size_t)batch * per_in * sizeof(float));
             if ((rc = fv_inputs_read(&in, src->first + first, count, p.x, err))) break;
-            fv_forward(&p, top);
-            for (int k = 0; k < n_layers * views; k++) {
+            fv_forward(&p, -1);
+            for (int k = 0; npy && k < n_layers * views; k++) {
                 int t = layers[k / views];
                 size_t per = fv_shape_count(&p.io[t].out);
-                float *tmp = malloc((size_t)batch * per * sizeof(float));
-                if (!tmp) {
-                    rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
-                    break;
-                }
                 fv_plan_read_keras(&p, t, k % views == 1, tmp);
                 memcpy(keep[k] + first * per, tmp, count * per * sizeof(float));
-                free(tmp);
             }
+            if (png) {
+                fv_plan_read_keras(&p, m.output, 0, outs);
+                for (size_t b = 0; b < count && !rc; b++) rc = draw_item(&ctx, (int)b, src->first + first + b, err);
+            }
+            fv_progress_add(count);
+            if (!rc && fv_interrupted())
+                rc = fv_error_set(err, FV_ERR_INTERRUPTED, "activations: interrupted after %zu of %zu inputs",
+                                  src->first + first + count, in.total);
         }
         char sub[4096];
-        snprintf(sub, sizeof sub, "%s/%s", dir, src->stem);
-        if (!rc) rc = job_mkdirs(sub, err);
-        for (int k = 0; k < n_layers * views && !rc; k++) {
+        if (!rc && npy && !(rc = path_fmt(sub, sizeof sub, err, "%s/%s", dir, src->stem))) rc = job_mkdirs(sub, err);
+        for (int k = 0; npy && k < n_layers * views && !rc; k++) {
             int t = layers[k / views];
             struct fv_shape ks;
             fv_keras_shape(&m.layers[t], &p.io[t].out, &ks);
             size_t dims[FV_MAX_RANK + 1];
             dims[0] = N;
             for (int d = 0; d < ks.rank; d++) dims[d + 1] = (size_t)ks.d[d];
-            char name[300], path[4500];
-            file_name(m.layers[t].name, k % views ? ".pre" : "", name, sizeof name);
-            snprintf(path, sizeof path, "%s/%s", sub, name);
-            rc = fv_npy_save(path, keep[k], ks.rank + 1, dims, err);
+            char name[FV_NAME_MAX + 16], path[4500];
+            safe_name(m.layers[t].name, name, FV_NAME_MAX);
+            strcat(name, k % views ? ".pre.npy" : ".npy");
+            if (!(rc = path_fmt(path, sizeof path, err, "%s/%s", sub, name))) rc = fv_npy_save(path, keep[k], ks.rank + 1, dims, err);
         }
         for (int k = 0; k < n_layers * views; k++) {
             free(keep[k]);
             keep[k] = NULL;
         }
-        if (!rc) printf("%s: %d layer%s -> %s/\n", src->path, n_layers * views, n_layers * views == 1 ? "" : "s", sub);
+        if (!rc && npy) printf("%s: %d layer%s -> %s/\n", src->path, n_layers * views, n_layers * views == 1 ? "" : "s", sub);
     }
+    fv_progress_end();
 done:
+    free(outs);
+    free(tmp);
     free(keep);
     free(layers);
     fv_plan_free(&p);
     fv_inputs_close(&in);
+    fv_labels_free(&labels);
     fv_model_free(&m);
     return rc;
 }

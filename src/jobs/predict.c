@@ -6,25 +6,7 @@
 #include "featviz/jobs.h"
 #include "jobs/common.h"
 #include "jobs/inputs.h"
-
-/* Indices of the k largest values, largest first (ties: lower index first). */
-static void top_k(const float *v, int n, int k, int *idx) {
-    for (int i = 0; i < k; i++) idx[i] = -1;
-    for (int j = 0; j < n; j++) {
-        int pos = k;
-        while (pos > 0 && (idx[pos - 1] < 0 || v[j] > v[idx[pos - 1]])) pos--;
-        if (pos >= k) continue;
-        memmove(idx + pos + 1, idx + pos, (size_t)(k - pos - 1) * sizeof *idx);
-        idx[pos] = j;
-    }
-}
-
-static void item_name(const struct fv_inputs *in, size_t item, char *out, size_t cap) {
-    size_t idx;
-    const struct fv_source *s = fv_inputs_source(in, item, &idx);
-    if (s->batched) snprintf(out, cap, "%s[%zu]", s->path, idx);
-    else snprintf(out, cap, "%s", s->path);
-}
+#include "jobs/topn.h"
 
 int fv_job_predict(const struct fv_settings *s, struct fv_error *err) {
     struct fv_model m;
@@ -43,8 +25,7 @@ int fv_job_predict(const struct fv_settings *s, struct fv_error *err) {
     int batch = fv_get_int(s, "predict", "batch");
     if ((size_t)batch > in.total) batch = (int)in.total;
     if ((rc = fv_plan_init(&p, &m, batch, in.h, in.w, 0, err))) goto done;
-    int pre, logits = fv_model_logits(&m, &pre);
-    int probs = logits != m.output || pre;
+    int probs = topn_is_prob(&m);
     size_t per_in = (size_t)in.h * (size_t)in.w * (size_t)in.c;
     int k = (int)fv_shape_count(&p.io[m.output].out);
     int top = fv_get_int(s, "predict", "top");
@@ -66,26 +47,13 @@ int fv_job_predict(const struct fv_settings *s, struct fv_error *err) {
         for (size_t b = 0; b < count; b++) {
             const float *v = out + b * (size_t)k;
             char name[4200];
-            item_name(&in, first + b, name, sizeof name);
-            top_k(v, k, top, idx);
+            topn_item_name(&in, first + b, name, sizeof name);
+            topn_indices(v, k, top, idx);
             if (json) {
-                printf("%s\n {\"input\": ", first + b ? "," : "");
-                job_json_string(stdout, name);
-                printf(", \"top\": [");
-                for (int t = 0; t < top; t++) {
-                    printf("%s{\"class\": %d, \"label\": ", t ? ", " : "", idx[t]);
-                    const char *lab = fv_labels_get(&labels, idx[t]);
-                    if (lab) job_json_string(stdout, lab);
-                    else printf("null");
-                    printf(", \"%s\": %.6g}", probs ? "probability" : "value", (double)v[idx[t]]);
-                }
-                printf("]}");
+                printf("%s\n ", first + b ? "," : "");
+                topn_print_json(stdout, name, v, idx, top, &labels, probs);
             } else {
-                printf("%s\n", name);
-                for (int t = 0; t < top; t++) {
-                    const char *lab = fv_labels_get(&labels, idx[t]);
-                    printf("  %4d  %-50s %10.6f\n", idx[t], lab ? lab : "", (double)v[idx[t]]);
-                }
+                topn_print_text(stdout, name, v, idx, top, &labels);
             }
         }
     }

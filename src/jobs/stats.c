@@ -1,0 +1,648 @@
+/* `featviz stats`: per-channel statistics over many images, to answer "which
+ * filters never fire?".
+ *
+ * The inputs (a folder, image files, or .npy arrays of N images) stream through
+ * one plan in batches of stats.batch (fewer when a pass would need over 1 GiB),
+ * so memory is bounded by the batch and the number of channels, never by the
+ * number of images. For each measured
+ * layer and channel c (the last physical dim of the output: the filter of a
+ * conv layer, the unit of a Dense layer) we keep over the images seen:
+ *   mean           mean of the values over images and positions
+ *   max            largest value
+ *   zero_fraction  fraction of images on which the channel does not fire
+ *   dead           it fires on no image
+ *   top            the stats.topk images with the largest per-image maximum
+ * where a channel FIRES on an image when its largest value over all
+ * positions is > 0. After a ReLU (fused or a separate Activation/ReLU layer)
+ * "does not fire" is "zero everywhere". Layers without a ReLU (a linear conv
+ * followed by BatchNormalization and an Activation, as in Keras 3 models) are
+ * measured with the same rule, and the summary says so; their Activation layer
+ * is measured too, and it answers the dead-filter question.
+ *
+ * Layers ("all"): every Conv2D, DepthwiseConv2D, SeparableConv2D and Dense,
+ * and every standalone activation layer (Activation, ReLU, LeakyReLU, ELU,
+ * PReLU, but not softmax) whose output is an image (H, W, C) or a vector.
+ *
+ * Output in output.dir, written after the last batch:
+ *   stats.csv            layer,channel,mean,max,zero_fraction,dead,top_images
+ *                        (top_images: input item indices, best first, space-separated)
+ *   stats.json           the same with layer details and the input names
+ *   <layer>.chart.png    mean activation per channel, dead ones red
+ *   <layer>.top.png      one row per channel: its top-k input images (stats.montage;
+ *                        gray where fewer than k images made it fire; images
+ *                        over 64 px are shrunk to 64 px);
+ *                        layers of more than 64 channels are split in
+ *                        <layer>.top_<first>-<last>.png
+ * and on stdout one line per layer, e.g.
+ *   conv2d_2: 3 of 32 filters never fire on 11690 images: 7, 19, 22
+ *   conv2d_1: all 32 filters fire
+ * followed by "(N [more] fire on under 1% of the images: ...)" for nearly dead
+ * channels and "(linear output: ...)" for layers measured before any ReLU.
+ * Ctrl-C stops after the current batch: the results cover the images seen,
+ * the summary says so and the job returns FV_ERR_INTERRUPTED. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "featviz/jobs.h"
+#include "featviz/progress.h"
+#include "featviz/render.h"
+#include "jobs/common.h"
+#include "jobs/inputs.h"
+#include "jobs/topn.h"
+
+#define MONTAGE_ROWS 64 /* channels per top-images picture */
+
+struct top_item {
+    float v;        /* the channel's largest value on that image */
+    size_t item;    /* input item index */
+};
+
+/* Running statistics of one layer. */
+struct layer_stats {
+    int t;                  /* node */
+    int C;                  /* channels */
+    size_t P;               /* positions per image (count / C) */
+    double *sum;            /* (C) sum of all values */
+    float *max;             /* (C) */
+    size_t *silent;         /* (C) images on which the channel does not fire */
+    struct top_item *heap;  /* (C, k) min-heaps of the best images */
+    int *hn;                /* (C) heap sizes */
+};
+
+/* ---- batch size ---- */
+
+#define PLAN_BUDGET_FLOATS ((size_t)1 << 28) /* 1 GiB of activations per pass */
+
+/* stats.batch, lowered when one pass of that many images would need more
+ * than PLAN_BUDGET_FLOATS (big inputs, e.g. 224 px MobileNets). */
+static int fit_batch(const struct fv_model *m, int want, int h, int w, int *out,
+                     struct fv_error *err) {
+    struct fv_plan one;
+    int rc = fv_plan_init(&one, m, 1, h, w, 0, err);
+    if (rc) return rc;
+    size_t per = one.mem_floats ? one.mem_floats : 1;
+    fv_plan_free(&one);
+    size_t fit = PLAN_BUDGET_FLOATS / per;
+    *out = fit < 1 ? 1 : (size_t)want > fit ? (int)fit : want;
+    return FV_OK;
+}
+
+/* ---- which layers ---- */
+
+static int measured_by_default(const struct fv_model *m, int t, const struct fv_shape *out) {
+    const struct fv_layer *l = &m->layers[t];
+    if (l->hidden || t == m->input || !l->ops) return 0;
+    if (out->rank != 3 && out->rank != 1) return 0;
+    const char *k = l->ops->kind;
+    if (!strcmp(k, "conv2d") || !strcmp(k, "depthwise") || !strcmp(k, "separable") ||
+        !strcmp(k, "dense") || !strcmp(k, "prelu"))
+        return 1;
+    return !strcmp(k, "identity") && l->act.kind != FV_ACT_LINEAR && l->act.kind != FV_ACT_SOFTMAX;
+}
+
+static int pick_layers(const struct fv_settings *s, const struct fv_model *m,
+                       const struct fv_plan *p, int **out, int *n, struct fv_error *err) {
+    const char *list = fv_get_str(s, "stats", "layers");
+    *n = 0;
+    if (!(*out = malloc((size_t)m->n_layers * sizeof **out))) return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    if (!list || !strcmp(list, "all")) {
+        for (int i = 0; i < m->n_layers; i++)
+            if (measured_by_default(m, i, &p->io[i].out)) (*out)[(*n)++] = i;
+        if (*n == 0)
+            return fv_error_set(err, FV_ERR_USAGE, "%s: no conv, Dense or activation layer to measure (name layers with --layers)", m->path);
+        return FV_OK;
+    }
+    char *buf = strdup(list), *save = NULL;
+    if (!buf) return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    int rc = FV_OK;
+    for (char *tok = strtok_r(buf, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ') tok++;
+        int t = fv_model_find(m, tok);
+        if (t < 0 || t == m->input)
+            rc = fv_error_set(err, FV_ERR_USAGE, "%s: no layer named '%s' in %s (see featviz info)",
+                              fv_get_origin(s, "stats", "layers"), tok, m->path);
+        else if (*n < m->n_layers)
+            (*out)[(*n)++] = t;
+    }
+    free(buf);
+    return rc;
+}
+
+/* ---- accumulation ---- */
+
+/* a ranks below b: smaller value, or the same value from a later image. */
+static int worse(const struct top_item *a, const struct top_item *b) {
+    return a->v < b->v || (a->v == b->v && a->item > b->item);
+}
+
+static void heap_push(struct top_item *h, int *n, int k, struct top_item x) {
+    if (*n < k) {
+        int i = (*n)++;
+        while (i > 0 && worse(&x, &h[(i - 1) / 2])) {
+            h[i] = h[(i - 1) / 2];
+            i = (i - 1) / 2;
+        }
+        h[i] = x;
+        return;
+    }
+    if (!worse(&h[0], &x)) return; /* not better than the weakest kept */
+    int i = 0;
+    for (;;) { /* sift x down from the root */
+        int l = 2 * i + 1, r = l + 1, m = -1;
+        const struct top_item *low = &x;
+        if (l < k && worse(&h[l], low)) m = l, low = &h[l];
+        if (r < k && worse(&h[r], low)) m = r;
+        if (m < 0) break;
+        h[i] = h[m];
+        i = m;
+    }
+    h[i] = x;
+}
+
+static int best_first(const void *a, const void *b) {
+    const struct top_item *x = a, *y = b;
+    return worse(y, x) ? -1 : worse(x, y) ? 1 : 0;
+}
+
+static int stats_init(struct layer_stats *L, int t, const struct fv_shape *out, int k,
+                      struct fv_error *err) {
+    memset(L, 0, sizeof *L);
+    L->t = t;
+    L->C = out->rank ? out->d[out->rank - 1] : 1;
+    L->P = fv_shape_count(out) / (size_t)L->C;
+    size_t C = (size_t)L->C;
+    L->sum = calloc(C, sizeof *L->sum);
+    L->max = malloc(C * sizeof *L->max);
+    L->silent = calloc(C, sizeof *L->silent);
+    L->heap = malloc(C * (size_t)k * sizeof *L->heap);
+    L->hn = calloc(C, sizeof *L->hn);
+    if (!L->sum || !L->max || !L->silent || !L->heap || !L->hn)
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory for the statistics of %d channels", L->C);
+    for (size_t c = 0; c < C; c++) L->max[c] = -INFINITY;
+    return FV_OK;
+}
+
+static void stats_free(struct layer_stats *L) {
+    free(L->sum);
+    free(L->max);
+    free(L->silent);
+    free(L->heap);
+    free(L->hn);
+}
+
+/* One image's output y (P, C) of the layer, from input item `item`.
+ * imax, isum: (C) scratch. */
+static void accumulate(struct layer_stats *L, const float *y, size_t item, int k, float *imax,
+                       double *isum) {
+    size_t C = (size_t)L->C;
+    for (size_t c = 0; c < C; c++) imax[c] = -INFINITY, isum[c] = 0;
+    for (size_t q = 0; q < L->P; q++) {
+        const float *row = y + q * C; /* (C) */
+        for (size_t c = 0; c < C; c++) {
+            isum[c] += (double)row[c];
+            if (row[c] > imax[c]) imax[c] = row[c];
+        }
+    }
+    for (size_t c = 0; c < C; c++) {
+        L->sum[c] += isum[c];
+        if (imax[c] > L->max[c]) L->max[c] = imax[c];
+        if (!(imax[c] > 0)) L->silent[c]++;
+        struct top_item x = {imax[c], item};
+        heap_push(L->heap + c * (size_t)k, &L->hn[c], k, x);
+    }
+}
+
+/* ---- output ---- */
+
+static void safe_name(const char *layer, char *out, size_t cap) {
+    snprintf(out, cap, "%s", layer);
+    for (char *p = out; *p; p++)
+        if (*p == '/') *p = '_';
+}
+
+/* snprintf for file paths: a path that does not fit is an error, not a cut. */
+static int path_fmt(char *out, size_t cap, struct fv_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int path_fmt(char *out, size_t cap, struct fv_error *err, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap) return fv_error_set(err, FV_ERR_USAGE, "%.80s...: output path too long", out);
+    return FV_OK;
+}
+
+static void json_number(FILE *f, double v) {
+    if (isfinite(v)) fprintf(f, "%.9g", v);
+    else fputs("null", f);
+}
+
+static const char *unit_word(const struct fv_plan *p, int t) {
+    return p->io[t].out.rank == 1 ? "units" : "filters";
+}
+
+static int write_csv(const char *dir, const struct fv_model *m, const struct layer_stats *ls,
+                     int n_ls, size_t N, int k, struct fv_error *err) {
+    char path[4200];
+    struct fv_tmpfile tf;
+    int rc = path_fmt(path, sizeof path, err, "%s/stats.csv", dir);
+    if (rc || (rc = fv_tmpfile_open(&tf, path, err))) return rc;
+    FILE *f = tf.fp;
+    fprintf(f, "layer,channel,mean,max,zero_fraction,dead,top_images\n");
+    for (int j = 0; j < n_ls; j++) {
+        const struct layer_stats *L = &ls[j];
+        for (int c = 0; c < L->C; c++) {
+            fprintf(f, "%s,%d,%.9g,%.9g,%.9g,%s,", m->layers[L->t].name, c,
+                    L->sum[c] / ((double)N * (double)L->P), (double)L->max[c],
+                    (double)L->silent[c] / (double)N, L->silent[c] == N ? "true" : "false");
+            const struct top_item *h = L->heap + (size_t)c * (size_t)k;
+            for (int i = 0; i < L->hn[c]; i++) fprintf(f, "%s%zu", i ? " " : "", h[i].item);
+            fputc('\n', f);
+        }
+    }
+    return fv_tmpfile_commit(&tf, err);
+}
+
+static int write_json(const char *dir, const struct fv_model *m, const struct fv_plan *p,
+                      const struct fv_inputs *in, const struct layer_stats *ls, int n_ls,
+                      size_t N, int k, int interrupted, struct fv_error *err) {
+    char path[4200], name[4200];
+    struct fv_tmpfile tf;
+    int rc = path_fmt(path, sizeof path, err, "%s/stats.json", dir);
+    if (rc || (rc = fv_tmpfile_open(&tf, path, err))) return rc;
+    FILE *f = tf.fp;
+    fprintf(f, "{\n  \"model\": ");
+    job_json_string(f, m->path);
+    fprintf(f, ",\n  \"images\": %zu,\n  \"images_total\": %zu,\n  \"interrupted\": %s,\n", N, in->total,
+            interrupted ? "true" : "false");
+    fprintf(f, "  \"fires\": \"a channel fires on an image when its largest value over all positions is > 0; "
+               "zero_fraction = fraction of images on which it does not fire; dead = fires on no image\",\n");
+    fprintf(f, "  \"layers\": [");
+    for (int j = 0; j < n_ls; j++) {
+        const struct layer_stats *L = &ls[j];
+        const struct fv_layer *l = &m->layers[L->t];
+        struct fv_shape ks;
+        fv_keras_shape(l, &p->io[L->t].out, &ks);
+        fprintf(f, "%s\n    {\"layer\": ", j ? "," : "");
+        job_json_string(f, l->name);
+        fprintf(f, ", \"class\": ");
+        job_json_string(f, l->keras_class);
+        fprintf(f, ", \"activation\": ");
+        job_json_string(f, fv_act_name(&l->act));
+        fprintf(f, ", \"shape\": [");
+        for (int d = 0; d < ks.rank; d++) fprintf(f, "%s%d", d ? ", " : "", ks.d[d]);
+        fprintf(f, "], \"kind\": \"%s\", \"channels\": %d, \"dead\": [", unit_word(p, L->t), L->C);
+        int first = 1;
+        for (int c = 0; c < L->C; c++)
+            if (L->silent[c] == N) fprintf(f, "%s%d", first ? "" : ", ", c), first = 0;
+        fprintf(f, "],\n     \"per_channel\": [");
+        for (int c = 0; c < L->C; c++) {
+            fprintf(f, "%s\n      {\"channel\": %d, \"mean\": ", c ? "," : "", c);
+            json_number(f, L->sum[c] / ((double)N * (double)L->P));
+            fprintf(f, ", \"max\": ");
+            json_number(f, (double)L->max[c]);
+            fprintf(f, ", \"zero_fraction\": ");
+            json_number(f, (double)L->silent[c] / (double)N);
+            fprintf(f, ", \"dead\": %s, \"top\": [", L->silent[c] == N ? "true" : "false");
+            const struct top_item *h = L->heap + (size_t)c * (size_t)k;
+            for (int i = 0; i < L->hn[c]; i++) {
+                topn_item_name(in, h[i].item, name, sizeof name);
+                fprintf(f, "%s{\"image\": %zu, \"input\": ", i ? ", " : "", h[i].item);
+                job_json_string(f, name);
+                fprintf(f, ", \"value\": ");
+                json_number(f, (double)h[i].v);
+                fputc('}', f);
+            }
+            fprintf(f, "]}");
+        }
+        fprintf(f, "]}");
+    }
+    fprintf(f, "\n  ]\n}\n");
+    return fv_tmpfile_commit(&tf, err);
+}
+
+static int write_chart(const char *dir, const struct fv_model *m, const struct fv_plan *p,
+                       const struct layer_stats *L, size_t N, struct fv_error *err) {
+    const struct fv_layer *l = &m->layers[L->t];
+    float *mean = malloc((size_t)L->C * sizeof *mean);
+    int *dead = malloc((size_t)L->C * sizeof *dead);
+    if (!mean || !dead) {
+        free(mean);
+        free(dead);
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    }
+    int n_dead = 0;
+    for (int c = 0; c < L->C; c++) {
+        mean[c] = (float)(L->sum[c] / ((double)N * (double)L->P));
+        dead[c] = L->silent[c] == N;
+        n_dead += dead[c];
+    }
+    char name[FV_NAME_MAX], path[4400], title[FV_NAME_MAX + 128];
+    safe_name(l->name, name, sizeof name);
+    int rc = path_fmt(path, sizeof path, err, "%s/%s.chart.png", dir, name);
+    snprintf(title, sizeof title, "%s: mean activation over %zu images (%d of %d dead, red)", l->name, N,
+             n_dead, L->C);
+    if (!rc)
+        rc = fv_bar_chart_write(path, title, L->C, mean, dead, p->io[L->t].out.rank == 1 ? "unit" : "filter",
+                                "mean", err);
+    free(mean);
+    free(dead);
+    return rc;
+}
+
+static int cmp_size(const void *a, const void *b) {
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+#define THUMB_PX 64 /* montage images larger than this are shrunk (area average) */
+
+/* Thumbnail size of an h x w input: the longer side at most THUMB_PX. */
+static void thumb_size(int h, int w, int *th, int *tw) {
+    int big = h > w ? h : w;
+    if (big <= THUMB_PX) {
+        *th = h, *tw = w;
+        return;
+    }
+    *th = (int)lround((double)h * THUMB_PX / big), *tw = (int)lround((double)w * THUMB_PX / big);
+    if (*th < 1) *th = 1;
+    if (*tw < 1) *tw = 1;
+}
+
+/* Model input x (H, W, C) -> displayable bytes (th, tw, C). */
+static int thumbnail(const struct fv_inputs *in, const struct fv_preproc *pp, const float *x, int th,
+                     int tw, unsigned char *out, struct fv_error *err) {
+    size_t n = (size_t)in->h * (size_t)in->w * (size_t)in->c;
+    if (th == in->h && tw == in->w) {
+        fv_deprocess(pp, x, in->h, in->w, in->c, out);
+        return FV_OK;
+    }
+    unsigned char *full = malloc(n);
+    struct fv_image img = {.h = in->h, .w = in->w, .c = in->c, .data = malloc(n * sizeof(float))}, small = {0};
+    int rc = FV_OK;
+    if (!full || !img.data) rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    if (!rc) {
+        fv_deprocess(pp, x, in->h, in->w, in->c, full);
+        for (size_t i = 0; i < n; i++) img.data[i] = full[i];
+        rc = fv_image_resize(&img, th, tw, FV_RESIZE_AREA, &small, err);
+    }
+    for (size_t i = 0; !rc && i < (size_t)th * (size_t)tw * (size_t)in->c; i++) {
+        float v = small.data[i] < 0 ? 0 : small.data[i] > 255 ? 255 : small.data[i];
+        out[i] = (unsigned char)floorf(v + 0.5f);
+    }
+    fv_image_free(&small);
+    fv_image_free(&img);
+    free(full);
+    return rc;
+}
+
+/* One picture: rows = channels c0..c0+rows-1, columns = their best images. */
+static int write_top_part(const char *path, const struct fv_model *m, struct fv_inputs *in,
+                          const struct fv_preproc *pp, const struct layer_stats *L, int k,
+                          int c0, int rows, int cols, int scale, size_t N, struct fv_error *err) {
+    size_t n = (size_t)rows * (size_t)cols;
+    int th, tw;
+    thumb_size(in->h, in->w, &th, &tw);
+    size_t per_in = (size_t)in->h * (size_t)in->w * (size_t)in->c;
+    size_t per = (size_t)th * (size_t)tw * (size_t)in->c; /* one thumbnail */
+    size_t *items = malloc(n * sizeof *items);
+    const unsigned char **tiles = calloc(n, sizeof *tiles);
+    char **caps = calloc(n, sizeof *caps);
+    char *capbuf = malloc(n * 48);
+    int *flag = calloc(n, sizeof *flag);
+    float *x = malloc(per_in * sizeof *x); /* (H, W, C) one model input */
+    unsigned char *pix = NULL;
+    int rc = FV_OK;
+    if (!items || !tiles || !caps || !capbuf || !flag || !x) {
+        rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    /* the distinct images, read once each */
+    size_t u = 0;
+    for (int r = 0; r < rows; r++) {
+        int c = c0 + r;
+        for (int i = 0; i < cols && i < L->hn[c]; i++)
+            if (L->heap[(size_t)c * (size_t)k + (size_t)i].v > 0) items[u++] = L->heap[(size_t)c * (size_t)k + (size_t)i].item;
+    }
+    qsort(items, u, sizeof *items, cmp_size);
+    size_t nu = 0;
+    for (size_t i = 0; i < u; i++)
+        if (!nu || items[nu - 1] != items[i]) items[nu++] = items[i];
+    if (!(pix = malloc((nu ? nu : 1) * per))) {
+        rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < nu && !rc; i++) {
+        if ((rc = fv_inputs_read(in, items[i], 1, x, err))) break;
+        rc = thumbnail(in, pp, x, th, tw, pix + i * per, err);
+    }
+    if (rc) goto done;
+    for (int r = 0; r < rows; r++) {
+        int c = c0 + r;
+        for (int i = 0; i < cols; i++) {
+            size_t j = (size_t)r * (size_t)cols + (size_t)i;
+            caps[j] = capbuf + j * 48;
+            caps[j][0] = 0;
+            flag[j] = L->silent[c] == N;
+            if (i >= L->hn[c]) continue;
+            const struct top_item *top = &L->heap[(size_t)c * (size_t)k + (size_t)i];
+            if (!(top->v > 0)) { /* it did not fire there: no image (gray tile) */
+                if (i == 0) snprintf(caps[j], 48, "c%d (none)", c);
+                continue;
+            }
+            const size_t *hit = bsearch(&top->item, items, nu, sizeof *items, cmp_size);
+            tiles[j] = pix + (size_t)(hit - items) * per;
+            if (i == 0) snprintf(caps[j], 48, "c%d #%zu", c, top->item);
+            else snprintf(caps[j], 48, "#%zu", top->item);
+        }
+    }
+    char title[FV_NAME_MAX + 128];
+    snprintf(title, sizeof title, "%s: top %d images per channel (rows: channels %d-%d; gray: did not fire; dead: red)",
+             m->layers[L->t].name, cols, c0, c0 + rows - 1);
+    struct fv_montage_spec spec = {
+        .tiles = tiles, .n = (int)n, .th = th, .tw = tw, .channels = in->c,
+        .captions = (const char *const *)caps, .flagged = flag, .cols = cols, .scale = scale,
+        .margin = 4, .text_scale = 1, .title = title,
+    };
+    rc = fv_montage_write(path, &spec, err);
+done:
+    free(pix);
+    free(x);
+    free(flag);
+    free(capbuf);
+    free(caps);
+    free(tiles);
+    free(items);
+    return rc;
+}
+
+/* <layer>.top.png (or its parts): each channel's top images, side by side. */
+static int write_top(const char *dir, const struct fv_model *m, struct fv_inputs *in,
+                     const struct fv_preproc *pp, const struct layer_stats *L, int k, size_t N,
+                     struct fv_error *err) {
+    int cols = 0;
+    for (int c = 0; c < L->C; c++) cols = L->hn[c] > cols ? L->hn[c] : cols;
+    if (cols < 1) return FV_OK;
+    int rows = L->C < MONTAGE_ROWS ? L->C : MONTAGE_ROWS;
+    int th, tw;
+    thumb_size(in->h, in->w, &th, &tw);
+    int scale = fv_upscale_for(th > tw ? th : tw, THUMB_PX);
+    /* shrink until a part fits the canvas limits (the layout reads no tile) */
+    const unsigned char *no_tile = NULL;
+    for (;;) {
+        struct fv_montage_spec spec = {.n = rows * cols, .th = th, .tw = tw, .channels = in->c,
+                                       .tiles = &no_tile, .cols = cols,
+                                       .scale = scale, .margin = 4, .text_scale = 1, .title = "x"};
+        struct fv_montage_layout lay;
+        struct fv_error e2 = {0};
+        if (!fv_montage_layout(&spec, &lay, &e2)) break;
+        if (e2.code != FV_ERR_SHAPE) return fv_error_set(err, e2.code, "%s", e2.msg);
+        if (scale > 1) scale--;
+        else if (rows > 1) rows /= 2;
+        else if (cols > 1) cols /= 2;
+        else return fv_error_set(err, e2.code, "%s", e2.msg);
+    }
+    char name[FV_NAME_MAX], path[4400];
+    safe_name(m->layers[L->t].name, name, sizeof name);
+    int rc = FV_OK;
+    for (int c0 = 0; c0 < L->C && !rc; c0 += rows) {
+        int r = L->C - c0 < rows ? L->C - c0 : rows;
+        if (rows >= L->C) rc = path_fmt(path, sizeof path, err, "%s/%s.top.png", dir, name);
+        else rc = path_fmt(path, sizeof path, err, "%s/%s.top_%d-%d.png", dir, name, c0, c0 + r - 1);
+        if (!rc) rc = write_top_part(path, m, in, pp, L, k, c0, r, cols, scale, N, err);
+    }
+    return rc;
+}
+
+/* The stdout line of one layer. */
+static void summary_line(FILE *f, const struct fv_model *m, const struct fv_plan *p,
+                         const struct layer_stats *L, size_t N) {
+    const struct fv_layer *l = &m->layers[L->t];
+    int n_dead = 0;
+    for (int c = 0; c < L->C; c++) n_dead += L->silent[c] == N;
+    const char *what = unit_word(p, L->t);
+    if (n_dead == 0) {
+        fprintf(f, "%s: all %d %s fire", l->name, L->C, what);
+    } else {
+        fprintf(f, "%s: %d of %d %s never fire%s on %zu image%s:", l->name, n_dead, L->C, what,
+                n_dead == 1 ? "s" : "", N, N == 1 ? "" : "s");
+        int first = 1;
+        for (int c = 0; c < L->C; c++)
+            if (L->silent[c] == N) fprintf(f, "%s %d", first ? "" : ",", c), first = 0;
+    }
+    /* nearly dead: fire on some image, but on fewer than 1% of them */
+    int n_rare = 0;
+    for (int c = 0; c < L->C; c++) n_rare += L->silent[c] < N && (double)(N - L->silent[c]) < 0.01 * (double)N;
+    if (n_rare) {
+        fprintf(f, " (%d %sfire%s on under 1%% of the images:", n_rare, n_dead ? "more " : "", n_rare == 1 ? "s" : "");
+        int first = 1;
+        for (int c = 0; c < L->C; c++)
+            if (L->silent[c] < N && (double)(N - L->silent[c]) < 0.01 * (double)N)
+                fprintf(f, "%s %d", first ? "" : ",", c), first = 0;
+        fputc(')', f);
+    }
+    if (l->act.kind == FV_ACT_LINEAR && strcmp(l->ops->kind, "prelu"))
+        fprintf(f, " (linear output: fires = some value > 0)");
+    fputc('\n', f);
+}
+
+int fv_job_stats(const struct fv_settings *s, struct fv_error *err) {
+    struct fv_model m;
+    struct fv_preproc pp;
+    struct fv_inputs in = {0};
+    struct fv_plan p = {0};
+    struct layer_stats *ls = NULL;
+    int *layers = NULL, n_layers = 0, n_ls = 0;
+    float *imax = NULL;
+    double *isum = NULL;
+    int rc = job_load_model(s, &m, err);
+    if (rc) return rc;
+    int h, w, c;
+    fv_model_input_hwc(&m, &h, &w, &c);
+    if ((rc = job_preproc(s, c, &pp, err))) goto done;
+    if ((rc = fv_inputs_open(&in, fv_get_str(s, "stats", "inputs"), &m, &pp, 0, 0, err))) goto done;
+    size_t N = in.total;
+    int limit = fv_get_int(s, "stats", "limit");
+    if (limit > 0 && (size_t)limit < N) N = (size_t)limit;
+    int batch = fv_get_int(s, "stats", "batch");
+    if ((size_t)batch > N) batch = (int)N;
+    int k = fv_get_int(s, "stats", "topk");
+    if ((rc = fit_batch(&m, batch, in.h, in.w, &batch, err))) goto done;
+    if ((rc = fv_plan_init(&p, &m, batch, in.h, in.w, 0, err))) goto done;
+    if ((rc = pick_layers(s, &m, &p, &layers, &n_layers, err))) goto done;
+    int max_c = 1;
+    if (!(ls = calloc((size_t)n_layers, sizeof *ls))) {
+        rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (; n_ls < n_layers && !rc; n_ls++) {
+        rc = stats_init(&ls[n_ls], layers[n_ls], &p.io[layers[n_ls]].out, k, err);
+        if (ls[n_ls].C > max_c) max_c = ls[n_ls].C;
+    }
+    if (rc) goto done;
+    imax = malloc((size_t)max_c * sizeof *imax);
+    isum = malloc((size_t)max_c * sizeof *isum);
+    if (!imax || !isum) {
+        rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+
+    /* stream the images */
+    size_t per_in = (size_t)in.h * (size_t)in.w * (size_t)in.c, seen = 0;
+    int interrupted = 0;
+    fv_progress_start("stats", N);
+    for (size_t first = 0; first < N; first += (size_t)batch) {
+        size_t count = N - first < (size_t)batch ? N - first : (size_t)batch;
+        memset(p.x, 0, (size_t)batch * per_in * sizeof(float));
+        if ((rc = fv_inputs_read(&in, first, count, p.x, err))) break;
+        fv_forward(&p, -1);
+        for (int j = 0; j < n_ls; j++) {
+            size_t per = fv_shape_count(&p.io[ls[j].t].out);
+            for (size_t b = 0; b < count; b++)
+                accumulate(&ls[j], p.buf[ls[j].t].y + b * per, first + b, k, imax, isum);
+        }
+        seen += count;
+        fv_progress_add(count);
+        if (fv_interrupted() && seen < N) {
+            interrupted = 1;
+            break;
+        }
+    }
+    fv_progress_end();
+    if (rc) goto done;
+    for (int j = 0; j < n_ls; j++)
+        for (int ch = 0; ch < ls[j].C; ch++)
+            qsort(ls[j].heap + (size_t)ch * (size_t)k, (size_t)ls[j].hn[ch], sizeof *ls[j].heap, best_first);
+
+    /* write everything, then the summary */
+    const char *dir = fv_get_str(s, "output", "dir");
+    if ((rc = job_mkdirs(dir, err))) goto done;
+    if ((rc = write_csv(dir, &m, ls, n_ls, seen, k, err))) goto done;
+    if ((rc = write_json(dir, &m, &p, &in, ls, n_ls, seen, k, interrupted, err))) goto done;
+    for (int j = 0; j < n_ls && !rc; j++) rc = write_chart(dir, &m, &p, &ls[j], seen, err);
+    int montage = fv_get_bool(s, "stats", "montage") && m.in_rank == 3;
+    for (int j = 0; j < n_ls && !rc && montage; j++) rc = write_top(dir, &m, &in, &pp, &ls[j], k, seen, err);
+    if (rc) goto done;
+    if (interrupted)
+        printf("stats: interrupted after %zu of %zu images; the numbers below cover those %zu\n", seen, N, seen);
+    for (int j = 0; j < n_ls; j++) summary_line(stdout, &m, &p, &ls[j], seen);
+    printf("stats: %zu images, %d layer%s -> %s/stats.csv, stats.json, <layer>.chart.png%s\n", seen, n_ls,
+           n_ls == 1 ? "" : "s", dir, montage ? ", <layer>.top.png" : "");
+    fflush(stdout);
+    if (interrupted)
+        rc = fv_error_set(err, FV_ERR_INTERRUPTED, "stats: interrupted after %zu of %zu images (results for those written to %s)",
+                          seen, N, dir);
+done:
+    for (int j = 0; j < n_ls; j++) stats_free(&ls[j]);
+    free(ls);
+    free(imax);
+    free(isum);
+    free(layers);
+    fv_plan_free(&p);
+    fv_inputs_close(&in);
+    fv_model_free(&m);
+    return rc;
+}
