@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "featviz/jobs.h"
 #include "featviz/progress.h"
@@ -71,6 +72,7 @@ static void usage(FILE *f, const struct command *c) {
         }
     }
     fprintf(f, "  %-24s read settings from an INI file (repeatable; the command line wins)\n", "--config FILE");
+    fprintf(f, "  %-24s booleans: --KEY, --no-KEY or --KEY=true|false\n", "");
     fprintf(f, "  %-24s set any key, e.g. --set model.scale=1/255 (repeatable; wins over all)\n", "--set S.K=V");
     if (c->o_key)
         fprintf(f, "  %-24s %s (%s)\n", strcmp(c->o_key, "output.dir") ? "-o FILE" : "-o DIR",
@@ -112,6 +114,11 @@ static const struct fv_key *option_key(const struct command *c, const char *name
     return NULL;
 }
 
+static int is_model_file(const char *path) {
+    size_t n = strlen(path);
+    return (n > 3 && !strcasecmp(path + n - 3, ".h5")) || (n > 5 && !strcasecmp(path + n - 5, ".hdf5"));
+}
+
 static int append_input(char **list, const char *path) {
     size_t a = *list ? strlen(*list) : 0, b = strlen(path);
     char *n = realloc(*list, a + b + 2);
@@ -141,7 +148,7 @@ static int parse_args(const struct command *c, int argc, char **argv, struct fv_
     }
     /* pass 2: options and positionals; pass 3: --set */
     char *inputs = NULL;
-    int positional = 0, rc = FV_OK;
+    int positional = 0, n_inputs = 0, rc = FV_OK;
     for (int i = 0; i < argc && !rc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--config") || !strcmp(a, "--set")) {
@@ -159,11 +166,16 @@ static int parse_args(const struct command *c, int argc, char **argv, struct fv_
             const char *eq = strchr(a, '=');
             snprintf(name, sizeof name, "%.*s", (int)(eq ? eq - a - 2 : (long)strlen(a) - 2), a + 2);
             const struct fv_key *k = option_key(c, name);
+            const char *value = eq ? eq + 1 : NULL;
+            if (!k && !strncmp(name, "no-", 3) && !eq) { /* --no-png: a boolean set to false */
+                k = option_key(c, name + 3);
+                if (k && k->type != FV_KEY_BOOL) k = NULL;
+                value = "false";
+            }
             if (!k) {
                 rc = fv_error_set(err, FV_ERR_USAGE, "unknown option '%s' for featviz %s (see featviz %s --help)", a, c->name, c->name);
                 break;
             }
-            const char *value = eq ? eq + 1 : NULL;
             if (!value && k->type == FV_KEY_BOOL) value = "true";
             if (!value) {
                 if (i + 1 >= argc) {
@@ -183,9 +195,12 @@ static int parse_args(const struct command *c, int argc, char **argv, struct fv_
         }
         if (c->run == fv_job_run) {
             rc = fv_error_set(err, FV_ERR_USAGE, "featviz run takes one CONFIG (unexpected '%s')", a);
-        } else if (positional++ == 0) {
+        } else if (positional++ == 0 && (is_model_file(a) || !fv_get_str(s, "model", "path"))) {
+            /* MODEL comes first, unless a config already names the model and
+             * this is not an .h5 file: then the arguments are all inputs */
             rc = fv_settings_set(s, "model", "path", a, "MODEL argument", err);
-        } else if (c->inputs_key && (!strcmp(c->inputs_name, "inputs") || positional == 2)) {
+        } else if (c->inputs_key && (!strcmp(c->inputs_name, "inputs") || !n_inputs)) {
+            n_inputs++;
             if (!append_input(&inputs, a)) rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
         } else {
             rc = fv_error_set(err, FV_ERR_USAGE, "featviz %s takes only %s (unexpected '%s')", c->name, c->args, a);
