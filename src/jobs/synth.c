@@ -210,6 +210,10 @@ static void step(struct batch *b, const struct fv_preproc *pp, const struct synt
         struct fv_adam a;
         fv_adam_default(&a);
         a.lr = cfg->lr;
+        /* Adam is blind to the gradient's scale but for eps; gradients of a
+         * small objective seen through the Fourier basis can be tiny, so eps
+         * must sit far below them */
+        a.eps = 1e-20f;
         fv_adam_step(&a, b->theta, b->g, b->m, b->v, b->t, b->n, size);
     }
     if (cfg->clip || param->cfg.basis != FV_PARAM_PIXEL) fv_param_project(param, b->theta, b->n);
