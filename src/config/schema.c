@@ -94,7 +94,7 @@ const struct fv_key fv_keys[] = {
     {"classes", "objective", FV_KEY_STRING, "class:{c}", NULL, NORANGE, "objective per class; {c} is the class index (e.g. class:{c} - 0.2*class:13)"},
     {"classes", "cols", FV_KEY_INT, "7", NULL, 1, 1000, "montage columns"},
 
-    SYNTH_KEYS("filters", "256", "0.05", "0.0625", "0", "16"),
+    SYNTH_KEYS("filters", "256", "0.05", "0.0625", "0", "128"),
     {"filters", "layer", FV_KEY_LIST, "all", NULL, NORANGE, "conv layers: one, several (comma-separated) or all"},
     {"filters", "filters", FV_KEY_LIST, "all", NULL, NORANGE, "filters to draw: all, or a list such as 0,3,7"},
     {"filters", "pre", FV_KEY_BOOL, "false", NULL, NORANGE, "maximize the value before the layer's activation"},
