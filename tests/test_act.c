@@ -10,34 +10,9 @@
 
 /* ---- fixture file: one array per line, "name count v0 v1 ..." ---- */
 
-static char *fixture_text;
+static double *fixture(const char *name, size_t expect) { return fixture_array("act/act_forward.txt", name, expect); }
 
-static double *fixture(const char *name, size_t expect) {
-    if (!fixture_text) fixture_text = read_text(data_path("act/act_forward.txt"), NULL);
-    assert_non_null(fixture_text);
-    size_t len = strlen(name);
-    for (const char *p = fixture_text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
-        if (strncmp(p, name, len) != 0 || p[len] != ' ') continue;
-        char *end;
-        size_t n = strtoul(p + len + 1, &end, 10);
-        if (n != expect) fail_msg("fixture %s: %zu values, expected %zu", name, n, expect);
-        double *v = malloc(n * sizeof(double));
-        for (size_t i = 0; i < n; i++) v[i] = strtod(end, &end);
-        return v;
-    }
-    fail_msg("fixture %s not found", name);
-    return NULL;
-}
-
-static size_t fixture_count(const char *name) {
-    if (!fixture_text) fixture_text = read_text(data_path("act/act_forward.txt"), NULL);
-    assert_non_null(fixture_text);
-    size_t len = strlen(name);
-    for (const char *p = fixture_text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-        if (strncmp(p, name, len) == 0 && p[len] == ' ') return strtoul(p + len + 1, NULL, 10);
-    fail_msg("fixture %s not found", name);
-    return 0;
-}
+static size_t fixture_count(const char *name) { return fixture_length("act/act_forward.txt", name); }
 
 /* |got - want| <= rtol*|want| + atol for every element; prints the worst. */
 static void check_close(const char *what, const float *got, const double *want, size_t n,
@@ -366,7 +341,5 @@ int main(void) {
         cmocka_unit_test(test_softmax_backward_fd),
         cmocka_unit_test(test_escape),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    free(fixture_text);
-    return rc;
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

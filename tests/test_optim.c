@@ -21,24 +21,7 @@
 
 /* ---- fixture file: one array per line, "name count v0 v1 ..." ---- */
 
-static char *fixture_text;
-
-static double *fixture(const char *name, size_t expect) {
-    if (!fixture_text) fixture_text = read_text(data_path("optim/optim.txt"), NULL);
-    assert_non_null(fixture_text);
-    size_t len = strlen(name);
-    for (const char *p = fixture_text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
-        if (strncmp(p, name, len) != 0 || p[len] != ' ') continue;
-        char *end;
-        size_t n = strtoul(p + len + 1, &end, 10);
-        if (n != expect) fail_msg("fixture %s: %zu values, expected %zu", name, n, expect);
-        double *v = malloc(n * sizeof(double));
-        for (size_t i = 0; i < n; i++) v[i] = strtod(end, &end);
-        return v;
-    }
-    fail_msg("fixture %s not found", name);
-    return NULL;
-}
+static double *fixture(const char *name, size_t expect) { return fixture_array("optim/optim.txt", name, expect); }
 
 /* fixture as floats (inputs were rounded to float32 by the script) */
 static float *fixture_f(const char *name, size_t expect) {
@@ -1107,7 +1090,5 @@ int main(void) {
         cmocka_unit_test(test_steps),
         cmocka_unit_test(test_thread_independence),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    free(fixture_text);
-    return rc;
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -189,3 +189,38 @@ char *read_text(const char *path, size_t *len) {
     if (len) *len = got;
     return b;
 }
+
+/* The line "name count ..." of a fixture file (kept in memory), at count. */
+static const char *fixture_line(const char *file, const char *name) {
+    static char *text[8];
+    static char path[8][256];
+    int k = 0;
+    while (k < 8 && text[k] && strcmp(path[k], file)) k++;
+    if (k == 8) k = 0, free(text[0]), text[0] = NULL;
+    if (!text[k]) {
+        snprintf(path[k], sizeof path[k], "%s", file);
+        text[k] = read_text(data_path(file), NULL);
+    }
+    assert_non_null(text[k]);
+    size_t len = strlen(name);
+    for (const char *p = text[k]; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, name, len) == 0 && p[len] == ' ') return p + len + 1;
+    fail_msg("fixture %s not found in %s", name, file);
+    return NULL;
+}
+
+size_t fixture_length(const char *file, const char *name) {
+    return strtoul(fixture_line(file, name), NULL, 10);
+}
+
+double *fixture_array(const char *file, const char *name, size_t expect) {
+    {
+        const char *p = fixture_line(file, name);
+        char *end;
+        size_t n = strtoul(p, &end, 10);
+        if (n != expect) fail_msg("fixture %s: %zu values, expected %zu", name, n, expect);
+        double *v = malloc(n * sizeof(double));
+        for (size_t i = 0; i < n; i++) v[i] = strtod(end, &end);
+        return v;
+    }
+}

@@ -38,6 +38,13 @@ double gradcheck_layer(const struct fv_layer *l, int n, int n_in, const struct f
  * (malloc'd, may be NULL). */
 int run_capture(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* One array of a fixture file of lines "name count v0 v1 ..." under
+ * tests/data (malloc'd doubles); fails the test when the name is missing or
+ * the count is not `expect`. */
+double *fixture_array(const char *file, const char *name, size_t expect);
+/* The count of that array. */
+size_t fixture_length(const char *file, const char *name);
+
 /* Reads a whole file (malloc'd, NUL-terminated); NULL if missing. */
 char *read_text(const char *path, size_t *len);
 

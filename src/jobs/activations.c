@@ -74,25 +74,6 @@ static int pick_layers(const struct fv_settings *s, const struct fv_model *m, in
     return FV_OK;
 }
 
-/* A layer name usable as a file name ('/' of nested layers -> '_'). */
-static void safe_name(const char *layer, char *out, size_t cap) {
-    snprintf(out, cap, "%s", layer);
-    for (char *p = out; *p; p++)
-        if (*p == '/') *p = '_';
-}
-
-/* snprintf for file paths: a path that does not fit is an error, not a cut. */
-static int path_fmt(char *out, size_t cap, struct fv_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int path_fmt(char *out, size_t cap, struct fv_error *err, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out, cap, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= cap) return fv_error_set(err, FV_ERR_USAGE, "%.80s...: output path too long", out);
-    return FV_OK;
-}
-
 /* Dropout, GaussianNoise, ...: output = input at inference. */
 static int is_pure_identity(const struct fv_layer *l) {
     return l->ops && !strcmp(l->ops->kind, "identity") && l->act.kind == FV_ACT_LINEAR;
@@ -194,10 +175,10 @@ static int draw_bars(const struct acts_ctx *c, int t, const float *y, const char
     if (!v) return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
     fv_to_keras(l, s, y, v);
     char name[FV_NAME_MAX], title[FV_NAME_MAX + 64], path[4500];
-    safe_name(l->name, name, sizeof name);
+    job_safe_name(l->name, name, sizeof name);
     snprintf(title, sizeof title, "%s: %d unit%s", l->name, n, n == 1 ? "" : "s");
     struct fv_bars_spec spec = {.v = v, .n = n, .title = title};
-    int rc = path_fmt(path, sizeof path, err, "%s/%s.bars.png", dir, name);
+    int rc = job_path(path, sizeof path, err, "%s/%s.bars.png", dir, name);
     if (!rc) rc = fv_bars_write(path, &spec, err);
     free(v);
     return rc;
@@ -215,7 +196,7 @@ static int draw_maps(const struct acts_ctx *c, int t, const float *y, const char
     int HK = H * k, WK = W * k;
     size_t tile_bytes = (size_t)HK * (size_t)WK * 3;
     char name[FV_NAME_MAX], sub[4500], path[4800];
-    safe_name(l->name, name, sizeof name);
+    job_safe_name(l->name, name, sizeof name);
     float *map = malloc(HW * sizeof *map);               /* (H, W) one channel */
     unsigned char *small = malloc(HW * 3);                /* (H, W, 3) coloured */
     unsigned char *tiles = malloc((size_t)C * tile_bytes); /* (C, HK, WK, 3) */
@@ -227,7 +208,7 @@ static int draw_maps(const struct acts_ctx *c, int t, const float *y, const char
         rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory drawing %d maps of %s", C, l->name);
         goto done;
     }
-    if ((rc = path_fmt(sub, sizeof sub, err, "%s/%s", dir, name)) || (rc = job_mkdirs(sub, err))) goto done;
+    if ((rc = job_path(sub, sizeof sub, err, "%s/%s", dir, name)) || (rc = job_mkdirs(sub, err))) goto done;
     if (c->overlay > 0 && rgb && (rc = background(rgb, HK, WK, &bg, err))) goto done;
     if ((rc = fv_canvas_init(&cv, HK, WK, FV_BLACK, err))) goto done;
     float lo = c->lo, hi = c->hi;
@@ -247,7 +228,7 @@ static int draw_maps(const struct acts_ctx *c, int t, const float *y, const char
         }
         memcpy(tiles + (size_t)ch * tile_bytes, cv.pix, tile_bytes);
         tp[ch] = tiles + (size_t)ch * tile_bytes;
-        if (!(rc = path_fmt(path, sizeof path, err, "%s/%s_%d.png", sub, name, ch))) rc = fv_canvas_save(&cv, path, err);
+        if (!(rc = job_path(path, sizeof path, err, "%s/%s_%d.png", sub, name, ch))) rc = fv_canvas_save(&cv, path, err);
     }
     if (rc) goto done;
     static const char *const norm_names[] = {"map", "layer", "fixed"};
@@ -258,7 +239,7 @@ static int draw_maps(const struct acts_ctx *c, int t, const float *y, const char
         .tiles = tp, .n = C, .th = HK, .tw = WK, .channels = 3, .number_tiles = 1,
         .cols = (int)ceil(sqrt((double)C)), .scale = 1, .margin = -1, .title = title,
     };
-    if (!(rc = path_fmt(path, sizeof path, err, "%s/%s.grid.png", dir, name))) rc = fv_montage_write(path, &spec, err);
+    if (!(rc = job_path(path, sizeof path, err, "%s/%s.grid.png", dir, name))) rc = fv_montage_write(path, &spec, err);
 done:
     fv_canvas_free(&cv);
     free(bg);
@@ -278,13 +259,13 @@ static int write_predictions(const struct acts_ctx *c, const float *v, const cha
     topn_indices(v, c->k_out, top, idx);
     char path[4500];
     struct fv_tmpfile tf;
-    int rc = path_fmt(path, sizeof path, err, "%s/predictions.txt", dir);
+    int rc = job_path(path, sizeof path, err, "%s/predictions.txt", dir);
     if (!rc) rc = fv_tmpfile_open(&tf, path, err);
     if (!rc) {
         topn_print_text(tf.fp, name, v, idx, top, c->labels);
         rc = fv_tmpfile_commit(&tf, err);
     }
-    if (!rc && !(rc = path_fmt(path, sizeof path, err, "%s/predictions.json", dir)) &&
+    if (!rc && !(rc = job_path(path, sizeof path, err, "%s/predictions.json", dir)) &&
         !(rc = fv_tmpfile_open(&tf, path, err))) {
         topn_print_json(tf.fp, name, v, idx, top, c->labels, c->probs);
         fputc('\n', tf.fp);
@@ -302,8 +283,8 @@ static int draw_item(const struct acts_ctx *c, int b, size_t item, struct fv_err
     const struct fv_source *src = fv_inputs_source(in, item, &idx);
     char dir[4500], name[4200];
     topn_item_name(in, item, name, sizeof name);
-    int rc = src->batched ? path_fmt(dir, sizeof dir, err, "%s/%s_%zu", c->dir, src->stem, idx)
-                          : path_fmt(dir, sizeof dir, err, "%s/%s", c->dir, src->stem);
+    int rc = src->batched ? job_path(dir, sizeof dir, err, "%s/%s_%zu", c->dir, src->stem, idx)
+                          : job_path(dir, sizeof dir, err, "%s/%s", c->dir, src->stem);
     if (!rc) rc = job_mkdirs(dir, err);
     if (rc) return rc;
     struct fv_image rgb = {0};
@@ -424,7 +405,7 @@ int fv_job_activations(const struct fv_settings *s, struct fv_error *err) {
                                   src->first + first + count, in.total);
         }
         char sub[4096];
-        if (!rc && npy && !(rc = path_fmt(sub, sizeof sub, err, "%s/%s", dir, src->stem))) rc = job_mkdirs(sub, err);
+        if (!rc && npy && !(rc = job_path(sub, sizeof sub, err, "%s/%s", dir, src->stem))) rc = job_mkdirs(sub, err);
         for (int k = 0; npy && k < n_layers * views && !rc; k++) {
             int t = layers[k / views];
             struct fv_shape ks;
@@ -433,9 +414,9 @@ int fv_job_activations(const struct fv_settings *s, struct fv_error *err) {
             dims[0] = N;
             for (int d = 0; d < ks.rank; d++) dims[d + 1] = (size_t)ks.d[d];
             char name[FV_NAME_MAX + 16], path[4500];
-            safe_name(m.layers[t].name, name, FV_NAME_MAX);
+            job_safe_name(m.layers[t].name, name, FV_NAME_MAX);
             strcat(name, k % views ? ".pre.npy" : ".npy");
-            if (!(rc = path_fmt(path, sizeof path, err, "%s/%s", sub, name))) rc = fv_npy_save(path, keep[k], ks.rank + 1, dims, err);
+            if (!(rc = job_path(path, sizeof path, err, "%s/%s", sub, name))) rc = fv_npy_save(path, keep[k], ks.rank + 1, dims, err);
         }
         for (int k = 0; k < n_layers * views; k++) {
             free(keep[k]);

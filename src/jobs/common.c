@@ -5,6 +5,7 @@
 #include "featviz/render.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -206,5 +207,20 @@ int job_index_list(const char *text, int n, const char *what, const char *origin
         c = end;
         while (*c == ' ' || *c == ',') c++;
     }
+    return FV_OK;
+}
+
+void job_safe_name(const char *layer, char *out, size_t cap) {
+    snprintf(out, cap, "%s", layer);
+    for (char *p = out; *p; p++)
+        if (*p == '/') *p = '_';
+}
+
+int job_path(char *out, size_t cap, struct fv_error *err, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= cap) return fv_error_set(err, FV_ERR_USAGE, "%.80s...: output path too long", out);
     return FV_OK;
 }

@@ -15,6 +15,11 @@ int job_preproc(const struct fv_settings *s, int c, struct fv_preproc *p, struct
 int job_labels(const struct fv_settings *s, struct fv_labels *l, struct fv_error *err);
 /* Creates a directory and its parents. */
 int job_mkdirs(const char *dir, struct fv_error *err);
+/* A layer name usable as a file name ('/' of nested layers -> '_'). */
+void job_safe_name(const char *layer, char *out, size_t cap);
+/* snprintf for file paths: a path that does not fit is an error, not a cut. */
+int job_path(char *out, size_t cap, struct fv_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* Creates the directory a file path lives in (nothing for a bare name). */
 int job_mkdirs_for(const char *path, struct fv_error *err);
 /* Writes a JSON string literal (with quotes) for s. */

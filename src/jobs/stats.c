@@ -217,24 +217,6 @@ static void accumulate(struct layer_stats *L, const float *y, size_t item, int k
 
 /* ---- output ---- */
 
-static void safe_name(const char *layer, char *out, size_t cap) {
-    snprintf(out, cap, "%s", layer);
-    for (char *p = out; *p; p++)
-        if (*p == '/') *p = '_';
-}
-
-/* snprintf for file paths: a path that does not fit is an error, not a cut. */
-static int path_fmt(char *out, size_t cap, struct fv_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int path_fmt(char *out, size_t cap, struct fv_error *err, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out, cap, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= cap) return fv_error_set(err, FV_ERR_USAGE, "%.80s...: output path too long", out);
-    return FV_OK;
-}
-
 static void json_number(FILE *f, double v) {
     if (isfinite(v)) fprintf(f, "%.9g", v);
     else fputs("null", f);
@@ -248,7 +230,7 @@ static int write_csv(const char *dir, const struct fv_model *m, const struct lay
                      int n_ls, size_t N, int k, struct fv_error *err) {
     char path[4200];
     struct fv_tmpfile tf;
-    int rc = path_fmt(path, sizeof path, err, "%s/stats.csv", dir);
+    int rc = job_path(path, sizeof path, err, "%s/stats.csv", dir);
     if (rc || (rc = fv_tmpfile_open(&tf, path, err))) return rc;
     FILE *f = tf.fp;
     fprintf(f, "layer,channel,mean,max,zero_fraction,dead,top_images\n");
@@ -271,7 +253,7 @@ static int write_json(const char *dir, const struct fv_model *m, const struct fv
                       size_t N, int k, int interrupted, struct fv_error *err) {
     char path[4200], name[4200];
     struct fv_tmpfile tf;
-    int rc = path_fmt(path, sizeof path, err, "%s/stats.json", dir);
+    int rc = job_path(path, sizeof path, err, "%s/stats.json", dir);
     if (rc || (rc = fv_tmpfile_open(&tf, path, err))) return rc;
     FILE *f = tf.fp;
     fprintf(f, "{\n  \"model\": ");
@@ -341,8 +323,8 @@ static int write_chart(const char *dir, const struct fv_model *m, const struct f
         n_dead += dead[c];
     }
     char name[FV_NAME_MAX], path[4400], title[FV_NAME_MAX + 128];
-    safe_name(l->name, name, sizeof name);
-    int rc = path_fmt(path, sizeof path, err, "%s/%s.chart.png", dir, name);
+    job_safe_name(l->name, name, sizeof name);
+    int rc = job_path(path, sizeof path, err, "%s/%s.chart.png", dir, name);
     snprintf(title, sizeof title, "%s: mean activation over %zu images (%d of %d dead, red)", l->name, N,
              n_dead, L->C);
     if (!rc)
@@ -506,12 +488,12 @@ static int write_top(const char *dir, const struct fv_model *m, struct fv_inputs
         else return fv_error_set(err, e2.code, "%s", e2.msg);
     }
     char name[FV_NAME_MAX], path[4400];
-    safe_name(m->layers[L->t].name, name, sizeof name);
+    job_safe_name(m->layers[L->t].name, name, sizeof name);
     int rc = FV_OK;
     for (int c0 = 0; c0 < L->C && !rc; c0 += rows) {
         int r = L->C - c0 < rows ? L->C - c0 : rows;
-        if (rows >= L->C) rc = path_fmt(path, sizeof path, err, "%s/%s.top.png", dir, name);
-        else rc = path_fmt(path, sizeof path, err, "%s/%s.top_%d-%d.png", dir, name, c0, c0 + r - 1);
+        if (rows >= L->C) rc = job_path(path, sizeof path, err, "%s/%s.top.png", dir, name);
+        else rc = job_path(path, sizeof path, err, "%s/%s.top_%d-%d.png", dir, name, c0, c0 + r - 1);
         if (!rc) rc = write_top_part(path, m, in, pp, L, k, c0, r, cols, scale, N, err);
     }
     return rc;
