@@ -61,7 +61,22 @@ struct fv_tmpfile {
     void *fp;      /* FILE* */
 };
 int fv_tmpfile_open(struct fv_tmpfile *t, const char *path, struct fv_error *err);
+
 int fv_tmpfile_commit(struct fv_tmpfile *t, struct fv_error *err);
 void fv_tmpfile_abort(struct fv_tmpfile *t);
+
+/* Streaming .npy writer: the header first (the shape is known), then the
+ * data in pieces, e.g. one batch at a time; committed only when complete. */
+struct fv_npy_writer {
+    struct fv_tmpfile t;
+    size_t left;       /* values still to write */
+    int open;
+};
+int fv_npy_writer_open(struct fv_npy_writer *w, const char *path, int rank, const size_t *dims,
+                       struct fv_error *err);
+int fv_npy_writer_write(struct fv_npy_writer *w, const float *data, size_t count,
+                        struct fv_error *err);
+int fv_npy_writer_commit(struct fv_npy_writer *w, struct fv_error *err);
+void fv_npy_writer_abort(struct fv_npy_writer *w);
 
 #endif

@@ -407,8 +407,9 @@ int fv_npy_load(const char *path, struct fv_array *a, struct fv_error *err) {
 
 /* ---- writer ---- */
 
-int fv_npy_save(const char *path, const float *data, int rank, const size_t *dims,
-                struct fv_error *err) {
+int fv_npy_writer_open(struct fv_npy_writer *w, const char *path, int rank, const size_t *dims,
+                       struct fv_error *err) {
+    memset(w, 0, sizeof *w);
     if (rank < 0 || rank > NPY_MAX_RANK)
         return fv_error_set(err, FV_ERR_USAGE, "%s: cannot save a rank-%d array", path, rank);
     size_t count = 1;
@@ -435,12 +436,23 @@ int fv_npy_save(const char *path, const float *data, int rank, const size_t *dim
     unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(n & 0xff),
                              (unsigned char)(n >> 8)};
 
-    struct fv_tmpfile t;
-    int rc = fv_tmpfile_open(&t, path, err);
+    int rc = fv_tmpfile_open(&w->t, path, err);
     if (rc != FV_OK) return rc;
-    FILE *fp = t.fp;
-    int ok = fwrite(pre, 1, 10, fp) == 10 && fwrite(head, 1, (size_t)n, fp) == (size_t)n;
+    if (fwrite(pre, 1, 10, w->t.fp) != 10 || fwrite(head, 1, (size_t)n, w->t.fp) != (size_t)n) {
+        rc = fv_error_set(err, FV_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        fv_tmpfile_abort(&w->t);
+        return rc;
+    }
+    w->left = count;
+    w->open = 1;
+    return FV_OK;
+}
+
+int fv_npy_writer_write(struct fv_npy_writer *w, const float *data, size_t count,
+                        struct fv_error *err) {
+    FV_ASSERT(w->open && count <= w->left);
     unsigned char buf[4096];
+    int ok = 1;
     for (size_t done = 0; ok && done < count;) {
         size_t k = count - done < sizeof buf / 4 ? count - done : sizeof buf / 4;
         for (size_t i = 0; i < k; i++) { /* little-endian whatever the host */
@@ -448,13 +460,34 @@ int fv_npy_save(const char *path, const float *data, int rank, const size_t *dim
             memcpy(&u, &data[done + i], 4);
             for (int b = 0; b < 4; b++) buf[4 * i + (size_t)b] = (unsigned char)(u >> (8 * b));
         }
-        ok = fwrite(buf, 4, k, fp) == k;
+        ok = fwrite(buf, 4, k, w->t.fp) == k;
         done += k;
     }
     if (!ok) {
-        rc = fv_error_set(err, FV_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-        fv_tmpfile_abort(&t);
+        int rc = fv_error_set(err, FV_ERR_IO, "%s: write failed: %s", w->t.path, strerror(errno));
+        fv_npy_writer_abort(w);
         return rc;
     }
-    return fv_tmpfile_commit(&t, err);
+    w->left -= count;
+    return FV_OK;
+}
+
+int fv_npy_writer_commit(struct fv_npy_writer *w, struct fv_error *err) {
+    FV_ASSERT(w->open && w->left == 0);
+    w->open = 0;
+    return fv_tmpfile_commit(&w->t, err);
+}
+
+void fv_npy_writer_abort(struct fv_npy_writer *w) {
+    if (w->open) fv_tmpfile_abort(&w->t);
+    w->open = 0;
+}
+
+int fv_npy_save(const char *path, const float *data, int rank, const size_t *dims,
+                struct fv_error *err) {
+    struct fv_npy_writer w;
+    int rc = fv_npy_writer_open(&w, path, rank, dims, err);
+    if (rc == FV_OK) rc = fv_npy_writer_write(&w, data, w.left, err);
+    if (rc == FV_OK) rc = fv_npy_writer_commit(&w, err);
+    return rc;
 }

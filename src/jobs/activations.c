@@ -333,7 +333,8 @@ int fv_job_activations(const struct fv_settings *s, struct fv_error *err) {
     struct fv_plan p = {0};
     struct acts_ctx ctx = {0};
     int *layers = NULL, n_layers = 0;
-    float **keep = NULL, *tmp = NULL, *outs = NULL;
+    struct fv_npy_writer *wr = NULL; /* one streaming .npy per layer view of the current input */
+    float *tmp = NULL, *outs = NULL;
     int rc = job_load_model(s, &m, err);
     if (rc) return rc;
     int h, w, c;
@@ -365,10 +366,10 @@ int fv_job_activations(const struct fv_settings *s, struct fv_error *err) {
     ctx.all = !list || !strcmp(list, "all");
     ctx.probs = topn_is_prob(&m);
     ctx.k_out = (int)fv_shape_count(&p.io[m.output].out);
-    keep = calloc((size_t)n_layers * (size_t)views, sizeof *keep);
+    wr = calloc((size_t)n_layers * (size_t)views, sizeof *wr);
     tmp = malloc((size_t)batch * (max_per ? max_per : 1) * sizeof *tmp);  /* (batch, per) Keras order */
     outs = malloc((size_t)batch * (size_t)ctx.k_out * sizeof *outs);     /* (batch, k_out) */
-    if (!keep || !tmp || !outs) {
+    if (!wr || !tmp || !outs) {
         rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -377,35 +378,9 @@ int fv_job_activations(const struct fv_settings *s, struct fv_error *err) {
     for (int f = 0; f < in.n_src && !rc; f++) {
         const struct fv_source *src = &in.src[f];
         size_t N = src->count;
-        for (int k = 0; npy && k < n_layers * views; k++) {
-            size_t per = fv_shape_count(&p.io[layers[k / views]].out);
-            if (!(keep[k] = malloc(N * per * sizeof(float)))) {
-                rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory keeping %zu activations of %s", N, src->path);
-                break;
-            }
-        }
-        for (size_t first = 0; first < N && !rc; first += (size_t)batch) {
-            size_t count = N - first < (size_t)batch ? N - first : (size_t)batch;
-            memset(p.x, 0, (size_t)batch * per_in * sizeof(float));
-            if ((rc = fv_inputs_read(&in, src->first + first, count, p.x, err))) break;
-            fv_forward(&p, -1);
-            for (int k = 0; npy && k < n_layers * views; k++) {
-                int t = layers[k / views];
-                size_t per = fv_shape_count(&p.io[t].out);
-                fv_plan_read_keras(&p, t, k % views == 1, tmp);
-                memcpy(keep[k] + first * per, tmp, count * per * sizeof(float));
-            }
-            if (png) {
-                fv_plan_read_keras(&p, m.output, 0, outs);
-                for (size_t b = 0; b < count && !rc; b++) rc = draw_item(&ctx, (int)b, src->first + first + b, err);
-            }
-            fv_progress_add(count);
-            if (!rc && fv_interrupted())
-                rc = fv_error_set(err, FV_ERR_INTERRUPTED, "activations: interrupted after %zu of %zu inputs",
-                                  src->first + first + count, in.total);
-        }
+        /* the arrays stream out batch by batch: memory stays bounded by the batch */
         char sub[4096];
-        if (!rc && npy && !(rc = job_path(sub, sizeof sub, err, "%s/%s", dir, src->stem))) rc = job_mkdirs(sub, err);
+        if (npy && !(rc = job_path(sub, sizeof sub, err, "%s/%s", dir, src->stem))) rc = job_mkdirs(sub, err);
         for (int k = 0; npy && k < n_layers * views && !rc; k++) {
             int t = layers[k / views];
             struct fv_shape ks;
@@ -416,11 +391,32 @@ int fv_job_activations(const struct fv_settings *s, struct fv_error *err) {
             char name[FV_NAME_MAX + 16], path[4500];
             job_safe_name(m.layers[t].name, name, FV_NAME_MAX);
             strcat(name, k % views ? ".pre.npy" : ".npy");
-            if (!(rc = job_path(path, sizeof path, err, "%s/%s", sub, name))) rc = fv_npy_save(path, keep[k], ks.rank + 1, dims, err);
+            if (!(rc = job_path(path, sizeof path, err, "%s/%s", sub, name)))
+                rc = fv_npy_writer_open(&wr[k], path, ks.rank + 1, dims, err);
         }
-        for (int k = 0; k < n_layers * views; k++) {
-            free(keep[k]);
-            keep[k] = NULL;
+        for (size_t first = 0; first < N && !rc; first += (size_t)batch) {
+            size_t count = N - first < (size_t)batch ? N - first : (size_t)batch;
+            memset(p.x, 0, (size_t)batch * per_in * sizeof(float));
+            if ((rc = fv_inputs_read(&in, src->first + first, count, p.x, err))) break;
+            fv_forward(&p, -1);
+            for (int k = 0; npy && k < n_layers * views; k++) {
+                int t = layers[k / views];
+                size_t per = fv_shape_count(&p.io[t].out);
+                fv_plan_read_keras(&p, t, k % views == 1, tmp);
+                if (!rc) rc = fv_npy_writer_write(&wr[k], tmp, count * per, err);
+            }
+            if (png) {
+                fv_plan_read_keras(&p, m.output, 0, outs);
+                for (size_t b = 0; b < count && !rc; b++) rc = draw_item(&ctx, (int)b, src->first + first + b, err);
+            }
+            fv_progress_add(count);
+            if (!rc && fv_interrupted())
+                rc = fv_error_set(err, FV_ERR_INTERRUPTED, "activations: interrupted after %zu of %zu inputs",
+                                  src->first + first + count, in.total);
+        }
+        for (int k = 0; npy && k < n_layers * views; k++) {
+            if (!rc) rc = fv_npy_writer_commit(&wr[k], err);
+            else fv_npy_writer_abort(&wr[k]); /* never a half-written array */
         }
         if (!rc && npy) printf("%s: %d layer%s -> %s/\n", src->path, n_layers * views, n_layers * views == 1 ? "" : "s", sub);
     }
@@ -428,7 +424,7 @@ int fv_job_activations(const struct fv_settings *s, struct fv_error *err) {
 done:
     free(outs);
     free(tmp);
-    free(keep);
+    free(wr);
     free(layers);
     fv_plan_free(&p);
     fv_inputs_close(&in);
