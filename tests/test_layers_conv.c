@@ -249,6 +249,8 @@ static const struct cfg conv_cfgs[] = {
     {1, 1, 3, 4, 3, 3, 1, 1, 1, 1, 1, 1, 0, 1, 2},   /* 1x1 input */
     {6, 5, 40, 20, 3, 3, 1, 1, 1, 1, 1, 1, 0, 1, 2}, /* K = 360 > one K block, ragged N */
     {23, 21, 3, 9, 3, 3, 1, 1, 1, 1, 1, 1, 0, 1, 2}, /* several M tiles, 4-row remainder */
+    {9, 7, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 0, 1, 2}, /* 3x3 stride 1, >= 64 channels: Winograd */
+    {8, 11, 64, 72, 3, 3, 1, 1, 1, 1, 0, 1, 0, 0, 2},/* Winograd, 'valid', odd width */
 };
 #define N_CONV (sizeof conv_cfgs / sizeof conv_cfgs[0])
 
@@ -608,9 +610,10 @@ static void test_threads_bit_identical(void **state) {
     const struct cfg big[] = {
         {29, 31, 24, 36, 3, 3, 1, 1, 1, 1, 1, 1, 0, 1, 2},
         {29, 31, 12, 20, 5, 5, 2, 2, 1, 1, 1, 2, 0, 1, 2},
+        {17, 15, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 0, 1, 2}, /* Winograd */
     };
     struct fv_layer l;
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < 3; i++) {
         make_spatial(&l, CONV, &big[i], 900 + i);
         struct fv_shape in = shape3(big[i].h, big[i].w, big[i].c);
         check_threads(&l, big[i].n, &in);
@@ -629,6 +632,77 @@ static void test_threads_bit_identical(void **state) {
     struct fv_shape din = dense_in(&dc);
     check_threads(&l, dc.n, &din);
     free_layer(&l);
+}
+
+/* dx = J^T dy by explicit loops in double, for a dy that may be sparse. */
+static double *ref_conv_backward(const struct cfg *c, const float *dy, const float *k, int oh, int ow) {
+    int pt, pl;
+    ref_size(c->h, c->kh, c->sh, c->dh, c->same, &pt);
+    ref_size(c->w, c->kw, c->sw, c->dw, c->same, &pl);
+    size_t nx = (size_t)c->n * c->h * c->w * c->c;
+    double *dx = calloc(nx, sizeof *dx);
+    for (int img = 0; img < c->n; img++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++)
+                for (int o = 0; o < c->oc; o++) {
+                    double g = (double)dy[(((size_t)img * oh + oy) * ow + ox) * c->oc + o];
+                    if (g == 0) continue;
+                    for (int ky = 0; ky < c->kh; ky++)
+                        for (int kx = 0; kx < c->kw; kx++) {
+                            /* forward: y[oy][ox][o] += x[oy*sh-pt+ky*dh][...][ci] * k[ky][kx][ci][o] */
+                            int iy = oy * c->sh - pt + ky * c->dh, ix = ox * c->sw - pl + kx * c->dw;
+                            if (iy < 0 || iy >= c->h || ix < 0 || ix >= c->w) continue;
+                            for (int ci = 0; ci < c->c; ci++)
+                                dx[(((size_t)img * c->h + iy) * c->w + ix) * c->c + ci] +=
+                                    g * (double)k[(((size_t)ky * c->kw + kx) * c->c + ci) * c->oc + o];
+                        }
+                }
+    return dx;
+}
+
+/* A filter objective's gradient is non-zero in one channel: conv2d's backward
+ * takes a shorter path for such images; check it against loops in double,
+ * next to an image with a dense gradient, and with 1 and 2 threads. */
+static void test_backward_sparse_dy(void **state) {
+    (void)state;
+    static const struct cfg cases[] = {
+        {15, 13, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 0, 1, 2}, /* Winograd layer */
+        {11, 9, 8, 32, 3, 3, 1, 1, 1, 1, 0, 1, 0, 1, 2},
+        {11, 9, 8, 32, 3, 3, 2, 2, 1, 1, 1, 1, 0, 1, 2},
+    };
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        const struct cfg *c = &cases[t];
+        struct fv_layer l;
+        make_spatial(&l, CONV, c, 950 + t);
+        struct fv_shape in = shape3(c->h, c->w, c->c);
+        struct fv_io io;
+        memset(&io, 0, sizeof io);
+        io.n = c->n, io.n_in = 1, io.in[0] = in;
+        struct fv_error err = {0};
+        assert_int_equal(l.ops->shape(&l, &io, &err), FV_OK);
+        size_t nx = (size_t)c->n * fv_shape_count(&in), ny = (size_t)c->n * fv_shape_count(&io.out);
+        size_t per_y = fv_shape_count(&io.out);
+        float *x = rand_buf(nx, 5), *dy = rand_buf(ny, 6), *dx1 = calloc(nx, sizeof(float)), *dx2 = calloc(nx, sizeof(float));
+        for (size_t i = 0; i < per_y; i++) /* image 0: only channel 3 */
+            if ((int)(i % (size_t)c->oc) != 3) dy[i] = 0;
+        float *y = malloc(ny * sizeof(float)), *ws = io.ws_floats ? malloc(io.ws_floats * sizeof(float)) : NULL;
+        io.x[0] = x, io.y = y, io.dy = dy, io.ws = ws;
+        for (int threads = 1; threads <= 2; threads++) {
+#ifdef _OPENMP
+            omp_set_num_threads(threads);
+#endif
+            io.dx[0] = threads == 1 ? dx1 : dx2;
+            l.ops->forward(&l, &io);
+            l.ops->backward(&l, &io);
+        }
+        assert_memory_equal(dx1, dx2, nx * sizeof(float));
+        double *ref = ref_conv_backward(c, dy, l.w[0], io.out.d[0], io.out.d[1]);
+        double e = rel_err_f64(dx1, ref, nx);
+        printf("sparse-dy backward case %zu: rel err %.2e\n", t, e);
+        assert_true(e < 1e-5);
+        free(ref), free(x), free(dy), free(dx1), free(dx2), free(y), free(ws);
+        free_layer(&l);
+    }
 }
 
 /* ---- shape errors ---- */
@@ -747,6 +821,7 @@ int main(void) {
         cmocka_unit_test(test_dense_backward),
         cmocka_unit_test(test_backward_accumulates),
         cmocka_unit_test(test_threads_bit_identical),
+        cmocka_unit_test(test_backward_sparse_dy),
         cmocka_unit_test(test_shape_errors),
         cmocka_unit_test(test_flops),
     };

@@ -244,6 +244,12 @@ void fv_act_forward(const struct fv_act *a, const float *x, float *y, size_t out
         if (y != x) memmove(y, x, count * sizeof(float));
         return;
     }
+    if (a->kind == FV_ACT_RELU && a->alpha == 0.f && a->max_value < 0.f && a->threshold == 0.f) {
+        /* plain relu (vectorizable) */
+#pragma omp parallel for schedule(static) if (count > ACT_PAR_MIN)
+        for (size_t i = 0; i < count; i++) y[i] = x[i] > 0.f ? x[i] : 0.f;
+        return;
+    }
 #pragma omp parallel for schedule(static) if (count > ACT_PAR_MIN)
     for (size_t i = 0; i < count; i++) y[i] = act_one(a, x[i]);
 }
@@ -277,6 +283,12 @@ void fv_act_backward(const struct fv_act *a, const float *x, const float *y, con
             else
                 dx[i] += relu_d(a, x[i]) * dy[i];
         }
+        return;
+    }
+    if (a->kind == FV_ACT_RELU && a->alpha == 0.f && a->max_value < 0.f && a->threshold == 0.f) {
+        /* plain relu: act'(x) = x > 0 (vectorizable) */
+#pragma omp parallel for schedule(static) if (count > ACT_PAR_MIN)
+        for (size_t i = 0; i < count; i++) dx[i] += (x[i] > 0.f ? 1.f : 0.f) * dy[i];
         return;
     }
     /* forward: y = act_one(x)  ->  dx = act'(x) * dy */

@@ -1,28 +1,56 @@
-/* Cache-blocked SGEMM, written so that gcc -O2 vectorizes it by itself.
+/* Cache-blocked SGEMM with SIMD micro-kernels chosen at run time, on plain or
+ * "segmented" A (implicit im2col for convolutions, see fv_gemm_seg).
  *
- * Work is cut into K blocks of FV_GEMM_KC (fixed: it decides the rounding) and
- * panels of NR = 8 columns of C:
- *   for each (K block k0, panel j0)      k0-major for plain B, panel-major for B^T
- *     pack B[k0.., j0..j0+7] into a (kc, 8) panel   when transposed or ragged
- *     for each 4 rows: 4x8 micro-kernel             accumulators in registers
- *     for the last M % 4 rows: 1x8 micro-kernel     same arithmetic per element
- * With few rows and a plain B (Dense on a small batch), rows of B are
- * streamed contiguously instead (row_chunk), again with the same arithmetic.
+ * Paths (one is chosen per call from the CPU, never from the data or the
+ * thread count):
+ *   AVX-512   12x32 register tile (24 zmm accumulators), FMA
+ *   AVX2+FMA  6x16 register tile (12 ymm accumulators), FMA
+ *   (AVX-512 and AVX2 compute C with at most 4 columns as dot products
+ *   along K instead, vectorized over k and reduced in a fixed order)
+ *   portable  4x8 tile in arrays of 4 floats, which gcc -O2 vectorizes to SSE
+ *             by itself (mul + add, no FMA): the x86-64 baseline.
+ * The x86 paths are compiled with __attribute__((target(...))) and selected
+ * with __builtin_cpu_supports, so the project keeps building for the plain
+ * x86-64 baseline.
  *
- * The micro-kernels keep their accumulators in arrays of exactly 4 floats, the
- * shape gcc's "very cheap" -O2 vectorizer turns into one SSE register each (a
- * loop over an unknown N would not be vectorized at -O2). Each C element is
- *     c = (first block ? 0 : c) + sum_{k in block} a[k]*b[k]   (k ascending)
- * whatever the path and the row/column position, so results do not depend on
- * how callers tile M or N.
+ * Work is cut into K blocks of FV_GEMM_KC (fixed: it decides the rounding)
+ * and panels of NR columns of C:
+ *   for each K block k0, for each panel j0:
+ *     B panel = B[k0.., j0..j0+NR) read in place (plain B, full panel) or
+ *               packed into a (kc, NR) buffer (B^T, or the ragged last panel,
+ *               zero-padded)
+ *     for each MR rows: micro-kernel, the accumulators stay in registers for
+ *               the whole block, then C (=|+=) tile (masked at the ragged edge)
+ * A is read in place (row-major, contiguous along K, or along each segment:
+ * a block is walked as pieces that never cross a segment). The last rows (m % MR)
+ * run the same micro-kernel with the missing rows pointing at a real row and
+ * their results discarded, so every element is computed alike.
+ *
+ * Per element, on a given path, whatever its position and however callers
+ * tile M and N:
+ *     c = (first block ? 0 : c) + s,   s = fma chain over the block in k order
+ * (the portable path: s = sum of products in k order). Results therefore do
+ * not depend on the thread count. They differ between paths in the last bits
+ * (FMA rounding).
  */
 #include "kernels/gemm.h"
 
 #include <string.h>
 
+/* -DFV_GEMM_PORTABLE builds only the portable path (for tests of it) */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(FV_GEMM_PORTABLE)
+#define FV_GEMM_X86 1
+#include <immintrin.h>
+#endif
+
+#define KC FV_GEMM_KC
+
+/* ======================================================================
+ * Portable path
+ * ====================================================================== */
+
 #define MR 4
 #define NR 8
-#define KC FV_GEMM_KC
 
 /* t[0..3][0..7] = A[0..3][0..kc) . P[0..kc)[0..7] */
 static void kernel_4x8(int kc, const float *restrict a, size_t lda, const float *restrict p,
@@ -87,16 +115,16 @@ static void store_tile(float *restrict c, size_t ldc, const float *restrict t, i
     }
 }
 
-/* p[k][v] = op(B)[k0+k][j0+v] for k < kc, v < nr; zero for nr <= v < 8 */
-static void pack_panel(float *restrict p /* (kc, 8) */, const float *restrict b, size_t ldb,
+/* p[k][v] = op(B)[k0+k][j0+v] for k < kc, v < nr; zero for nr <= v < w (panel width w) */
+static void pack_panel(float *restrict p /* (kc, w) */, int w, const float *restrict b, size_t ldb,
                        int transb, int k0, int kc, int j0, int nr) {
     for (int k = 0; k < kc; k++) {
-        float *pk = p + (size_t)k * NR;
-        for (int v = 0; v < NR; v++) pk[v] = 0.0f;
+        float *pk = p + (size_t)k * (size_t)w;
         if (transb)
             for (int v = 0; v < nr; v++) pk[v] = b[(size_t)(j0 + v) * ldb + (size_t)(k0 + k)];
         else
             memcpy(pk, b + (size_t)(k0 + k) * ldb + (size_t)j0, (size_t)nr * sizeof(float));
+        for (int v = nr; v < w; v++) pk[v] = 0.0f;
     }
 }
 
@@ -112,7 +140,7 @@ static void gemm_panel(size_t m, int n, int k0, int kc, int j0, const float *a, 
         p = b + (size_t)k0 * ldb + (size_t)j0; /* already (kc, 8) with stride ldb */
         ldp = ldb;
     } else {
-        pack_panel(panel, b, ldb, transb, k0, kc, j0, nr);
+        pack_panel(panel, NR, b, ldb, transb, k0, kc, j0, nr);
     }
     size_t i = 0;
     for (; i + MR <= m; i += MR) {
@@ -162,14 +190,8 @@ static void store_rows(float *restrict c, size_t ldc, const float *restrict t, i
     }
 }
 
-void fv_gemm(size_t m, int n, int k, const float *a, size_t lda, const float *b, size_t ldb,
-             int transb, float *c, size_t ldc, int accumulate) {
-    if (m == 0 || n <= 0) return;
-    if (k <= 0) {
-        if (!accumulate)
-            for (size_t i = 0; i < m; i++) memset(c + i * ldc, 0, (size_t)n * sizeof(float));
-        return;
-    }
+static void gemm_portable(size_t m, int n, int k, const float *a, size_t lda, const float *b,
+                          size_t ldb, int transb, float *c, size_t ldc, int accumulate) {
     /* Every order of the (k0, j0, i) loops below gives the same bits, as long
      * as each element sees its K blocks in increasing k0. */
     float panel[KC * NR]; /* (kc, 8) packed columns of op(B) */
@@ -203,8 +225,525 @@ void fv_gemm(size_t m, int n, int k, const float *a, size_t lda, const float *b,
     }
 }
 
-#define PAR_MT 128 /* rows per parallel tile */
-#define PAR_NT 256 /* columns per parallel tile (multiple of NR) */
+#undef MR
+#undef NR
+
+/* ======================================================================
+ * The general problem every path solves (struct gemm_args):
+ *   for g < groups:  C_g[m][n] (=|+=) A_g[m][k] . op(B)[k][n]
+ *   A_g = a + g*agroup, element (i, kk) with kk = s*seglen + t (t < seglen)
+ *         at A_g[i*lda + s*segstride + t]     (plain A: seglen = k)
+ *   C_g = c + g*cgroup, element (i, j) at C_g[i*ldc + j]
+ * The groups share B, so a B panel is reused from L1 across all of them.
+ * ====================================================================== */
+
+struct gemm_args {
+    size_t m;
+    int n, k;
+    const float *a;
+    size_t lda, segstride, agroup;
+    int seglen, groups;
+    const float *b;
+    size_t ldb;
+    int transb;
+    float *c;
+    size_t ldc, cgroup;
+    int accumulate;
+};
+
+/* Portable: gathers segmented A into a contiguous (rows, kc) buffer, then the
+ * plain kernels (same sums per element as on a plain A). */
+static void gemm_portable_args(const struct gemm_args *g) {
+    if (g->groups == 1 && g->seglen >= g->k) {
+        gemm_portable(g->m, g->n, g->k, g->a, g->lda, g->b, g->ldb, g->transb, g->c, g->ldc,
+                      g->accumulate);
+        return;
+    }
+    enum { RCH = 16 };
+    float abuf[RCH * KC];
+    for (int grp = 0; grp < g->groups; grp++)
+        for (size_t i0 = 0; i0 < g->m; i0 += RCH) {
+            size_t rows = g->m - i0 < RCH ? g->m - i0 : RCH;
+            const float *ag = g->a + (size_t)grp * g->agroup + i0 * g->lda;
+            float *cg = g->c + (size_t)grp * g->cgroup + i0 * g->ldc;
+            for (int k0 = 0; k0 < g->k; k0 += KC) {
+                int kc = g->k - k0 < KC ? g->k - k0 : KC;
+                for (size_t r = 0; r < rows; r++)
+                    for (int kk = 0; kk < kc; kk++) {
+                        int s = (k0 + kk) / g->seglen, t = (k0 + kk) - s * g->seglen;
+                        abuf[r * KC + (size_t)kk] = ag[r * g->lda + (size_t)s * g->segstride + (size_t)t];
+                    }
+                const float *bk = g->transb ? g->b + k0 : g->b + (size_t)k0 * g->ldb;
+                gemm_portable(rows, g->n, kc, abuf, KC, bk, g->ldb, g->transb, cg, g->ldc,
+                              g->accumulate || k0 > 0);
+            }
+        }
+}
+
+#ifdef FV_GEMM_X86
+
+/* A K block [k0, k0+kc) cut where it crosses segments of A: piece i covers
+ * len[i] consecutive k, read at A row + off[i]. */
+struct pieces {
+    int n;
+    int len[KC];
+    size_t off[KC];
+};
+
+static void pieces_init(struct pieces *pc, const struct gemm_args *g, int k0, int kc) {
+    pc->n = 0;
+    for (int k = k0, end = k0 + kc; k < end;) {
+        int s = k / g->seglen, t = k - s * g->seglen;
+        int len = g->seglen - t < end - k ? g->seglen - t : end - k;
+        pc->len[pc->n] = len;
+        pc->off[pc->n++] = (size_t)s * g->segstride + (size_t)t;
+        k += len;
+    }
+}
+
+#define PIECE_BEGIN(pc_, a_)                               \
+    for (int pi_ = 0; pi_ < (pc_)->n; pi_++) {             \
+        int len = (pc_)->len[pi_];                         \
+        const float *as = (a_) + (pc_)->off[pi_];
+#define PIECE_END }
+
+/* ======================================================================
+ * AVX2 + FMA path: 6x16 tiles
+ * ====================================================================== */
+
+#define AVX2_FN __attribute__((target("avx2,fma")))
+
+/* Lane mask selecting the first n (0..8) of 8 lanes. */
+AVX2_FN static inline __m256i avx2_mask(int n) {
+    static const int ramp[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_loadu_si256((const __m256i *)ramp));
+}
+
+/* C[r][0..16) (=|+=) (lo, hi) for one row; only the first nr columns when nr < 16 */
+AVX2_FN static inline void avx2_store_row(float *c, __m256 lo, __m256 hi, int nr, int first) {
+    if (nr == 16) {
+        if (!first) {
+            lo = _mm256_add_ps(_mm256_loadu_ps(c), lo);
+            hi = _mm256_add_ps(_mm256_loadu_ps(c + 8), hi);
+        }
+        _mm256_storeu_ps(c, lo);
+        _mm256_storeu_ps(c + 8, hi);
+        return;
+    }
+    __m256i m0 = avx2_mask(nr < 8 ? nr : 8), m1 = avx2_mask(nr > 8 ? nr - 8 : 0);
+    if (!first) {
+        lo = _mm256_add_ps(_mm256_maskload_ps(c, m0), lo);
+        hi = _mm256_add_ps(_mm256_maskload_ps(c + 8, m1), hi);
+    }
+    _mm256_maskstore_ps(c, m0, lo);
+    _mm256_maskstore_ps(c + 8, m1, hi);
+}
+
+#define AVX2_ROW(x_, r0, r1)                   \
+    do {                                       \
+        __m256 x = _mm256_broadcast_ss(x_);    \
+        r0 = _mm256_fmadd_ps(x, b0, r0);       \
+        r1 = _mm256_fmadd_ps(x, b1, r1);       \
+    } while (0)
+
+/* C[0..rows)[0..nr) (=|+=) A[0..rows)[k0..k0+kc) . P[0..kc)[0..16), rows <= 6.
+ * a: row 0 of A. Rows beyond `rows` re-read row 0 and are not stored. */
+AVX2_FN static void avx2_kernel_6x16(const struct gemm_args *g, const struct pieces *pc,
+                                     const float *a, const float *restrict p, size_t ldp,
+                                     float *restrict c, int rows, int nr, int first) {
+    size_t lda = g->lda;
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    PIECE_BEGIN(pc, a)
+    const float *a0 = as;
+    const float *a1 = rows > 1 ? as + lda : as;
+    const float *a2 = rows > 2 ? as + 2 * lda : as;
+    const float *a3 = rows > 3 ? as + 3 * lda : as;
+    const float *a4 = rows > 4 ? as + 4 * lda : as;
+    const float *a5 = rows > 5 ? as + 5 * lda : as;
+    for (int q = 0; q < len; q++, p += ldp) {
+        __m256 b0 = _mm256_loadu_ps(p), b1 = _mm256_loadu_ps(p + 8);
+        AVX2_ROW(a0 + q, c00, c01);
+        AVX2_ROW(a1 + q, c10, c11);
+        AVX2_ROW(a2 + q, c20, c21);
+        AVX2_ROW(a3 + q, c30, c31);
+        AVX2_ROW(a4 + q, c40, c41);
+        AVX2_ROW(a5 + q, c50, c51);
+    }
+    PIECE_END
+    size_t ldc = g->ldc;
+    avx2_store_row(c, c00, c01, nr, first);
+    if (rows > 1) avx2_store_row(c + ldc, c10, c11, nr, first);
+    if (rows > 2) avx2_store_row(c + 2 * ldc, c20, c21, nr, first);
+    if (rows > 3) avx2_store_row(c + 3 * ldc, c30, c31, nr, first);
+    if (rows > 4) avx2_store_row(c + 4 * ldc, c40, c41, nr, first);
+    if (rows > 5) avx2_store_row(c + 5 * ldc, c50, c51, nr, first);
+}
+
+#undef AVX2_ROW
+
+/* Few columns (n <= DOT_N): each C element is a dot product along K, 8 lanes
+ * at a time (lane-wise partial sums over the pieces), reduced in a fixed
+ * order. bt: op(B)^T block (DOT_N, kc), zero-padded (also the columns
+ * n..DOT_N-1, which are computed and dropped). */
+#define DOT_N 4
+#define DOT_LD (KC + 16)
+
+AVX2_FN static inline float avx2_hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* bt[j][kk] = op(B)[k0+kk][j] for j < n, kk < kc; zero elsewhere up to (DOT_N, DOT_LD) */
+static void pack_dot(float *bt, const struct gemm_args *g, int k0, int kc) {
+    memset(bt, 0, DOT_N * DOT_LD * sizeof(float));
+    for (int j = 0; j < g->n; j++)
+        for (int kk = 0; kk < DOT_LD; kk++)
+            bt[j * DOT_LD + kk] = kk >= kc    ? 0.0f
+                                  : g->transb ? g->b[(size_t)j * g->ldb + (size_t)(k0 + kk)]
+                                              : g->b[(size_t)(k0 + kk) * g->ldb + (size_t)j];
+}
+
+#define DOT_ROW(r)                                                    \
+    do {                                                              \
+        s##r##0 = _mm256_fmadd_ps(x##r, b0, s##r##0);                 \
+        s##r##1 = _mm256_fmadd_ps(x##r, b1, s##r##1);                 \
+        s##r##2 = _mm256_fmadd_ps(x##r, b2, s##r##2);                 \
+        s##r##3 = _mm256_fmadd_ps(x##r, b3, s##r##3);                 \
+    } while (0)
+
+/* 4 rows at a time (missing rows re-read row 0, not stored), 4 columns
+ * always (bt holds zeros beyond n). */
+AVX2_FN static void gemm_dot_avx2(const struct gemm_args *g) {
+    float bt[DOT_N * DOT_LD];
+    struct pieces pc;
+    for (int k0 = 0; k0 < g->k; k0 += KC) {
+        int kc = g->k - k0 < KC ? g->k - k0 : KC, first = !g->accumulate && k0 == 0;
+        pack_dot(bt, g, k0, kc);
+        pieces_init(&pc, g, k0, kc);
+        for (int grp = 0; grp < g->groups; grp++)
+            for (size_t i = 0; i < g->m; i += 4) {
+                int rows = g->m - i < 4 ? (int)(g->m - i) : 4;
+                const float *a0 = g->a + (size_t)grp * g->agroup + i * g->lda;
+                const float *a1 = rows > 1 ? a0 + g->lda : a0;
+                const float *a2 = rows > 2 ? a0 + 2 * g->lda : a0;
+                const float *a3 = rows > 3 ? a0 + 3 * g->lda : a0;
+                __m256 s00 = _mm256_setzero_ps(), s01 = s00, s02 = s00, s03 = s00;
+                __m256 s10 = s00, s11 = s00, s12 = s00, s13 = s00;
+                __m256 s20 = s00, s21 = s00, s22 = s00, s23 = s00;
+                __m256 s30 = s00, s31 = s00, s32 = s00, s33 = s00;
+                const float *bk = bt;
+                for (int pi = 0; pi < pc.n; pi++) {
+                    int len = pc.len[pi];
+                    size_t off = pc.off[pi];
+                    for (int q = 0; q < len; q += 8) {
+                        __m256i mk = avx2_mask(len - q);
+                        __m256 x0 = _mm256_maskload_ps(a0 + off + q, mk);
+                        __m256 x1 = _mm256_maskload_ps(a1 + off + q, mk);
+                        __m256 x2 = _mm256_maskload_ps(a2 + off + q, mk);
+                        __m256 x3 = _mm256_maskload_ps(a3 + off + q, mk);
+                        __m256 b0 = _mm256_loadu_ps(bk + q), b1 = _mm256_loadu_ps(bk + DOT_LD + q);
+                        __m256 b2 = _mm256_loadu_ps(bk + 2 * DOT_LD + q);
+                        __m256 b3 = _mm256_loadu_ps(bk + 3 * DOT_LD + q);
+                        DOT_ROW(0);
+                        DOT_ROW(1);
+                        DOT_ROW(2);
+                        DOT_ROW(3);
+                    }
+                    bk += len;
+                }
+                float r[4][DOT_N] = {
+                    {avx2_hsum(s00), avx2_hsum(s01), avx2_hsum(s02), avx2_hsum(s03)},
+                    {avx2_hsum(s10), avx2_hsum(s11), avx2_hsum(s12), avx2_hsum(s13)},
+                    {avx2_hsum(s20), avx2_hsum(s21), avx2_hsum(s22), avx2_hsum(s23)},
+                    {avx2_hsum(s30), avx2_hsum(s31), avx2_hsum(s32), avx2_hsum(s33)}};
+                for (int rr = 0; rr < rows; rr++) {
+                    float *ci = g->c + (size_t)grp * g->cgroup + (i + (size_t)rr) * g->ldc;
+                    for (int j = 0; j < g->n; j++) ci[j] = first ? r[rr][j] : ci[j] + r[rr][j];
+                }
+            }
+    }
+}
+
+#undef DOT_ROW
+
+AVX2_FN static void gemm_avx2(const struct gemm_args *g) {
+    if (g->n <= DOT_N) {
+        gemm_dot_avx2(g);
+        return;
+    }
+    float panel[KC * 16] __attribute__((aligned(64))); /* (kc, 16) packed columns of op(B) */
+    struct pieces pc;
+    for (int k0 = 0; k0 < g->k; k0 += KC) {
+        int kc = g->k - k0 < KC ? g->k - k0 : KC, first = !g->accumulate && k0 == 0;
+        pieces_init(&pc, g, k0, kc);
+        for (int j0 = 0; j0 < g->n; j0 += 16) {
+            int nr = g->n - j0 < 16 ? g->n - j0 : 16;
+            const float *p = panel;
+            size_t ldp = 16;
+            if (!g->transb && nr == 16) {
+                p = g->b + (size_t)k0 * g->ldb + (size_t)j0;
+                ldp = g->ldb;
+            } else {
+                pack_panel(panel, 16, g->b, g->ldb, g->transb, k0, kc, j0, nr);
+            }
+            for (int grp = 0; grp < g->groups; grp++) {
+                const float *ag = g->a + (size_t)grp * g->agroup;
+                float *cg = g->c + (size_t)grp * g->cgroup + (size_t)j0;
+                for (size_t i = 0; i < g->m; i += 6) {
+                    int rows = g->m - i < 6 ? (int)(g->m - i) : 6;
+                    avx2_kernel_6x16(g, &pc, ag + i * g->lda, p, ldp, cg + i * g->ldc, rows, nr,
+                                     first);
+                }
+            }
+        }
+    }
+}
+
+/* ======================================================================
+ * AVX-512 path: 12x32 tiles
+ * ====================================================================== */
+
+#ifndef FV_GEMM_NO_AVX512
+
+#define AVX512_FN __attribute__((target("avx512f")))
+
+AVX512_FN static inline void avx512_store_row(float *c, __m512 lo, __m512 hi, int nr, int first) {
+    if (nr == 32) {
+        if (!first) {
+            lo = _mm512_add_ps(_mm512_loadu_ps(c), lo);
+            hi = _mm512_add_ps(_mm512_loadu_ps(c + 16), hi);
+        }
+        _mm512_storeu_ps(c, lo);
+        _mm512_storeu_ps(c + 16, hi);
+        return;
+    }
+    __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1u);
+    __mmask16 m1 = (__mmask16)(nr <= 16 ? 0 : (1u << (nr - 16)) - 1u);
+    if (!first) {
+        lo = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c), lo);
+        hi = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + 16), hi);
+    }
+    _mm512_mask_storeu_ps(c, m0, lo);
+    _mm512_mask_storeu_ps(c + 16, m1, hi);
+}
+
+#define AVX512_ROW(x_, r)                          \
+    do {                                           \
+        __m512 x = _mm512_set1_ps(*(x_));          \
+        r##0 = _mm512_fmadd_ps(x, b0, r##0);       \
+        r##1 = _mm512_fmadd_ps(x, b1, r##1);       \
+    } while (0)
+
+/* C[0..rows)[0..nr) (=|+=) A[0..rows)[k0..k0+kc) . P[0..kc)[0..32), rows <= 12 */
+AVX512_FN static void avx512_kernel_12x32(const struct gemm_args *g, const struct pieces *pc,
+                                          const float *a, const float *restrict p, size_t ldp,
+                                          float *restrict c, int rows, int nr, int first) {
+    size_t lda = g->lda;
+    __m512 r00 = _mm512_setzero_ps(), r01 = r00, r10 = r00, r11 = r00, r20 = r00, r21 = r00;
+    __m512 r30 = r00, r31 = r00, r40 = r00, r41 = r00, r50 = r00, r51 = r00;
+    __m512 r60 = r00, r61 = r00, r70 = r00, r71 = r00, r80 = r00, r81 = r00;
+    __m512 r90 = r00, r91 = r00, ra0 = r00, ra1 = r00, rb0 = r00, rb1 = r00;
+    PIECE_BEGIN(pc, a)
+    const float *a0 = as;
+    const float *a1 = rows > 1 ? as + lda : as;
+    const float *a2 = rows > 2 ? as + 2 * lda : as;
+    const float *a3 = rows > 3 ? as + 3 * lda : as;
+    const float *a4 = rows > 4 ? as + 4 * lda : as;
+    const float *a5 = rows > 5 ? as + 5 * lda : as;
+    const float *a6 = rows > 6 ? as + 6 * lda : as;
+    const float *a7 = rows > 7 ? as + 7 * lda : as;
+    const float *a8 = rows > 8 ? as + 8 * lda : as;
+    const float *a9 = rows > 9 ? as + 9 * lda : as;
+    const float *a10 = rows > 10 ? as + 10 * lda : as;
+    const float *a11 = rows > 11 ? as + 11 * lda : as;
+    for (int q = 0; q < len; q++, p += ldp) {
+        __m512 b0 = _mm512_loadu_ps(p), b1 = _mm512_loadu_ps(p + 16);
+        AVX512_ROW(a0 + q, r0);
+        AVX512_ROW(a1 + q, r1);
+        AVX512_ROW(a2 + q, r2);
+        AVX512_ROW(a3 + q, r3);
+        AVX512_ROW(a4 + q, r4);
+        AVX512_ROW(a5 + q, r5);
+        AVX512_ROW(a6 + q, r6);
+        AVX512_ROW(a7 + q, r7);
+        AVX512_ROW(a8 + q, r8);
+        AVX512_ROW(a9 + q, r9);
+        AVX512_ROW(a10 + q, ra);
+        AVX512_ROW(a11 + q, rb);
+    }
+    PIECE_END
+    size_t ldc = g->ldc;
+    avx512_store_row(c, r00, r01, nr, first);
+    if (rows > 1) avx512_store_row(c + ldc, r10, r11, nr, first);
+    if (rows > 2) avx512_store_row(c + 2 * ldc, r20, r21, nr, first);
+    if (rows > 3) avx512_store_row(c + 3 * ldc, r30, r31, nr, first);
+    if (rows > 4) avx512_store_row(c + 4 * ldc, r40, r41, nr, first);
+    if (rows > 5) avx512_store_row(c + 5 * ldc, r50, r51, nr, first);
+    if (rows > 6) avx512_store_row(c + 6 * ldc, r60, r61, nr, first);
+    if (rows > 7) avx512_store_row(c + 7 * ldc, r70, r71, nr, first);
+    if (rows > 8) avx512_store_row(c + 8 * ldc, r80, r81, nr, first);
+    if (rows > 9) avx512_store_row(c + 9 * ldc, r90, r91, nr, first);
+    if (rows > 10) avx512_store_row(c + 10 * ldc, ra0, ra1, nr, first);
+    if (rows > 11) avx512_store_row(c + 11 * ldc, rb0, rb1, nr, first);
+}
+
+#undef AVX512_ROW
+
+#define DOT_ROW(r)                                                    \
+    do {                                                              \
+        s##r##0 = _mm512_fmadd_ps(x##r, b0, s##r##0);                 \
+        s##r##1 = _mm512_fmadd_ps(x##r, b1, s##r##1);                 \
+        s##r##2 = _mm512_fmadd_ps(x##r, b2, s##r##2);                 \
+        s##r##3 = _mm512_fmadd_ps(x##r, b3, s##r##3);                 \
+    } while (0)
+
+/* Few columns: as gemm_dot_avx2 with 16 lanes, reduced by _mm512_reduce_add_ps
+ * (a fixed sequence of shuffles and adds). */
+AVX512_FN static void gemm_dot_avx512(const struct gemm_args *g) {
+    float bt[DOT_N * DOT_LD];
+    struct pieces pc;
+    for (int k0 = 0; k0 < g->k; k0 += KC) {
+        int kc = g->k - k0 < KC ? g->k - k0 : KC, first = !g->accumulate && k0 == 0;
+        pack_dot(bt, g, k0, kc);
+        pieces_init(&pc, g, k0, kc);
+        for (int grp = 0; grp < g->groups; grp++)
+            for (size_t i = 0; i < g->m; i += 4) {
+                int rows = g->m - i < 4 ? (int)(g->m - i) : 4;
+                const float *a0 = g->a + (size_t)grp * g->agroup + i * g->lda;
+                const float *a1 = rows > 1 ? a0 + g->lda : a0;
+                const float *a2 = rows > 2 ? a0 + 2 * g->lda : a0;
+                const float *a3 = rows > 3 ? a0 + 3 * g->lda : a0;
+                __m512 s00 = _mm512_setzero_ps(), s01 = s00, s02 = s00, s03 = s00;
+                __m512 s10 = s00, s11 = s00, s12 = s00, s13 = s00;
+                __m512 s20 = s00, s21 = s00, s22 = s00, s23 = s00;
+                __m512 s30 = s00, s31 = s00, s32 = s00, s33 = s00;
+                const float *bk = bt;
+                for (int pi = 0; pi < pc.n; pi++) {
+                    int len = pc.len[pi];
+                    size_t off = pc.off[pi];
+                    for (int q = 0; q < len; q += 16) {
+                        __mmask16 mk = (__mmask16)(len - q >= 16 ? 0xffffu : (1u << (len - q)) - 1u);
+                        __m512 x0 = _mm512_maskz_loadu_ps(mk, a0 + off + q);
+                        __m512 x1 = _mm512_maskz_loadu_ps(mk, a1 + off + q);
+                        __m512 x2 = _mm512_maskz_loadu_ps(mk, a2 + off + q);
+                        __m512 x3 = _mm512_maskz_loadu_ps(mk, a3 + off + q);
+                        __m512 b0 = _mm512_loadu_ps(bk + q), b1 = _mm512_loadu_ps(bk + DOT_LD + q);
+                        __m512 b2 = _mm512_loadu_ps(bk + 2 * DOT_LD + q);
+                        __m512 b3 = _mm512_loadu_ps(bk + 3 * DOT_LD + q);
+                        DOT_ROW(0);
+                        DOT_ROW(1);
+                        DOT_ROW(2);
+                        DOT_ROW(3);
+                    }
+                    bk += len;
+                }
+                float r[4][DOT_N] = {{_mm512_reduce_add_ps(s00), _mm512_reduce_add_ps(s01),
+                                      _mm512_reduce_add_ps(s02), _mm512_reduce_add_ps(s03)},
+                                     {_mm512_reduce_add_ps(s10), _mm512_reduce_add_ps(s11),
+                                      _mm512_reduce_add_ps(s12), _mm512_reduce_add_ps(s13)},
+                                     {_mm512_reduce_add_ps(s20), _mm512_reduce_add_ps(s21),
+                                      _mm512_reduce_add_ps(s22), _mm512_reduce_add_ps(s23)},
+                                     {_mm512_reduce_add_ps(s30), _mm512_reduce_add_ps(s31),
+                                      _mm512_reduce_add_ps(s32), _mm512_reduce_add_ps(s33)}};
+                for (int rr = 0; rr < rows; rr++) {
+                    float *ci = g->c + (size_t)grp * g->cgroup + (i + (size_t)rr) * g->ldc;
+                    for (int j = 0; j < g->n; j++) ci[j] = first ? r[rr][j] : ci[j] + r[rr][j];
+                }
+            }
+    }
+}
+
+#undef DOT_ROW
+
+AVX512_FN static void gemm_avx512(const struct gemm_args *g) {
+    if (g->n <= DOT_N) {
+        gemm_dot_avx512(g);
+        return;
+    }
+    float panel[KC * 32] __attribute__((aligned(64))); /* (kc, 32) packed columns of op(B) */
+    struct pieces pc;
+    for (int k0 = 0; k0 < g->k; k0 += KC) {
+        int kc = g->k - k0 < KC ? g->k - k0 : KC, first = !g->accumulate && k0 == 0;
+        pieces_init(&pc, g, k0, kc);
+        for (int j0 = 0; j0 < g->n; j0 += 32) {
+            int nr = g->n - j0 < 32 ? g->n - j0 : 32;
+            const float *p = panel;
+            size_t ldp = 32;
+            if (!g->transb && nr == 32) {
+                p = g->b + (size_t)k0 * g->ldb + (size_t)j0;
+                ldp = g->ldb;
+            } else {
+                pack_panel(panel, 32, g->b, g->ldb, g->transb, k0, kc, j0, nr);
+            }
+            for (int grp = 0; grp < g->groups; grp++) {
+                const float *ag = g->a + (size_t)grp * g->agroup;
+                float *cg = g->c + (size_t)grp * g->cgroup + (size_t)j0;
+                for (size_t i = 0; i < g->m; i += 12) {
+                    int rows = g->m - i < 12 ? (int)(g->m - i) : 12;
+                    avx512_kernel_12x32(g, &pc, ag + i * g->lda, p, ldp, cg + i * g->ldc, rows,
+                                        nr, first);
+                }
+            }
+        }
+    }
+}
+
+#endif /* FV_GEMM_NO_AVX512 */
+
+#endif /* FV_GEMM_X86 */
+
+/* ======================================================================
+ * Dispatch
+ * ====================================================================== */
+
+static void gemm_run(const struct gemm_args *g) {
+    if (g->m == 0 || g->n <= 0 || g->groups <= 0) return;
+    if (g->k <= 0) {
+        if (!g->accumulate)
+            for (int grp = 0; grp < g->groups; grp++)
+                for (size_t i = 0; i < g->m; i++)
+                    memset(g->c + (size_t)grp * g->cgroup + i * g->ldc, 0, (size_t)g->n * sizeof(float));
+        return;
+    }
+#ifdef FV_GEMM_X86
+#ifndef FV_GEMM_NO_AVX512 /* build with it to test the AVX2 path on an AVX-512 machine */
+    if (__builtin_cpu_supports("avx512f")) {
+        gemm_avx512(g);
+        return;
+    }
+#endif
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        gemm_avx2(g);
+        return;
+    }
+#endif
+    gemm_portable_args(g);
+}
+
+void fv_gemm(size_t m, int n, int k, const float *a, size_t lda, const float *b, size_t ldb,
+             int transb, float *c, size_t ldc, int accumulate) {
+    struct gemm_args g = {.m = m, .n = n, .k = k, .a = a, .lda = lda, .seglen = k > 0 ? k : 1,
+                          .segstride = 0, .groups = 1, .agroup = 0, .b = b, .ldb = ldb,
+                          .transb = transb, .c = c, .ldc = ldc, .cgroup = 0,
+                          .accumulate = accumulate};
+    gemm_run(&g);
+}
+
+void fv_gemm_seg(int groups, size_t m, int n, int k, const float *a, size_t agroup, size_t lda,
+                 int seglen, size_t segstride, const float *b, size_t ldb, float *c, size_t cgroup,
+                 size_t ldc, int accumulate) {
+    struct gemm_args g = {.m = m, .n = n, .k = k, .a = a, .lda = lda, .seglen = seglen,
+                          .segstride = segstride, .groups = groups, .agroup = agroup, .b = b,
+                          .ldb = ldb, .transb = 0, .c = c, .ldc = ldc, .cgroup = cgroup,
+                          .accumulate = accumulate};
+    gemm_run(&g);
+}
+
+#define PAR_MT 96  /* rows per parallel tile (a multiple of every path's MR) */
+#define PAR_NT 256 /* columns per parallel tile (a multiple of every path's NR) */
 
 void fv_gemm_par(size_t m, int n, int k, const float *a, size_t lda, const float *b, size_t ldb,
                  int transb, float *c, size_t ldc, int accumulate) {
@@ -214,7 +753,7 @@ void fv_gemm_par(size_t m, int n, int k, const float *a, size_t lda, const float
     size_t tiles = tm * tn;
     int par = (double)m * (double)n * (double)k >= FV_PAR_MIN_WORK;
     (void)par; /* only read by the OpenMP clause */
-    FV_OMP("omp parallel for schedule(static) if(par)")
+    FV_OMP("omp parallel for schedule(dynamic) if(par)")
     for (size_t t = 0; t < tiles; t++) {
         size_t i0 = (t / tn) * PAR_MT;
         size_t rows = m - i0 < PAR_MT ? m - i0 : PAR_MT;

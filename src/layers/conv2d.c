@@ -4,24 +4,43 @@
  *   x: (n, H, W, C)   w[0]: (KH, KW, C/G, OC)   w[1]: (OC)   y: (n, OH, OW, OC)
  *   group gi = o / (OC/G) reads input channels gi*C/G .. (gi+1)*C/G - 1.
  *
- * forward:  per tile of CONV_TILE output pixels (the whole batch is one M =
- *           n*OH*OW rows matrix), im2col the tile into this thread's slice of
- *           the workspace and multiply by the kernel seen as (KH*KW*C/G, OC).
- *           1x1 stride-1 kernels use the input itself as the patch matrix.
- * backward: a gather, parallel over input rows (image, iy): each input pixel
- *           sums, in a fixed (ky, kx) order, dy of the output pixels that read
- *           it times the kernel tap, dy . W[ky][kx]^T (a GEMM with B transposed
- *           written straight into dx). No two threads touch the same dx row.
+ * forward:  1x1 stride-1 kernels use the input itself as the patch matrix.
+ *           3x3, stride 1, dilation 1, one group, >= WINO_MIN_C channels in
+ *           and out: Winograd F(2x2, 3x3) (wino_run below).
+ *           Other stride-1, dilation-1, one-group kernels: an implicit GEMM
+ *           that reads the patches straight from the image (iconv_run below),
+ *           per task of a few output rows.
+ *           Otherwise: per tile of CONV_TILE output pixels (the whole batch is
+ *           one M = n*OH*OW rows matrix), im2col the tile into this thread's
+ *           slice of the workspace and multiply by the kernel seen as
+ *           (KH*KW*C/G, OC).
+ * backward, stride 1, dilation 1, one group: the input gradient is itself a
+ *           convolution, of dy with the kernel rotated by 180 degrees and
+ *           transposed,
+ *             dx[iy][ix][c] += sum_{ky',kx',o} dy[iy - PT' + ky'][ix - PL' + kx'][o]
+ *                                              * W'[ky'][kx'][o][c]
+ *             W'[ky'][kx'][o][c] = W[KH-1-ky'][KW-1-kx'][c][o],
+ *             PT' = KH-1 - PT,  PL' = KW-1 - PL,
+ *           run by the same Winograd or implicit GEMM into dx: a gather, each
+ *           dx row written by one thread. Images whose dy lives in at most
+ *           OC/4 channels (a filter objective on this layer) run on those
+ *           channels alone.
+ *           Any other case: a gather, parallel over input rows (image, iy):
+ *           each input pixel sums, in a fixed (ky, kx) order, dy of the output
+ *           pixels that read it times the kernel tap, dy . W[ky][kx]^T (a GEMM
+ *           with B transposed written straight into dx).
  * Both passes are bit-identical whatever the number of threads.
  */
 #include <limits.h>
+#include <string.h>
 
 #include "kernels/gemm.h"
 #include "kernels/im2col.h"
 #include "layers/conv_impl.h"
 #include "layers/layers.h"
 
-#define CONV_TILE 128 /* output pixels per im2col tile (fixed: results do not depend on it) */
+#define CONV_TILE 96 /* output pixels per im2col tile (results do not depend on it) */
+#define WINO_MIN_C 64 /* Winograd needs this many channels in and out to pay off (measured) */
 #define CONV_MAX_DIM (1 << 24) /* bound on sizes/strides/dilations: keeps int index math exact */
 
 /* ---- geometry shared with depthwise.c and separable.c ---- */
@@ -74,6 +93,8 @@ struct conv_dims {
     size_t m;                /* n*OH*OW output pixels of the batch */
     size_t tile_rows;        /* rows of one im2col tile: min(CONV_TILE, m) */
     int direct;              /* 1x1 stride 1: the input is the patch matrix */
+    int implicit;            /* stride 1, dilation 1, one group: implicit GEMM both ways */
+    int wino;                /* ... and 3x3 with >= WINO_MIN_C channels in and out: Winograd */
 };
 
 static int conv2d_dims(const struct fv_layer *l, const struct fv_io *io, struct conv_dims *d,
@@ -115,7 +136,267 @@ static int conv2d_dims(const struct fv_layer *l, const struct fv_io *io, struct 
         return fv_error_set(err, FV_ERR_SHAPE, "layer '%s': output size overflows", l->name);
     d->tile_rows = d->m < CONV_TILE ? d->m : CONV_TILE;
     d->direct = p->kh == 1 && p->kw == 1 && p->sh == 1 && p->sw == 1;
+    /* the backward's kernel W' has KH*KW*OC rows: keep that an int too */
+    d->implicit = p->sh == 1 && p->sw == 1 && p->dh == 1 && p->dw == 1 && d->groups == 1 &&
+                  taps <= INT_MAX && (size_t)d->g.w + (size_t)p->kw <= INT_MAX;
+    d->wino = d->implicit && p->kh == 3 && p->kw == 3 && d->g.c >= WINO_MIN_C &&
+              d->oc >= WINO_MIN_C && (size_t)d->g.c * (size_t)d->oc <= ((size_t)1 << 28);
     return FV_OK;
+}
+
+/* ---- implicit GEMM: stride 1, dilation 1, one group ----
+ *
+ *   out[img][oy][ox][j] (=|+=) bias[j]
+ *       + sum_{ky,kx,c} in[img][oy - PT + ky][ox - PL + kx][c] * B[(ky*KW + kx)*C + c][j]
+ *   in (n, H, W, C)   B (KH*KW*C, N)   out (n, OH, OW, N)
+ *
+ * Work is split into tasks of a few output rows of one image. A task's patch
+ * matrix row (oy, ox) is KH runs of KW*C floats, one per kernel row, found in
+ * the band of input rows oy-PT .. oy-PT+KH-1, columns -PL .. OW-PL+KW-2: read
+ * in place when the band lies inside the image ('valid'), else copied once
+ * with its zero padding into the thread's band buffer (no KH*KW-fold im2col).
+ * fv_gemm_seg then runs with lda = C, segments of KW*C floats one band row
+ * apart, and one group per output row. */
+struct iconv {
+    const float *in;
+    int n, h, w, c;
+    int oh, ow, kh, kw, pt, pl;
+    const float *b; /* (KH*KW*C, N) */
+    int nout;
+    const float *bias; /* (N) or NULL */
+    float *out;
+    int accumulate;
+};
+
+#define ICONV_PIX 96 /* output pixels per task (more when N is small), at least one row */
+
+static int iconv_rows(const struct iconv *v) {
+    int pix = v->nout >= 32 ? ICONV_PIX : ICONV_PIX * 32 / v->nout; /* ~ the same work per task */
+    int r = pix / v->ow;
+    if (r < 1) r = 1;
+    return r > v->oh ? v->oh : r;
+}
+
+/* floats of one thread's band buffer */
+static size_t iconv_band(const struct iconv *v) {
+    return (size_t)(iconv_rows(v) + v->kh - 1) * (size_t)(v->ow + v->kw - 1) * (size_t)v->c;
+}
+
+/* buf (rows, wp, C) = in[img] rows iy0.., columns ix0..ix0+wp-1, zero outside */
+static void iconv_copy_band(float *buf, const float *xi, const struct iconv *v, int iy0, int rows,
+                            int ix0, int wp) {
+    size_t C = (size_t)v->c;
+    int lo = ix0 < 0 ? -ix0 : 0;                         /* zero columns on the left */
+    int hi = ix0 + wp > v->w ? v->w - ix0 : wp;          /* first zero column on the right */
+    if (hi < lo) hi = lo;
+    for (int r = 0; r < rows; r++) {
+        float *d = buf + (size_t)r * (size_t)wp * C;
+        int iy = iy0 + r;
+        if (iy < 0 || iy >= v->h) {
+            memset(d, 0, (size_t)wp * C * sizeof(float));
+            continue;
+        }
+        memset(d, 0, (size_t)lo * C * sizeof(float));
+        if (hi > lo)
+            memcpy(d + (size_t)lo * C, xi + ((size_t)iy * (size_t)v->w + (size_t)(ix0 + lo)) * C,
+                   (size_t)(hi - lo) * C * sizeof(float));
+        memset(d + (size_t)hi * C, 0, (size_t)(wp - hi) * C * sizeof(float));
+    }
+}
+
+/* Task t of v: a few output rows of one image. buf: a band buffer (iconv_band floats). */
+static void iconv_task(const struct iconv *v, size_t t, float *buf) {
+    int tr = iconv_rows(v), wp = v->ow + v->kw - 1;
+    size_t C = (size_t)v->c, N = (size_t)v->nout;
+    size_t per_img = (size_t)((v->oh + tr - 1) / tr);
+    size_t img = t / per_img;
+    int oy0 = (int)(t % per_img) * tr;
+    int rows = v->oh - oy0 < tr ? v->oh - oy0 : tr;
+    int iy0 = oy0 - v->pt, ix0 = -v->pl, band_rows = rows + v->kh - 1;
+    const float *xi = v->in + img * (size_t)v->h * (size_t)v->w * C; /* (H, W, C) */
+    const float *base;                                                /* band row 0, column 0 */
+    size_t rs;                                                        /* band row stride */
+    if (iy0 >= 0 && iy0 + band_rows <= v->h && ix0 == 0 && wp <= v->w) {
+        base = xi + (size_t)iy0 * (size_t)v->w * C;
+        rs = (size_t)v->w * C;
+    } else {
+        iconv_copy_band(buf, xi, v, iy0, band_rows, ix0, wp); /* (band_rows, wp, C) */
+        base = buf;
+        rs = (size_t)wp * C;
+    }
+    float *o = v->out + (img * (size_t)v->oh + (size_t)oy0) * (size_t)v->ow * N;
+    /* o[r][ox][j] (=|+=) sum_{ky, t < KW*C} base[(r + ky)*rs + ox*C + t] * b[ky*KW*C + t][j] */
+    fv_gemm_seg(rows, (size_t)v->ow, v->nout, v->kh * v->kw * v->c, base, rs, C, v->kw * v->c, rs,
+                v->b, N, o, (size_t)v->ow * N, N, v->accumulate);
+    if (v->bias) fv_bias_add(o, v->bias, (size_t)rows * (size_t)v->ow, v->nout);
+}
+
+static size_t iconv_tasks_per_img(const struct iconv *v) {
+    int tr = iconv_rows(v);
+    return (size_t)((v->oh + tr - 1) / tr);
+}
+
+/* All tasks of v, in parallel; images with skip[img] != 0 (skip may be NULL) are left out. */
+static void iconv_run(const struct iconv *v, const unsigned char *skip, float *ws,
+                      size_t ws_floats) {
+    size_t band = iconv_band(v), per_img = iconv_tasks_per_img(v);
+    size_t tasks = (size_t)v->n * per_img;
+    int nthr = fv_omp_max_threads();
+    FV_ASSERT(ws && ws_floats >= band);
+    if ((size_t)nthr > ws_floats / band) nthr = (int)(ws_floats / band);
+    int par = (double)v->n * v->oh * v->ow * (double)(v->kh * v->kw * v->c) * (double)v->nout >=
+              FV_PAR_MIN_WORK;
+    (void)nthr; /* only read by the OpenMP clauses */
+    (void)par;
+    FV_OMP("omp parallel for schedule(dynamic) num_threads(nthr) if(par)")
+    for (size_t t = 0; t < tasks; t++)
+        if (!skip || !skip[t / per_img]) iconv_task(v, t, ws + (size_t)fv_omp_thread_num() * band);
+}
+
+/* The forward pass as an implicit convolution. */
+static void conv2d_iconv_fwd(const struct fv_layer *l, const struct fv_io *io,
+                             const struct conv_dims *d, struct iconv *v) {
+    const struct fv_conv_geom *g = &d->g;
+    *v = (struct iconv){.in = io->x[0], .n = g->n, .h = g->h, .w = g->w, .c = g->c,
+                        .oh = g->oh, .ow = g->ow, .kh = g->kh, .kw = g->kw, .pt = g->pt,
+                        .pl = g->pl, .b = l->w[0], .nout = d->oc,
+                        .bias = l->p.conv.use_bias ? l->w[1] : NULL, .out = io->y,
+                        .accumulate = 0};
+}
+
+/* The backward pass as one: dx = conv(dy, W') with the kernel rotated by 180
+ * degrees and transposed (see the top of the file). */
+static void conv2d_iconv_bwd(const struct fv_io *io, const struct conv_dims *d, float *wt,
+                             struct iconv *v) {
+    const struct fv_conv_geom *g = &d->g;
+    *v = (struct iconv){.in = io->dy, .n = g->n, .h = g->oh, .w = g->ow, .c = d->oc,
+                        .oh = g->h, .ow = g->w, .kh = g->kh, .kw = g->kw,
+                        .pt = g->kh - 1 - g->pt, .pl = g->kw - 1 - g->pl, .b = wt,
+                        .nout = g->c, .bias = NULL, .out = io->dx[0], .accumulate = 1};
+}
+
+/* ---- Winograd F(2x2, 3x3): 3x3, stride 1, dilation 1, one group ----
+ *
+ * The same convolution as iconv (see im2col.h for the transforms): per task
+ * of `chunk` output tiles, the input transform into the thread's V (16,
+ * chunk, Cin), 16 GEMMs V_xi . U_xi into M (16, chunk, Cout), the output
+ * transform into out (+ bias). 2.25x fewer multiplications than the direct
+ * convolution. Each tile is computed alike wherever it falls, so results do
+ * not depend on the thread count.
+ * Workspace: U (16, Cin, Cout) | Cin zeros | one (V, M) slot per thread. */
+struct wino {
+    struct fv_conv_geom g; /* input (n, h, w, c = Cin), output (oh, ow), pt, pl */
+    int cout;
+    const float *in, *bias;
+    float *out;
+    int accumulate;
+};
+
+static size_t wino_chunk(const struct wino *w) {
+    int m = w->g.c > w->cout ? w->g.c : w->cout;
+    size_t ch = (size_t)(96 * 64 / m) / 12 * 12;
+    return ch < 12 ? 12 : ch > 96 ? 96 : ch;
+}
+
+static size_t wino_slot(const struct wino *w) {
+    return 16 * wino_chunk(w) * ((size_t)w->g.c + (size_t)w->cout);
+}
+
+/* floats of the whole workspace for `threads` threads (0 on overflow) */
+static size_t wino_ws(const struct wino *w, int threads) {
+    size_t u = 16 * (size_t)w->g.c * (size_t)w->cout, all;
+    if (!fv_mul_size(wino_slot(w), (size_t)threads, &all) || all + u + (size_t)w->g.c < all) return 0;
+    return u + (size_t)w->g.c + all;
+}
+
+/* kernel: (3, 3, Cin, Cout) */
+static void wino_run(const struct wino *w, const float *kernel, float *ws, size_t ws_floats) {
+    size_t cin = (size_t)w->g.c, cout = (size_t)w->cout, chunk = wino_chunk(w);
+    size_t slot = wino_slot(w), head = 16 * cin * cout + cin;
+    size_t th = (size_t)(w->g.oh + 1) / 2, tw = (size_t)(w->g.ow + 1) / 2;
+    size_t tiles = (size_t)w->g.n * th * tw, tasks = (tiles + chunk - 1) / chunk;
+    FV_ASSERT(ws && ws_floats >= head + slot);
+    int nthr = fv_omp_max_threads();
+    if ((size_t)nthr > (ws_floats - head) / slot) nthr = (int)((ws_floats - head) / slot);
+    float *u = ws, *zero = ws + 16 * cin * cout, *slots = ws + head;
+    fv_wino_kernel(u, kernel, w->g.c, w->cout);
+    memset(zero, 0, cin * sizeof(float));
+    int par = (double)tiles * 16.0 * (double)cin * (double)cout >= FV_PAR_MIN_WORK;
+    (void)nthr; /* only read by the OpenMP clauses */
+    (void)par;
+    FV_OMP("omp parallel for schedule(dynamic) num_threads(nthr) if(par)")
+    for (size_t t = 0; t < tasks; t++) {
+        size_t t0 = t * chunk, rows = tiles - t0 < chunk ? tiles - t0 : chunk;
+        float *v = slots + (size_t)fv_omp_thread_num() * slot; /* (16, rows, Cin) */
+        float *m = v + 16 * chunk * cin;                        /* (16, rows, Cout) */
+        fv_wino_input(v, rows * cin, w->in, &w->g, t0, rows, zero);
+        for (size_t xi = 0; xi < 16; xi++) /* M_xi = V_xi . U_xi */
+            fv_gemm(rows, w->cout, w->g.c, v + xi * rows * cin, cin, u + xi * cin * cout, cout, 0,
+                    m + xi * rows * cout, cout, 0);
+        fv_wino_output(w->out, m, rows * cout, &w->g, w->cout, t0, rows, w->bias, w->accumulate);
+    }
+}
+
+static void wino_fwd(const struct fv_layer *l, const struct fv_io *io, const struct conv_dims *d,
+                     struct wino *w) {
+    *w = (struct wino){.g = d->g, .cout = d->oc, .in = io->x[0],
+                       .bias = l->p.conv.use_bias ? l->w[1] : NULL, .out = io->y, .accumulate = 0};
+}
+
+/* dx += conv(dy, W'), W' (3, 3, OC, C): the kernel rotated and transposed */
+static void wino_bwd(const struct fv_io *io, const struct conv_dims *d, struct wino *w) {
+    struct fv_conv_geom g = d->g;
+    g.h = d->g.oh, g.w = d->g.ow, g.c = d->oc;
+    g.oh = d->g.h, g.ow = d->g.w;
+    g.pt = 2 - d->g.pt, g.pl = 2 - d->g.pl;
+    *w = (struct wino){.g = g, .cout = d->g.c, .in = io->dy, .bias = NULL, .out = io->dx[0],
+                       .accumulate = 1};
+}
+
+/* ---- backward workspace ----
+ *   W' (KH*KW*OC, C) | skip flags (n bytes) | one slot per thread
+ * A slot holds the band buffer of the dense pass, or for an image whose dy
+ * has few nonzero channels (a filter objective: one channel per image), that
+ * image's compacted dy (OH*OW, cnt), kernel (KH*KW*cnt, C) and band buffer. */
+#define SPARSE_MAX_OC 1024 /* channels the sparse check handles (stack list) */
+
+static int sparse_cap(int oc) { return oc >= 8 && oc <= SPARSE_MAX_OC ? oc / 4 : 0; }
+
+struct bwd_ws {
+    size_t wt, flags, slot, total; /* floats */
+    size_t sp_dy, sp_w;            /* sparse: compact dy, compact kernel (floats) */
+    size_t wino;                   /* Winograd workspace of the dense pass, after flags */
+};
+
+static int bwd_ws_size(const struct conv_dims *d, const struct iconv *dense, int threads,
+                       struct bwd_ws *b) {
+    const struct fv_conv_geom *g = &d->g;
+    int cap = sparse_cap(d->oc);
+    size_t slot = iconv_band(dense);
+    b->wt = (size_t)g->kh * (size_t)g->kw * (size_t)d->oc * (size_t)g->c;
+    b->flags = ((size_t)g->n + sizeof(float) - 1) / sizeof(float);
+    b->sp_dy = b->sp_w = 0;
+    if (cap) {
+        struct iconv sp = *dense;
+        sp.c = cap;
+        b->sp_dy = (size_t)g->oh * (size_t)g->ow * (size_t)cap;
+        b->sp_w = (size_t)g->kh * (size_t)g->kw * (size_t)cap * (size_t)g->c;
+        size_t need = b->sp_dy + b->sp_w + iconv_band(&sp);
+        if (need > slot) slot = need;
+    }
+    b->slot = slot;
+    size_t all;
+    if (!fv_mul_size(slot, (size_t)threads, &all)) return 0;
+    b->total = b->wt + b->flags + all;
+    b->wino = 0;
+    if (d->wino) {
+        struct fv_io io = {0};
+        struct wino w;
+        wino_bwd(&io, d, &w);
+        if (!(b->wino = wino_ws(&w, threads))) return 0;
+        if (b->wt + b->flags + b->wino > b->total) b->total = b->wt + b->flags + b->wino;
+    }
+    return b->total >= all;
 }
 
 static int conv2d_shape(const struct fv_layer *l, struct fv_io *io, struct fv_error *err) {
@@ -127,15 +408,35 @@ static int conv2d_shape(const struct fv_layer *l, struct fv_io *io, struct fv_er
     io->out.d[1] = d.g.ow;
     io->out.d[2] = d.oc;
     io->ws_floats = 0;
-    if (!d.direct) {
-        /* one (tile_rows, kdim) im2col slice per thread */
-        size_t tiles = (d.m + CONV_TILE - 1) / CONV_TILE;
-        size_t slots = (size_t)fv_omp_max_threads();
-        if (slots > tiles) slots = tiles;
-        size_t slot;
-        if (!fv_mul_size(d.tile_rows, (size_t)d.kdim, &slot) ||
-            !fv_mul_size(slot, slots, &io->ws_floats))
+    size_t slots = (size_t)fv_omp_max_threads();
+    if (d.direct) {
+        /* the input is the patch matrix */
+    } else if (d.wino) {
+        struct wino w;
+        wino_fwd(l, io, &d, &w);
+        if (!(io->ws_floats = wino_ws(&w, (int)slots)))
             return fv_error_set(err, FV_ERR_SHAPE, "layer '%s': workspace size overflows", l->name);
+    } else if (d.implicit) {
+        struct iconv v;
+        conv2d_iconv_fwd(l, io, &d, &v);
+        if (!fv_mul_size(iconv_band(&v), slots, &io->ws_floats))
+            return fv_error_set(err, FV_ERR_SHAPE, "layer '%s': workspace size overflows", l->name);
+    } else {
+        /* forward: one (tile_rows, kdim) im2col slice per thread */
+        size_t tiles = (d.m + CONV_TILE - 1) / CONV_TILE;
+        size_t n_slots = slots > tiles ? tiles : slots, slot;
+        if (!fv_mul_size(d.tile_rows, (size_t)d.kdim, &slot) ||
+            !fv_mul_size(slot, n_slots, &io->ws_floats))
+            return fv_error_set(err, FV_ERR_SHAPE, "layer '%s': workspace size overflows", l->name);
+    }
+    if (d.implicit) {
+        /* backward: see bwd_ws_size */
+        struct iconv v;
+        struct bwd_ws b;
+        conv2d_iconv_bwd(io, &d, NULL, &v);
+        if (!bwd_ws_size(&d, &v, (int)slots, &b))
+            return fv_error_set(err, FV_ERR_SHAPE, "layer '%s': workspace size overflows", l->name);
+        if (b.total > io->ws_floats) io->ws_floats = b.total;
     }
     return FV_OK;
 }
@@ -143,6 +444,18 @@ static int conv2d_shape(const struct fv_layer *l, struct fv_io *io, struct fv_er
 static void conv2d_forward(const struct fv_layer *l, const struct fv_io *io) {
     struct conv_dims d;
     FV_ASSERT(conv2d_dims(l, io, &d, NULL) == FV_OK);
+    if (d.wino && !d.direct) {
+        struct wino w;
+        wino_fwd(l, io, &d, &w);
+        wino_run(&w, l->w[0], io->ws, io->ws_floats);
+        return;
+    }
+    if (d.implicit && !d.direct) {
+        struct iconv v;
+        conv2d_iconv_fwd(l, io, &d, &v);
+        iconv_run(&v, NULL, io->ws, io->ws_floats);
+        return;
+    }
     const float *x = io->x[0];                               /* (n, H, W, C) */
     const float *w = l->w[0];                                /* (KH*KW*cg, OC) */
     const float *bias = l->p.conv.use_bias ? l->w[1] : NULL; /* (OC) */
@@ -157,7 +470,7 @@ static void conv2d_forward(const struct fv_layer *l, const struct fv_io *io) {
     int par = (double)d.m * (double)d.kdim * (double)d.oc >= FV_PAR_MIN_WORK;
     (void)nthr; /* only read by the OpenMP clauses */
     (void)par;
-    FV_OMP("omp parallel for schedule(static) num_threads(nthr) if(par)")
+    FV_OMP("omp parallel for schedule(dynamic) num_threads(nthr) if(par)")
     for (size_t t = 0; t < tiles; t++) {
         size_t m0 = t * CONV_TILE;
         size_t rows = d.m - m0 < CONV_TILE ? d.m - m0 : CONV_TILE;
@@ -182,11 +495,118 @@ static void conv2d_forward(const struct fv_layer *l, const struct fv_io *io) {
     }
 }
 
+/* Image img's nonzero dy channels into list (at most cap of them); returns
+ * their count, or -1 when there are more. dyi: (OH*OW, OC). */
+static int dy_channels(const float *dyi, size_t pixels, int oc, int cap, int *list) {
+    unsigned char on[SPARSE_MAX_OC] = {0};
+    int cnt = 0;
+    for (size_t p = 0; p < pixels; p++) {
+        const float *d = dyi + p * (size_t)oc;
+        for (int o = 0; o < oc; o++)
+            if (d[o] != 0.0f && !on[o]) {
+                if (++cnt > cap) return -1;
+                on[o] = 1;
+            }
+    }
+    for (int o = 0, k = 0; o < oc; o++)
+        if (on[o]) list[k++] = o;
+    return cnt;
+}
+
+/* Whether any image is flagged (skip may be NULL). */
+static int skip_any(const unsigned char *skip, int n) {
+    for (int i = 0; skip && i < n; i++)
+        if (skip[i]) return 1;
+    return 0;
+}
+
+/* dx[img] += conv(dy[img], W') using only the cnt channels in list. */
+static void backward_sparse_image(const struct iconv *dense, const struct bwd_ws *b,
+                                  const float *wt, size_t img, const int *list, int cnt,
+                                  float *slot) {
+    size_t pixels = (size_t)dense->h * (size_t)dense->w, C = (size_t)dense->nout;
+    size_t OC = (size_t)dense->c, taps = (size_t)dense->kh * (size_t)dense->kw;
+    float *dyc = slot;              /* (OH*OW, cnt) */
+    float *wtc = slot + b->sp_dy;   /* (KH*KW, cnt, C) */
+    float *band = wtc + b->sp_w;
+    const float *dyi = dense->in + img * pixels * OC;
+    for (size_t p = 0; p < pixels; p++)
+        for (int i = 0; i < cnt; i++) dyc[p * (size_t)cnt + (size_t)i] = dyi[p * OC + (size_t)list[i]];
+    for (size_t t = 0; t < taps; t++)
+        for (int i = 0; i < cnt; i++)
+            memcpy(wtc + (t * (size_t)cnt + (size_t)i) * C, wt + (t * OC + (size_t)list[i]) * C,
+                   C * sizeof(float));
+    struct iconv sp = *dense;
+    sp.in = dyc, sp.n = 1, sp.c = cnt, sp.b = wtc;
+    sp.out = dense->out + img * (size_t)dense->oh * (size_t)dense->ow * C;
+    size_t tasks = iconv_tasks_per_img(&sp);
+    for (size_t t = 0; t < tasks; t++) iconv_task(&sp, t, band);
+}
+
+/* dx += conv(dy, W'): see the top of the file. Images whose dy lives in at
+ * most OC/4 channels run on those channels alone (compacted), the others
+ * together in one dense pass. */
+static void conv2d_backward_implicit(const struct fv_layer *l, const struct fv_io *io,
+                                     const struct conv_dims *d) {
+    const struct fv_conv_geom *g = &d->g;
+    const float *w = l->w[0]; /* (KH, KW, C, OC) */
+    size_t C = (size_t)g->c, OC = (size_t)d->oc, KH = (size_t)g->kh, KW = (size_t)g->kw;
+    struct iconv v;
+    struct bwd_ws b;
+    conv2d_iconv_bwd(io, d, io->ws, &v);
+    int threads = fv_omp_max_threads();
+    FV_ASSERT(bwd_ws_size(d, &v, 1, &b) && io->ws && io->ws_floats >= b.total);
+    if ((size_t)threads > (io->ws_floats - b.wt - b.flags) / b.slot)
+        threads = (int)((io->ws_floats - b.wt - b.flags) / b.slot);
+    float *wt = io->ws; /* W' (KH, KW, OC, C) */
+    for (size_t ky = 0; ky < KH; ky++)
+        for (size_t kx = 0; kx < KW; kx++) {
+            const float *src = w + ((KH - 1 - ky) * KW + (KW - 1 - kx)) * C * OC; /* (C, OC) */
+            float *dst = wt + (ky * KW + kx) * OC * C;                               /* (OC, C) */
+            for (size_t c = 0; c < C; c++)
+                for (size_t o = 0; o < OC; o++) dst[o * C + c] = src[c * OC + o];
+        }
+    /* forward: y[oy][ox][o] += x[oy - PT + ky][ox - PL + kx][c] * w[ky][kx][c][o]
+     * so:      dx[iy][ix][c] += sum dy[iy - PT' + ky'][ix - PL' + kx'][o] * W'[ky'][kx'][o][c] */
+    unsigned char *skip = NULL;
+    float *slots = io->ws + b.wt + b.flags;
+    int cap = sparse_cap(d->oc), any_dense = 1;
+    if (cap) {
+        skip = (unsigned char *)(io->ws + b.wt);
+        size_t pixels = (size_t)g->oh * (size_t)g->ow;
+        int par = (double)g->n * (double)pixels * (double)OC >= FV_PAR_MIN_WORK, dense_n = 0;
+        (void)par;
+        FV_OMP("omp parallel for schedule(dynamic) num_threads(threads) if(par) reduction(+:dense_n)")
+        for (int img = 0; img < g->n; img++) {
+            int list[SPARSE_MAX_OC];
+            int cnt = dy_channels(io->dy + (size_t)img * pixels * OC, pixels, d->oc, cap, list);
+            skip[img] = cnt >= 0;
+            dense_n += cnt < 0;
+            if (cnt > 0)
+                backward_sparse_image(&v, &b, wt, (size_t)img, list, cnt,
+                                      slots + (size_t)fv_omp_thread_num() * b.slot);
+        }
+        any_dense = dense_n > 0;
+    }
+    if (!any_dense) return;
+    if (d->wino && !skip_any(skip, g->n)) {
+        struct wino wn;
+        wino_bwd(io, d, &wn);
+        wino_run(&wn, wt, io->ws + b.wt + b.flags, io->ws_floats - b.wt - b.flags);
+    } else {
+        iconv_run(&v, skip, slots, (size_t)threads * b.slot);
+    }
+}
+
 static void conv2d_backward(const struct fv_layer *l, const struct fv_io *io) {
     float *dx = io->dx[0]; /* (n, H, W, C) */
     if (!dx) return;
     struct conv_dims d;
     FV_ASSERT(conv2d_dims(l, io, &d, NULL) == FV_OK);
+    if (d.implicit) {
+        conv2d_backward_implicit(l, io, &d);
+        return;
+    }
     const struct fv_conv_geom *g = &d.g;
     const float *w = l->w[0];  /* (KH, KW, cg, OC) */
     const float *dy = io->dy;  /* (n, OH, OW, OC) */
@@ -194,7 +614,7 @@ static void conv2d_backward(const struct fv_layer *l, const struct fv_io *io) {
     size_t in_rows = (size_t)g->n * (size_t)g->h;
     int par = (double)d.m * (double)d.kdim * (double)d.oc >= FV_PAR_MIN_WORK;
     (void)par; /* only read by the OpenMP clause */
-    FV_OMP("omp parallel for schedule(static) if(par)")
+    FV_OMP("omp parallel for schedule(dynamic) if(par)")
     for (size_t r = 0; r < in_rows; r++) {
         size_t img = r / (size_t)g->h;
         int iy = (int)(r % (size_t)g->h);

@@ -11,6 +11,9 @@
  * x (n,H,W,C)  y (n,OH,OW,C)
  */
 #include <math.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "layers/layers.h"
 
@@ -90,27 +93,108 @@ static double pool_flops(const struct fv_layer *l, const struct fv_io *io) {
 
 /* ---- max ---- */
 
+/* Rows of output run in parallel when windows do not overlap vertically (each
+ * dx row then belongs to one output row); otherwise whole images do. Either
+ * way every dx element receives its contributions in the same (oy, ox) order. */
+static int rows_disjoint(const struct pool_geom *g) { return g->SH >= g->PH; }
+
+#define POOL_CH 64 /* channels per chunk in backward */
+
 static void maxpool_forward(const struct fv_layer *l, const struct fv_io *io) {
     struct pool_geom g;
     pool_geom(l, io, &g);
     const float *x = io->x[0]; /* (n,H,W,C) */
     float *y = io->y;          /* (n,OH,OW,C) */
     int rows = io->n * g.OH;
-#pragma omp parallel for schedule(static)
+    int par = (double)rows * g.OW * g.C * g.PH * g.PW >= 65536.0;
+    (void)par;
+#pragma omp parallel for schedule(dynamic, 4) if (par)
     for (int r = 0; r < rows; r++) {
         int b = r / g.OH, oy = r % g.OH;
         const float *xb = x + (size_t)b * g.H * g.W * g.C;
         for (int ox = 0; ox < g.OW; ox++) {
             int y0, y1, x0, x1;
             pool_window(&g, oy, ox, &y0, &y1, &x0, &x1);
-            float *yo = y + (((size_t)b * g.OH + oy) * g.OW + ox) * g.C;
+            float *restrict yo = y + (((size_t)b * g.OH + oy) * g.OW + ox) * g.C;
             for (int c = 0; c < g.C; c++) yo[c] = -INFINITY;
             for (int iy = y0; iy < y1; iy++)
                 for (int ix = x0; ix < x1; ix++) {
-                    const float *xi = xb + ((size_t)iy * g.W + ix) * g.C;
-                    for (int c = 0; c < g.C; c++)
-                        if (xi[c] > yo[c]) yo[c] = xi[c];
+                    const float *restrict xi = xb + ((size_t)iy * g.W + ix) * g.C;
+                    for (int c = 0; c < g.C; c++) yo[c] = xi[c] > yo[c] ? xi[c] : yo[c];
                 }
+        }
+    }
+}
+
+/* One window's channels c0..c0+nc: sel[c] = scan index of the first maximum
+ * (as a float); then dx[that pixel][c] += dy[c]. The window's pixels are
+ * px[0..cnt) (pointers to channel c0 of x) and pd[0..cnt) (same pixels in dx). */
+static void route_max(int cnt, const float *const *px, float *const *pd, const float *dyc, int nc,
+                      float *sel, float *best) {
+    int c = 0;
+#ifdef __SSE2__
+    for (; c + 4 <= nc; c += 4) {
+        __m128 b = _mm_set1_ps(-INFINITY), s = _mm_setzero_ps();
+        for (int k = 0; k < cnt; k++) {
+            __m128 v = _mm_loadu_ps(px[k] + c);
+            __m128 take = _mm_cmpgt_ps(v, b); /* false for NaN: as `if (v > best)` */
+            s = _mm_or_ps(_mm_and_ps(take, _mm_set1_ps((float)k)), _mm_andnot_ps(take, s));
+            b = _mm_or_ps(_mm_and_ps(take, v), _mm_andnot_ps(take, b));
+        }
+        __m128 d = _mm_loadu_ps(dyc + c);
+        for (int k = 0; k < cnt; k++) {
+            __m128 hit = _mm_cmpeq_ps(s, _mm_set1_ps((float)k));
+            _mm_storeu_ps(pd[k] + c, _mm_add_ps(_mm_loadu_ps(pd[k] + c), _mm_and_ps(hit, d)));
+        }
+    }
+#endif
+    for (int j = c; j < nc; j++) best[j] = -INFINITY, sel[j] = 0.0f;
+    for (int k = 0; k < cnt; k++)
+        for (int j = c; j < nc; j++)
+            if (px[k][j] > best[j]) best[j] = px[k][j], sel[j] = (float)k;
+    for (int k = 0; k < cnt; k++)
+        for (int j = c; j < nc; j++) pd[k][j] += sel[j] == (float)k ? dyc[j] : 0.0f;
+}
+
+#define POOL_WIN 64 /* windows up to this many pixels go through route_max */
+
+/* dx += dy routed to the first maximum of each window, for output row oy of image b. */
+static void maxpool_backward_row(const struct pool_geom *g, const float *xb, const float *dyr,
+                                 float *dxb, int oy) {
+    float best[POOL_CH], sel[POOL_CH];
+    const float *px[POOL_WIN];
+    float *pd[POOL_WIN];
+    for (int ox = 0; ox < g->OW; ox++) {
+        int y0, y1, x0, x1;
+        pool_window(g, oy, ox, &y0, &y1, &x0, &x1);
+        const float *dyo = dyr + (size_t)ox * g->C;
+        int cnt = (y1 - y0) * (x1 - x0);
+        if (cnt <= POOL_WIN) {
+            int k = 0;
+            for (int iy = y0; iy < y1; iy++)
+                for (int ix = x0; ix < x1; ix++, k++) {
+                    size_t off = ((size_t)iy * g->W + ix) * g->C;
+                    px[k] = xb + off;
+                    pd[k] = dxb + off;
+                }
+            for (int c0 = 0; c0 < g->C; c0 += POOL_CH) {
+                const float *pxc[POOL_WIN];
+                float *pdc[POOL_WIN];
+                for (int j = 0; j < cnt; j++) pxc[j] = px[j] + c0, pdc[j] = pd[j] + c0;
+                route_max(cnt, pxc, pdc, dyo + c0, g->C - c0 < POOL_CH ? g->C - c0 : POOL_CH,
+                          sel, best);
+            }
+            continue;
+        }
+        for (int c = 0; c < g->C; c++) { /* huge windows: one channel at a time */
+            size_t arg = (size_t)y0 * g->W + x0;
+            float bv = -INFINITY;
+            for (int iy = y0; iy < y1; iy++)
+                for (int ix = x0; ix < x1; ix++) {
+                    size_t k = (size_t)iy * g->W + ix;
+                    if (xb[k * g->C + c] > bv) bv = xb[k * g->C + c], arg = k;
+                }
+            dxb[arg * g->C + c] += dyo[c];
         }
     }
 }
@@ -122,29 +206,24 @@ static void maxpool_backward(const struct fv_layer *l, const struct fv_io *io) {
     const float *x = io->x[0];   /* (n,H,W,C) */
     const float *dy = io->dy;    /* (n,OH,OW,C) */
     float *dx = io->dx[0];       /* (n,H,W,C) */
-    int planes = io->n * g.C;    /* windows overlap: parallel over (image, channel) */
-#pragma omp parallel for schedule(static)
-    for (int bc = 0; bc < planes; bc++) {
-        int b = bc / g.C, c = bc % g.C;
-        const float *xb = x + (size_t)b * g.H * g.W * g.C + c;
-        float *dxb = dx + (size_t)b * g.H * g.W * g.C + c;
-        for (int oy = 0; oy < g.OH; oy++)
-            for (int ox = 0; ox < g.OW; ox++) {
-                int y0, y1, x0, x1;
-                pool_window(&g, oy, ox, &y0, &y1, &x0, &x1);
-                /* forward: y = max over the window, first maximum in scan order wins */
-                size_t arg = (size_t)y0 * g.W + x0;
-                float best = -INFINITY;
-                for (int iy = y0; iy < y1; iy++)
-                    for (int ix = x0; ix < x1; ix++) {
-                        size_t k = (size_t)iy * g.W + ix;
-                        if (xb[k * g.C] > best) {
-                            best = xb[k * g.C];
-                            arg = k;
-                        }
-                    }
-                dxb[arg * g.C] += dy[(((size_t)b * g.OH + oy) * g.OW + ox) * g.C + c];
-            }
+    size_t in_img = (size_t)g.H * g.W * g.C, out_row = (size_t)g.OW * g.C;
+    int par = (double)io->n * g.OH * g.OW * g.C * g.PH * g.PW >= 65536.0;
+    (void)par;
+    if (rows_disjoint(&g)) {
+        int rows = io->n * g.OH;
+#pragma omp parallel for schedule(dynamic, 4) if (par)
+        for (int r = 0; r < rows; r++) {
+            int b = r / g.OH, oy = r % g.OH;
+            maxpool_backward_row(&g, x + (size_t)b * in_img, dy + (size_t)r * out_row,
+                                 dx + (size_t)b * in_img, oy);
+        }
+    } else {
+#pragma omp parallel for schedule(dynamic, 4) if (par)
+        for (int b = 0; b < io->n; b++)
+            for (int oy = 0; oy < g.OH; oy++)
+                maxpool_backward_row(&g, x + (size_t)b * in_img,
+                                     dy + ((size_t)b * g.OH + oy) * out_row,
+                                     dx + (size_t)b * in_img, oy);
     }
 }
 

@@ -243,6 +243,17 @@ static void warp_taps(const struct fv_warp *wp, int x, int y, int h, int w, int 
         }
 }
 
+/* A warp that is a whole-pixel translation with wrap-around (np.roll): the
+ * shift (dx, dy) such that v[y][x] = u[y + dy][x + dx] (indices mod h, w). */
+static int integer_roll(const struct fv_warp *wp, enum fv_pad_mode mode, int *dx, int *dy) {
+    if (mode != FV_PAD_WRAP || wp->a[0] != 1.f || wp->a[1] != 0.f || wp->a[2] != 0.f ||
+        wp->a[3] != 1.f || wp->b[0] != floorf(wp->b[0]) || wp->b[1] != floorf(wp->b[1]) ||
+        fabsf(wp->b[0]) > 1e6f || fabsf(wp->b[1]) > 1e6f)
+        return 0;
+    *dx = (int)wp->b[0], *dy = (int)wp->b[1];
+    return 1;
+}
+
 void fv_warp_forward(const struct fv_warp *warps, const struct fv_transform_config *cfg,
                      const float *u, float *v, int n, int h, int w, int c) {
     int pad = (int)cfg->pad;
@@ -253,6 +264,15 @@ void fv_warp_forward(const struct fv_warp *warps, const struct fv_transform_conf
     for (int b = 0; b < n; b++) {
         const float *ub = u + (size_t)b * hwc; /* (h, w, c) */
         float *vb = v + (size_t)b * hwc;
+        int rx, ry;
+        if (integer_roll(&warps[b], mode, &rx, &ry)) { /* the weights are 1, 0, 0, 0 */
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++)
+                    memcpy(vb + ((size_t)y * w + x) * c,
+                           ub + ((size_t)resolve(y + ry, h, pad, mode) * w + resolve(x + rx, w, pad, mode)) * c,
+                           (size_t)c * sizeof(float));
+            continue;
+        }
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++) {
                 struct taps t;
@@ -277,6 +297,16 @@ void fv_warp_backward(const struct fv_warp *warps, const struct fv_transform_con
     for (int b = 0; b < n; b++) {
         const float *dvb = dv + (size_t)b * hwc; /* (h, w, c) */
         float *dub = du + (size_t)b * hwc;
+        int rx, ry;
+        if (integer_roll(&warps[b], mode, &rx, &ry)) {
+            for (int y = 0; y < h; y++)
+                for (int x = 0; x < w; x++) {
+                    const float *g = dvb + ((size_t)y * w + x) * c;
+                    float *d = dub + ((size_t)resolve(y + ry, h, pad, mode) * w + resolve(x + rx, w, pad, mode)) * c;
+                    for (int k = 0; k < c; k++) d[k] += 1.f * g[k];
+                }
+            continue;
+        }
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++) {
                 struct taps t;

@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""featviz against PyTorch on the same work: the benchmark harness.
+
+    /usr/bin/python3 bench/run.py [--featviz build/release/featviz] [--reps N]
+                                  [--only classviz48,dream512] [--json OUT.json]
+
+Run from anywhere; it works in the repository root. Steps:
+  1. bench/make_data.py writes the model and inputs to bench/data/ (once);
+  2. bench/fma_peak.c is built with gcc -O2 -march=native -fopenmp and run:
+     the machine's single-precision FMA peak, 1 thread and all threads;
+  3. for each workload, featviz (`featviz run bench/<workload>.ini --set
+     model.path=... --set output.dir=...`) and the PyTorch reference
+     (bench/torch_ref.py under /usr/bin/python3) run alternately, each under
+     /usr/bin/time -f '%e %M' (wall seconds, peak RSS in KB), both with 2
+     threads (OMP_NUM_THREADS=2, torch.set_num_threads(2));
+  4. prints, per workload: median wall time of each, the featviz/PyTorch
+     ratio, the peak RSS of each (largest over the runs), and featviz's
+     achieved GFLOP/s: analytic conv + dense multiply-adds x2 of the work
+     (forward, plus the input-gradient backward for the optimizations,
+     counted as much again) divided by featviz's median wall time.
+
+Wall times are whole processes (start to exit), model loading included, for
+both tools. The machine may be shared: the load average before each
+workload is printed beside it.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PY = '/usr/bin/python3'
+THREADS = '2'
+
+# workload -> default repetitions (each tool), slow ones fewer
+WORKLOADS = {'classviz48': 2, 'filterviz48': 2, 'activations48': 3, 'predict48': 5, 'dream512': 3}
+
+# The network of bench/make_data.py: (kind, name, out channels, 'same')
+NET = [('conv', 'conv2d_1', 32, 1), ('conv', 'conv2d_2', 32, 0), ('pool', 'max_pooling2d_1', 0, 0),
+       ('conv', 'conv2d_3', 64, 1), ('conv', 'conv2d_4', 64, 0), ('pool', 'max_pooling2d_2', 0, 0),
+       ('conv', 'conv2d_5', 128, 1), ('conv', 'conv2d_6', 128, 0), ('pool', 'max_pooling2d_3', 0, 0),
+       ('dense', 'dense_1', 512, 0), ('dense', 'dense_2', 43, 0)]
+
+
+def forward_flops(h, w, upto=None):
+    """Multiply-adds x2 of one forward pass of one h x w image up to layer `upto`."""
+    c, fl = 3, 0.0
+    for kind, name, oc, same in NET:
+        if kind == 'conv':
+            if not same:
+                h, w = h - 2, w - 2
+            fl += 2.0 * h * w * oc * 9 * c
+            c = oc
+        elif kind == 'pool':
+            h, w = h // 2, w // 2
+        else:
+            fl += 2.0 * h * w * c * oc
+            h = w = 1
+            c = oc
+        if name == upto:
+            break
+    return fl
+
+
+def dream_flops():
+    total = 0.0
+    for k in range(4):
+        s = int(round(512 / 1.4 ** k))
+        total += 10 * 2 * forward_flops(s, s, 'conv2d_4')
+    return total
+
+
+FLOPS = {
+    'classviz48': 43 * 256 * 2 * forward_flops(48, 48),
+    'filterviz48': 64 * 256 * 2 * forward_flops(48, 48, 'conv2d_3'),
+    'activations48': 1000 * forward_flops(48, 48),
+    'predict48': forward_flops(48, 48),
+    'dream512': dream_flops(),
+}
+
+
+def timed(cmd, env, log):
+    """Runs cmd under /usr/bin/time; returns (wall s, peak RSS KB)."""
+    with tempfile.NamedTemporaryFile('r', suffix='.time') as tf:
+        with open(log, 'a') as lf:
+            lf.write('$ %s\n' % ' '.join(cmd))
+            lf.flush()
+            rc = subprocess.call(['/usr/bin/time', '-f', '%e %M', '-o', tf.name] + cmd, env=env,
+                                 stdout=lf, stderr=lf, cwd=ROOT)
+        line = open(tf.name).read().strip().splitlines()[-1]
+    if rc != 0:
+        sys.exit('failed (exit %d): %s\n(see %s)' % (rc, ' '.join(cmd), log))
+    wall, rss = line.split()
+    return float(wall), int(rss)
+
+
+def fma_peak(work):
+    exe = os.path.join(work, 'fma_peak')
+    subprocess.check_call(['gcc', '-O2', '-march=native', '-fopenmp', os.path.join(HERE, 'fma_peak.c'),
+                           '-o', exe])
+    env = dict(os.environ, OMP_NUM_THREADS=THREADS)
+    out = subprocess.check_output([exe], env=env, text=True)
+    peaks = {}
+    for line in out.splitlines():
+        _, isa, thr, gf = line.split()
+        peaks[(isa, int(thr))] = float(gf)
+    return peaks
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--featviz', default=os.path.join(ROOT, 'build', 'release', 'featviz'))
+    ap.add_argument('--reps', type=int, default=0, help='repetitions per tool (default: per workload)')
+    ap.add_argument('--only', default='', help='comma-separated workloads')
+    ap.add_argument('--json', default='', help='also write the results here')
+    ap.add_argument('--work', default='', help='scratch folder (default: a new temporary one)')
+    a = ap.parse_args()
+    fv = os.path.abspath(a.featviz)
+    if not os.access(fv, os.X_OK):
+        sys.exit('no featviz binary at %s (build it, or pass --featviz)' % fv)
+    names = [w for w in a.only.split(',') if w] or list(WORKLOADS)
+    for w in names:
+        if w not in WORKLOADS:
+            sys.exit('unknown workload %s; known: %s' % (w, ', '.join(WORKLOADS)))
+    data = os.path.join(HERE, 'data')
+    model = os.path.join(data, 'gtsrb48_bench.h5')
+    if not os.path.exists(os.path.join(data, 'dream512.png')):
+        subprocess.check_call([PY, os.path.join(HERE, 'make_data.py'), data])
+    work = a.work or tempfile.mkdtemp(prefix='featviz-bench-')
+    os.makedirs(work, exist_ok=True)
+    log = os.path.join(work, 'log.txt')
+    env = dict(os.environ, OMP_NUM_THREADS=THREADS, BENCH_THREADS=THREADS)
+
+    peaks = fma_peak(work)
+    print('FMA peak (GFLOP/s): ' + ', '.join('%s %d thread%s %.1f' % (isa, t, '' if t == 1 else 's', g)
+                                              for (isa, t), g in sorted(peaks.items())))
+    print('featviz: %s; PyTorch: %s bench/torch_ref.py; %s threads each; log: %s' % (fv, PY, THREADS, log))
+    results = []
+    hdr = '%-14s %10s %10s %8s %10s %10s %9s %6s  %s' % ('workload', 'featviz s', 'pytorch s', 'ratio',
+                                                      'fv MB', 'torch MB', 'GFLOP/s', 'load', 'runs (fv | torch)')
+    print(hdr)
+    for w in names:
+        reps = a.reps or WORKLOADS[w]
+        load = os.getloadavg()[0]
+        fv_cmd = [fv, 'run', os.path.join('bench', w + '.ini'), '--set', 'model.path=' + model,
+                  '--set', 'output.dir=' + os.path.join(work, 'featviz', w)]
+        pt_cmd = [PY, os.path.join(HERE, 'torch_ref.py'), w, model, data, os.path.join(work, 'torch', w)]
+        ft, fm, tt, tm = [], [], [], []
+        for _ in range(reps):
+            t, m = timed(fv_cmd, env, log)
+            ft.append(t), fm.append(m)
+            t, m = timed(pt_cmd, env, log)
+            tt.append(t), tm.append(m)
+        r = dict(workload=w, featviz_s=statistics.median(ft), pytorch_s=statistics.median(tt),
+                 featviz_mb=max(fm) / 1024.0, pytorch_mb=max(tm) / 1024.0, featviz_runs=ft,
+                 pytorch_runs=tt, gflop=FLOPS[w] * 1e-9, load=load)
+        r['ratio'] = r['featviz_s'] / r['pytorch_s']
+        r['gflops'] = FLOPS[w] * 1e-9 / r['featviz_s']
+        results.append(r)
+        print('%-14s %10.3f %10.3f %8.3f %10.1f %10.1f %9.1f %6.2f  %s | %s' % (
+            w, r['featviz_s'], r['pytorch_s'], r['ratio'], r['featviz_mb'], r['pytorch_mb'], r['gflops'],
+            load, ' '.join('%.2f' % x for x in ft), ' '.join('%.2f' % x for x in tt)), flush=True)
+    if a.json:
+        with open(a.json, 'w') as f:
+            json.dump(dict(peaks={'%s_%d' % k: v for k, v in peaks.items()}, results=results,
+                           time=time.strftime('%Y-%m-%d %H:%M:%S')), f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
