@@ -72,7 +72,7 @@ static void usage(FILE *f, const struct command *c) {
         }
     }
     fprintf(f, "  %-24s read settings from an INI file (repeatable; the command line wins)\n", "--config FILE");
-    fprintf(f, "  %-24s booleans: --KEY, --no-KEY or --KEY=true|false\n", "");
+    fprintf(f, "  %-24s booleans: --KEY, --no-KEY or --KEY=true|false; - and _ are the same in names\n", "");
     fprintf(f, "  %-24s set any key, e.g. --set model.scale=1/255 (repeatable; wins over all)\n", "--set S.K=V");
     if (c->o_key)
         fprintf(f, "  %-24s %s (%s)\n", strcmp(c->o_key, "output.dir") ? "-o FILE" : "-o DIR",
@@ -165,6 +165,9 @@ static int parse_args(const struct command *c, int argc, char **argv, struct fv_
             char name[64];
             const char *eq = strchr(a, '=');
             snprintf(name, sizeof name, "%.*s", (int)(eq ? eq - a - 2 : (long)strlen(a) - 2), a + 2);
+            /* --octave-scale and --octave_scale both name dream.octave_scale */
+            for (char *d = name + (strncmp(name, "no-", 3) ? 0 : 3); *d; d++)
+                if (*d == '-') *d = '_';
             const struct fv_key *k = option_key(c, name);
             const char *value = eq ? eq + 1 : NULL;
             if (!k && !strncmp(name, "no-", 3) && !eq) { /* --no-png: a boolean set to false */
