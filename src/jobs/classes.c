@@ -155,6 +155,10 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
     }
     n = done_n;
     fv_progress_end();
+    if (!rc && n == 0) { /* Ctrl-C before the first batch was done: nothing to write */
+        printf("%s: stopped by Ctrl-C before the first images were done\n", m.name);
+        goto done;
+    }
     if (rc || (rc = recognize(&m, &pp, u, n, h, w, c, target, prob, rank, err))) goto done;
     /* pictures */
     int min_size = fv_get_int(s, "classes", "min_size");
