@@ -12,7 +12,7 @@
  * 224 px photos alike. */
 #define SYNTH_KEYS(sec, steps, lr, jitter, tv, escape)                                                          \
     {sec, "steps", FV_KEY_INT, steps, NULL, 1, 1000000, "optimization steps"},                                 \
-    {sec, "seed", FV_KEY_INT, "0", NULL, 0, 2000000000, "random seed (image i uses seed + i)"},                \
+    {sec, "seed", FV_KEY_INT, "0", NULL, 0, 2000000000, "random seed (each image draws from its own stream, keyed by its class or filter)"},                \
     {sec, "optimizer", FV_KEY_CHOICE, "adam", "adam|normalized", NORANGE, "adam, or normalized gradient ascent (step lr * g / mean|g|)"}, \
     {sec, "lr", FV_KEY_FLOAT, lr, NULL, 0, 1e6, "learning rate"},                                            \
     {sec, "param", FV_KEY_CHOICE, "fourier", "fourier|pixel", NORANGE, "fourier: Lucid's decorrelated Fourier space with a sigmoid; pixel: raw pixels kept in the valid range"}, \
