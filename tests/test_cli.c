@@ -231,11 +231,26 @@ static void test_run(void **state) {
     free(cfg);
 }
 
+/* The README's key reference is what `featviz help config` prints. */
+static void test_readme_keys_current(void **state) {
+    (void)state;
+    char *out = NULL;
+    assert_int_equal(run_capture(&out, "%s help config", FV_BINARY), 0);
+    char *readme = read_text(FV_SOURCE_DIR "/README.md", NULL);
+    assert_non_null(readme);
+    size_t n = strlen(out);
+    while (n && out[n - 1] == '\n') out[--n] = 0;
+    if (!strstr(readme, out)) fail_msg("README.md's config table differs from `featviz help config`: paste it again");
+    free(out);
+    free(readme);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exit_codes),      cmocka_unit_test(test_predict_matches_reference),
         cmocka_unit_test(test_activations_npy), cmocka_unit_test(test_saliency_gradient),
         cmocka_unit_test(test_config_errors),   cmocka_unit_test(test_run),
+        cmocka_unit_test(test_readme_keys_current),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
