@@ -58,6 +58,7 @@ static int check(int h, int w, int c, int oc, int same, int n, int sparse) {
                 if (on) dy[((size_t)b * oh * ow + p) * oc + o] = urand(&seed);
             }
     io.x[0] = x, io.y = y, io.dy = dy, io.ws = ws;
+    fv_layer_prepare(&l, &io);
     int fails = 0;
     for (int t = 1; t <= 2; t++) {
         omp_set_num_threads(t);
@@ -108,7 +109,7 @@ static int check(int h, int w, int c, int oc, int same, int n, int sparse) {
     printf("%dx%dx%d -> %d %s n=%d %s: worst relative error forward %.2e backward %.2e\n", h, w, c,
            oc, same ? "same" : "valid", n, sparse ? "sparse dy" : "dense dy", worst_f, worst);
     if (worst > 1e-5 || worst_f > 1e-5) printf("FAIL\n"), fails++;
-    free(x), free(dy), free(y), free(dx1), free(dx2), free(ws), free(l.w[0]), free(l.w[1]);
+    free(x), free(dy), free(y), free(dx1), free(dx2), free(ws), free(io.cache), free(l.w[0]), free(l.w[1]);
     return fails;
 }
 

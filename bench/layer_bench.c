@@ -58,6 +58,7 @@ static void run(const char *name, struct fv_layer *l, int n, struct fv_shape in,
     float *dx = calloc(nx, sizeof *dx);
     float *ws = io.ws_floats ? malloc(io.ws_floats * sizeof *ws) : NULL;
     io.x[0] = x, io.y = y, io.dy = dy, io.dx[0] = dx, io.ws = ws;
+    fv_layer_prepare(l, &io);
     double fl = l->ops->flops ? l->ops->flops(l, &io) * n : 0;
     l->ops->forward(l, &io);
     l->ops->backward(l, &io);
@@ -71,7 +72,7 @@ static void run(const char *name, struct fv_layer *l, int n, struct fv_shape in,
            "(%6.1f per CPU s)\n",
            name, f * 1e3, fl / f * 1e-9, fl * reps / (c1 - c0) * 1e-9, b * 1e3, fl / b * 1e-9,
            fl * reps / (c2 - c1) * 1e-9);
-    free(x), free(dy), free(y), free(dx), free(ws);
+    free(x), free(dy), free(y), free(dx), free(ws), free(io.cache);
 }
 
 static struct fv_shape s3(int h, int w, int c) {

@@ -315,7 +315,7 @@ static void test_gradient(void **state) {
         json_t *cls = json_object_get(c->obj, "classes");
         assert_int_equal(json_array_size(cls), (size_t)n);
         size_t count = fv_shape_count(&c->p.io[t].out);
-        float *seed = pre ? c->p.buf[t].dpre : c->p.buf[t].dy;
+        float *seed = fv_plan_grad(&c->p, t, pre);
         assert_non_null(seed);
         for (int i = 0; i < n; i++) {
             json_int_t k = json_integer_value(json_array_get(cls, (size_t)i));
@@ -340,10 +340,11 @@ static void test_gradient(void **state) {
         fv_plan_read_keras(&c->p, t, 0, c->map);
         fv_plan_write_input(&c->p, c->xin);
         fv_forward(&c->p, -1);
+        float *seed = fv_plan_grad(&c->p, t, 0);
         for (size_t k = 0; k < count; k++) {
             size_t phys = (size_t)c->map[k];
             assert_true(phys < count);
-            c->p.buf[t].dy[phys] += (float)c->w.data[k % per];
+            seed[phys] += (float)c->w.data[k % per];
         }
     }
     fv_backward(&c->p, t);

@@ -113,8 +113,10 @@ static float *run_forward(const struct fv_layer *l, int n, const struct fv_shape
     io.x[0] = x;
     io.y = malloc(ny * sizeof(float));
     io.ws = io.ws_floats ? malloc(io.ws_floats * sizeof(float)) : NULL;
+    assert_int_equal(fv_layer_prepare(l, &io), FV_OK);
     l->ops->forward(l, &io);
     free(io.ws);
+    free(io.cache);
     *out = io.out;
     return io.y;
 }
@@ -527,6 +529,7 @@ static void test_backward_accumulates(void **state) {
         io.dy = dy;
         io.y = malloc(ny * sizeof(float));
         io.ws = io.ws_floats ? malloc(io.ws_floats * sizeof(float)) : NULL;
+        assert_int_equal(fv_layer_prepare(&l, &io), FV_OK);
         l.ops->forward(&l, &io);
         io.dx[0] = NULL;
         l.ops->backward(&l, &io); /* must not crash */
@@ -543,6 +546,7 @@ static void test_backward_accumulates(void **state) {
         free(dx1);
         free(io.y);
         free(io.ws);
+        free(io.cache);
         free_layer(&l);
     }
 }
@@ -579,9 +583,11 @@ static struct run_out run_both(const struct fv_layer *l, int n, const struct fv_
     io.dy = dy;
     io.dx[0] = r.dx;
     io.ws = io.ws_floats ? malloc(io.ws_floats * sizeof(float)) : NULL;
+    assert_int_equal(fv_layer_prepare(l, &io), FV_OK);
     l->ops->forward(l, &io);
     l->ops->backward(l, &io);
     free(io.ws);
+    free(io.cache);
     free(x);
     free(dy);
     return r;
@@ -687,6 +693,7 @@ static void test_backward_sparse_dy(void **state) {
             if ((int)(i % (size_t)c->oc) != 3) dy[i] = 0;
         float *y = malloc(ny * sizeof(float)), *ws = io.ws_floats ? malloc(io.ws_floats * sizeof(float)) : NULL;
         io.x[0] = x, io.y = y, io.dy = dy, io.ws = ws;
+        assert_int_equal(fv_layer_prepare(&l, &io), FV_OK);
         for (int threads = 1; threads <= 2; threads++) {
 #ifdef _OPENMP
             omp_set_num_threads(threads);
@@ -700,7 +707,7 @@ static void test_backward_sparse_dy(void **state) {
         double e = rel_err_f64(dx1, ref, nx);
         printf("sparse-dy backward case %zu: rel err %.2e\n", t, e);
         assert_true(e < 1e-5);
-        free(ref), free(x), free(dy), free(dx1), free(dx2), free(y), free(ws);
+        free(ref), free(x), free(dy), free(dx1), free(dx2), free(y), free(ws), free(io.cache);
         free_layer(&l);
     }
 }

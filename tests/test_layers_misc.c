@@ -56,9 +56,12 @@ static float *forward(const struct fv_layer *l, int n, int n_in, const struct fv
     float *ws = io->ws_floats ? malloc(io->ws_floats * sizeof(float)) : NULL;
     io->y = y;
     io->ws = ws;
+    if (fv_layer_prepare(l, io) != FV_OK) fail_msg("out of memory");
     l->ops->forward(l, io);
     free(ws);
+    free(io->cache);
     io->ws = NULL;
+    io->cache = NULL;
     return y;
 }
 

@@ -118,6 +118,7 @@ double gradcheck_layer(const struct fv_layer *l, int n, int n_in, const struct f
     fill_uniform(w, ny, seed + 99, -1.f, 1.f);
     io.dy = w;
     io.ws = io.ws_floats ? calloc(io.ws_floats, sizeof(float)) : NULL;
+    if (fv_layer_prepare(l, &io) != FV_OK) fail_msg("out of memory");
 
     l->ops->forward(l, &io);
     l->ops->backward(l, &io);
@@ -147,6 +148,7 @@ double gradcheck_layer(const struct fv_layer *l, int n, int n_in, const struct f
     free(io.y);
     free(w);
     free(io.ws);
+    free(io.cache);
     return num_max > 0 ? diff_max / num_max : diff_max;
 }
 

@@ -77,6 +77,9 @@ void fv_act_forward(const struct fv_act *a, const float *x, float *y, size_t out
  * gradient would be blocked, pass it through if it points towards activating. */
 void fv_act_backward(const struct fv_act *a, const float *x, const float *y, const float *dy,
                      float *dx, size_t outer, int dim, size_t inner, int escape);
+/* The same for a plain ReLU whose input was overwritten by its output:
+ * g = g * (y > 0) in place (escape: where y == 0, g = max(g, 0)). */
+void fv_relu_backward_in_place(const float *y, float *g, size_t count, int escape);
 
 /* ---- layer contract ---- */
 
@@ -100,6 +103,11 @@ struct fv_io {
     const float *dy;             /* gradient wrt y (n, out) */
     float *dx[FV_MAX_IN];        /* gradient wrt x[i], accumulated; NULL: not needed */
     float *ws;                   /* scratch, ws_floats long; contents undefined on entry */
+    int relu;                    /* forward ends with y = max(0, y) (ops with fuses_relu only) */
+    float *cache;                /* values derived from the weights for this plan (transformed
+                                    kernels), cache_floats long (set by ops->shape): filled
+                                    once by ops->prepare, read-only in the passes */
+    size_t cache_floats;
 };
 
 struct fv_layer;
@@ -112,9 +120,20 @@ struct fv_layer_ops {
     int (*shape)(const struct fv_layer *l, struct fv_io *io, struct fv_error *err);
     void (*forward)(const struct fv_layer *l, const struct fv_io *io);
     void (*backward)(const struct fv_layer *l, const struct fv_io *io);
+    /* Fills io->cache from the weights; called once when a plan is made
+     * (NULL: no cache). */
+    void (*prepare)(const struct fv_layer *l, const struct fv_io *io);
+    /* forward can apply a plain ReLU to its own output while it is still in
+     * cache (io->relu), so the plan need not keep the value before it */
+    int fuses_relu;
     /* Multiply-adds x2 for one image (NULL: count as 0). */
     double (*flops)(const struct fv_layer *l, const struct fv_io *io);
 };
+
+/* For callers that run one layer outside a plan (tests, benchmarks): after
+ * ops->shape, allocates io->cache (malloc; the caller frees it) and fills it
+ * with ops->prepare. Returns FV_OK or FV_ERR_NOMEM. */
+int fv_layer_prepare(const struct fv_layer *l, struct fv_io *io);
 
 /* Per-type hyper-parameters. Which member is used is the ops' business. */
 struct fv_conv_params {          /* Conv2D, DepthwiseConv2D, SeparableConv2D */

@@ -68,7 +68,11 @@ int fv_model_check(const struct fv_model *m, int h, int w, struct fv_error *err)
 
 /* ---- plans ---- */
 
-enum { FV_PLAN_GRAD = 1 };
+/* FV_PLAN_GRAD: gradients too. FV_PLAN_FUSE: nodes with a plain ReLU keep
+ * only the activated values (half the memory; layers that can apply the ReLU
+ * in their own output pass), so their pre-activation values are not there to
+ * read: for callers that only read outputs after activation. */
+enum { FV_PLAN_GRAD = 1, FV_PLAN_FUSE = 2 };
 
 struct fv_node_buf {
     float *y;        /* output after activation (n, out) */
@@ -76,6 +80,8 @@ struct fv_node_buf {
     float *dy;       /* gradient wrt y, NULL without FV_PLAN_GRAD */
     float *dpre;     /* gradient wrt pre; == dy when linear. Objectives on the
                         pre-activation value seed it directly. */
+    int relu_in_place; /* FV_PLAN_FUSE and a plain ReLU: pre == y, dpre == dy */
+    int grad_stale;  /* dy/dpre not zeroed since fv_grad_zero (see fv_plan_grad) */
 };
 
 struct fv_plan {
@@ -107,9 +113,13 @@ void fv_plan_free(struct fv_plan *p);
 
 /* Runs the nodes needed for `upto` (all nodes when upto < 0) on plan->x. */
 void fv_forward(struct fv_plan *p, int upto);
-/* Zeros all gradients. Then the caller seeds buf[t].dy (or buf[t].dpre for a
- * pre-activation objective) and calls fv_backward to get plan->dx. */
+/* Zeros all gradients (lazily: each node's when it is first written). Then
+ * the caller seeds fv_plan_grad(p, t, pre) and calls fv_backward to get
+ * plan->dx; after that every dy and dpre holds its gradient. */
 void fv_grad_zero(struct fv_plan *p);
+/* Node t's gradient buffer (dy, or dpre when pre) for the whole batch,
+ * zeroed if nothing wrote it since fv_grad_zero. */
+float *fv_plan_grad(struct fv_plan *p, int t, int pre);
 /* Backpropagates from every node with a seeded gradient down to the input.
  * `from` is the highest node that was seeded. */
 void fv_backward(struct fv_plan *p, int from);

@@ -42,6 +42,8 @@ int fv_objective_parse(const char *text, const struct fv_model *m, struct fv_obj
 /* Checks channel and position ranges against a plan's shapes. */
 int fv_objective_check(const struct fv_objective *o, const struct fv_plan *p,
                        struct fv_error *err);
+/* Whether it reads a value before a ReLU (which FV_PLAN_FUSE plans do not keep). */
+int fv_objective_reads_pre_relu(const struct fv_objective *o, const struct fv_model *m);
 /* The highest node the objective reads: run fv_forward/fv_backward up to it. */
 int fv_objective_top(const struct fv_objective *o);
 /* Value for image img of the plan's batch (after fv_forward). */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/par.h"
 #include "featviz/progress.h"
 
 int synth_cfg_read(const struct fv_settings *s, const char *sec, struct synth_cfg *c,
@@ -112,14 +113,14 @@ static float *alloc_floats(size_t n, int *ok) {
 }
 
 static int batch_init(struct batch *b, const struct fv_model *m, const struct synth_cfg *cfg, int n,
-                      int h, int w, int c, int upto, struct fv_error *err) {
+                      int h, int w, int c, int upto, int flags, struct fv_error *err) {
     memset(b, 0, sizeof *b);
     b->n = n, b->h = h, b->w = w, b->c = c;
     int f = cfg->coarse > 0 && cfg->param.basis == FV_PARAM_PIXEL ? cfg->coarse_factor : 1;
     b->hl = (h + f - 1) / f, b->wl = (w + f - 1) / f;
     int rc = fv_param_init(&b->param, &cfg->param, h, w, c, err);
     if (!rc && f > 1) rc = fv_param_init(&b->param_lo, &cfg->param, b->hl, b->wl, c, err);
-    if (!rc) rc = fv_plan_init_upto(&b->plan, m, n, h, w, FV_PLAN_GRAD, upto, err);
+    if (!rc) rc = fv_plan_init_upto(&b->plan, m, n, h, w, flags, upto, err);
     struct fv_transform_config t = cfg->transform;
     t.unit = FV_UNIT_PX;
     t.pad = px(t.pad, h, w), t.jitter1 = px(t.jitter1, h, w), t.jitter2 = px(t.jitter2, h, w);
@@ -221,14 +222,15 @@ static void step(struct batch *b, const struct fv_preproc *pp, const struct synt
         fv_blur_gaussian(b->theta, b->n, lo ? b->hl : b->h, lo ? b->wl : b->w, b->c, cfg->blur_sigma, b->blur_ws, NULL);
 }
 
-int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struct synth_cfg *cfg,
-              const struct fv_objective *obj, int n, int h, int w, int c, const uint64_t *keys,
-              float *u, double *score, struct fv_error *err) {
-    int top = -1;
-    for (int i = 0; i < n; i++)
-        if (fv_objective_top(&obj[i]) > top) top = fv_objective_top(&obj[i]);
+/* The whole optimization of n images as one batch (one plan, every step). */
+static int lane_run(const struct fv_model *m, const struct fv_preproc *pp, const struct synth_cfg *cfg,
+                    const struct fv_objective *obj, int n, int h, int w, int c, const uint64_t *keys,
+                    int top, float *u, double *score, struct fv_error *err) {
     struct batch b;
-    int rc = batch_init(&b, m, cfg, n, h, w, c, top, err);
+    int flags = FV_PLAN_GRAD | FV_PLAN_FUSE; /* ReLUs in place unless an objective reads before one */
+    for (int i = 0; i < n; i++)
+        if (fv_objective_reads_pre_relu(&obj[i], m)) flags = FV_PLAN_GRAD;
+    int rc = batch_init(&b, m, cfg, n, h, w, c, top, flags, err);
     for (int i = 0; !rc && i < n; i++) rc = fv_objective_check(&obj[i], &b.plan, err);
     if (rc) {
         batch_free(&b);
@@ -266,6 +268,7 @@ int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struc
                     memcpy(b.best + (size_t)i * b.img, b.u + (size_t)i * b.img, b.img * sizeof(float));
                 }
         }
+        FV_OMP("omp critical(synth_progress)")
         fv_progress_add((size_t)n);
     }
     /* the result: the best image seen, or the last one */
@@ -284,4 +287,48 @@ int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struc
     free(now);
     batch_free(&b);
     return FV_OK;
+}
+
+/* Images per lane: a lane's plan (activations and gradients of its images)
+ * stays small enough to live in the caches, and Dense weights are still read
+ * once per few images, not once per image. */
+#define SYNTH_LANE 8
+
+int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struct synth_cfg *cfg,
+              const struct fv_objective *obj, int n, int h, int w, int c, const uint64_t *keys,
+              float *u, double *score, struct fv_error *err) {
+    int top = -1;
+    for (int i = 0; i < n; i++)
+        if (fv_objective_top(&obj[i]) > top) top = fv_objective_top(&obj[i]);
+    /* Images are independent, so lanes of a few images each run all their
+     * steps on one thread, side by side: no barrier per layer and step, and
+     * memory for the lanes in flight only. Too few images for every thread:
+     * one lane, parallel inside each layer. */
+    int threads = fv_omp_max_threads();
+    int lanes = (n + SYNTH_LANE - 1) / SYNTH_LANE;
+    if (lanes < threads) lanes = n < threads ? n : threads;
+    if (lanes <= 1 || threads <= 1)
+        return lane_run(m, pp, cfg, obj, n, h, w, c, keys, top, u, score, err);
+    size_t img = (size_t)h * (size_t)w * (size_t)c;
+    int rc = FV_OK;
+    FV_OMP("omp parallel for schedule(dynamic, 1)")
+    for (int k = 0; k < lanes; k++) {
+        int first = (int)((long long)n * k / lanes), cnt = (int)((long long)n * (k + 1) / lanes) - first;
+        int failed;
+        FV_OMP("omp atomic read")
+        failed = rc;
+        if (failed) continue;
+        struct fv_error e = {0};
+        int r = lane_run(m, pp, cfg, obj + first, cnt, h, w, c, keys + first, top,
+                         u + (size_t)first * img, score + first, &e);
+        if (r) {
+            FV_OMP("omp critical(synth_error)")
+            if (!rc) {
+                *err = e;
+                FV_OMP("omp atomic write")
+                rc = r;
+            }
+        }
+    }
+    return rc;
 }

@@ -295,3 +295,14 @@ void fv_act_backward(const struct fv_act *a, const float *x, const float *y, con
 #pragma omp parallel for schedule(static) if (count > ACT_PAR_MIN)
     for (size_t i = 0; i < count; i++) dx[i] += act_d(a, x[i]) * dy[i];
 }
+
+void fv_relu_backward_in_place(const float *y, float *g, size_t count, int escape) {
+    if (escape) {
+#pragma omp parallel for schedule(static) if (count > ACT_PAR_MIN)
+        for (size_t i = 0; i < count; i++)
+            if (!(y[i] > 0.f)) g[i] = g[i] > 0.f ? g[i] : 0.f;
+        return;
+    }
+#pragma omp parallel for schedule(static) if (count > ACT_PAR_MIN)
+    for (size_t i = 0; i < count; i++) g[i] = y[i] > 0.f ? g[i] : 0.f;
+}

@@ -773,6 +773,13 @@ void fv_bias_add(float *y, const float *bias, size_t rows, int n) {
     }
 }
 
+void fv_bias_relu(float *y, const float *bias, size_t rows, int n, int relu) {
+    if (bias) fv_bias_add(y, bias, rows, n);
+    if (!relu) return;
+    size_t count = rows * (size_t)n;
+    for (size_t i = 0; i < count; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+}
+
 void fv_bias_add_par(float *y, const float *bias, size_t rows, int n) {
     size_t tiles = (rows + PAR_MT - 1) / PAR_MT;
     int par = (double)rows * (double)n >= 4 * FV_PAR_MIN_WORK;

@@ -21,14 +21,7 @@
 
 #include <stddef.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-/* An OpenMP directive that disappears (without -Wunknown-pragmas noise) when
- * the build has no OpenMP: FV_OMP("omp parallel for schedule(static)"). */
-#define FV_OMP(directive) _Pragma(directive)
-#else
-#define FV_OMP(directive)
-#endif
+#include "core/par.h"
 
 #define FV_GEMM_KC 288 /* K block: fixed, it decides the summation order */
 
@@ -36,22 +29,6 @@
  * updates): starting threads costs more than such small layers, and on a busy
  * machine much more. Never changes results. */
 #define FV_PAR_MIN_WORK 65536.0
-
-static inline int fv_omp_max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-static inline int fv_omp_thread_num(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 /* Serial kernel: callers parallelize over disjoint blocks of C.
  * C must not overlap A or B. */
@@ -78,7 +55,9 @@ void fv_gemm_par(size_t m, int n, int k, const float *a, size_t lda, const float
 
 /* y[r][j] += bias[j] for r < rows, j < n (y has row stride n). Serial. */
 void fv_bias_add(float *y, const float *bias, size_t rows, int n);
-/* The same, parallel over rows; for callers outside any parallel region. */
+/* The same with bias possibly NULL, then y = max(0, y) when relu. Serial. */
+void fv_bias_relu(float *y, const float *bias, size_t rows, int n, int relu);
+/* The same as fv_bias_add, parallel over rows; for callers outside any parallel region. */
 void fv_bias_add_par(float *y, const float *bias, size_t rows, int n);
 
 #endif

@@ -166,7 +166,7 @@ void fv_wino_kernel(float *u, const float *k, int c, int oc) {
 
 WINO_CLONES void fv_wino_output(float *restrict y, const float *restrict m, size_t ldm,
                     const struct fv_conv_geom *g, int oc, size_t t0, size_t rows,
-                    const float *bias, int accumulate) {
+                    const float *bias, int accumulate, int relu) {
     int th = (g->oh + 1) / 2, tw = (g->ow + 1) / 2;
     size_t OC = (size_t)oc;
     for (size_t r = 0; r < rows; r++) {
@@ -203,8 +203,15 @@ WINO_CLONES void fv_wino_output(float *restrict y, const float *restrict m, size
                 const float *rq = res[q];
                 if (accumulate)
                     for (size_t o = 0; o < nc; o++) oq[o] += rq[o];
+                else if (bias && relu)
+                    for (size_t o = 0; o < nc; o++) {
+                        float v = rq[o] + bias[o0 + o];
+                        oq[o] = v > 0.0f ? v : 0.0f;
+                    }
                 else if (bias)
                     for (size_t o = 0; o < nc; o++) oq[o] = rq[o] + bias[o0 + o];
+                else if (relu)
+                    for (size_t o = 0; o < nc; o++) oq[o] = rq[o] > 0.0f ? rq[o] : 0.0f;
                 else
                     for (size_t o = 0; o < nc; o++) oq[o] = rq[o];
             }

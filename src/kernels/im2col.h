@@ -55,9 +55,10 @@ void fv_wino_input(float *v, size_t ldv, const float *x, const struct fv_conv_ge
 /* u[(xi*C + c)*OC + o] = U of kernel k (3, 3, C, OC) (in double, rounded once). */
 void fv_wino_kernel(float *u, const float *k, int c, int oc);
 /* y[img][oy][ox][o] (= | +=) (A^T M A)[i][j] (+ bias[o]) for the pixels of tiles
- * t0 .. t0+rows-1 inside the output; m[xi*ldm + r*OC + o]. y: (n, OH, OW, OC). */
+ * t0 .. t0+rows-1 inside the output; m[xi*ldm + r*OC + o]. y: (n, OH, OW, OC).
+ * relu (without accumulate): y = max(0, y) after the bias. */
 void fv_wino_output(float *y, const float *m, size_t ldm, const struct fv_conv_geom *g, int oc,
-                    size_t t0, size_t rows, const float *bias, int accumulate);
+                    size_t t0, size_t rows, const float *bias, int accumulate, int relu);
 
 /* Integer division rounding towards -infinity / +infinity (b > 0). */
 static inline long long fv_floor_div(long long a, long long b) {

@@ -144,6 +144,48 @@ static int conv2d_dims(const struct fv_layer *l, const struct fv_io *io, struct 
     return FV_OK;
 }
 
+/* ---- per-plan cache: the kernel in the forms the passes multiply by ----
+ *   implicit: W' (KH*KW*OC, C), the kernel rotated by 180 degrees and
+ *             transposed (the backward's kernel, see the top of the file)
+ *   Winograd: also U (16, C, OC) of the kernel (forward) and U' (16, OC, C)
+ *             of W' (backward) */
+struct conv_cache {
+    size_t wt, uf, ub, total; /* offsets and size in floats */
+};
+
+static void conv_cache_layout(const struct conv_dims *d, struct conv_cache *c) {
+    memset(c, 0, sizeof *c);
+    if (!d->implicit) return;
+    c->total = (size_t)d->g.kh * (size_t)d->g.kw * (size_t)d->oc * (size_t)d->g.c;
+    if (d->wino) {
+        c->uf = c->total;
+        c->ub = c->uf + 16 * (size_t)d->g.c * (size_t)d->oc;
+        c->total = c->ub + 16 * (size_t)d->g.c * (size_t)d->oc;
+    }
+}
+
+static void conv2d_prepare(const struct fv_layer *l, const struct fv_io *io) {
+    struct conv_dims d;
+    struct conv_cache cc;
+    FV_ASSERT(conv2d_dims(l, io, &d, NULL) == FV_OK);
+    conv_cache_layout(&d, &cc);
+    FV_ASSERT(io->cache && io->cache_floats >= cc.total);
+    size_t C = (size_t)d.g.c, OC = (size_t)d.oc, KH = (size_t)d.g.kh, KW = (size_t)d.g.kw;
+    const float *w = l->w[0]; /* (KH, KW, C, OC) */
+    float *wt = io->cache + cc.wt; /* W' (KH, KW, OC, C) */
+    for (size_t ky = 0; ky < KH; ky++)
+        for (size_t kx = 0; kx < KW; kx++) {
+            const float *src = w + ((KH - 1 - ky) * KW + (KW - 1 - kx)) * C * OC; /* (C, OC) */
+            float *dst = wt + (ky * KW + kx) * OC * C;                               /* (OC, C) */
+            for (size_t c = 0; c < C; c++)
+                for (size_t o = 0; o < OC; o++) dst[o * C + c] = src[c * OC + o];
+        }
+    if (d.wino) {
+        fv_wino_kernel(io->cache + cc.uf, w, d.g.c, d.oc);
+        fv_wino_kernel(io->cache + cc.ub, wt, d.oc, d.g.c);
+    }
+}
+
 /* ---- implicit GEMM: stride 1, dilation 1, one group ----
  *
  *   out[img][oy][ox][j] (=|+=) bias[j]
@@ -166,6 +208,7 @@ struct iconv {
     const float *bias; /* (N) or NULL */
     float *out;
     int accumulate;
+    int relu; /* out = max(0, out) after the bias (not with accumulate) */
 };
 
 #define ICONV_PIX 96 /* output pixels per task (more when N is small), at least one row */
@@ -228,7 +271,7 @@ static void iconv_task(const struct iconv *v, size_t t, float *buf) {
     /* o[r][ox][j] (=|+=) sum_{ky, t < KW*C} base[(r + ky)*rs + ox*C + t] * b[ky*KW*C + t][j] */
     fv_gemm_seg(rows, (size_t)v->ow, v->nout, v->kh * v->kw * v->c, base, rs, C, v->kw * v->c, rs,
                 v->b, N, o, (size_t)v->ow * N, N, v->accumulate);
-    if (v->bias) fv_bias_add(o, v->bias, (size_t)rows * (size_t)v->ow, v->nout);
+    fv_bias_relu(o, v->bias, (size_t)rows * (size_t)v->ow, v->nout, v->relu);
 }
 
 static size_t iconv_tasks_per_img(const struct iconv *v) {
@@ -261,12 +304,12 @@ static void conv2d_iconv_fwd(const struct fv_layer *l, const struct fv_io *io,
                         .oh = g->oh, .ow = g->ow, .kh = g->kh, .kw = g->kw, .pt = g->pt,
                         .pl = g->pl, .b = l->w[0], .nout = d->oc,
                         .bias = l->p.conv.use_bias ? l->w[1] : NULL, .out = io->y,
-                        .accumulate = 0};
+                        .accumulate = 0, .relu = io->relu};
 }
 
 /* The backward pass as one: dx = conv(dy, W') with the kernel rotated by 180
  * degrees and transposed (see the top of the file). */
-static void conv2d_iconv_bwd(const struct fv_io *io, const struct conv_dims *d, float *wt,
+static void conv2d_iconv_bwd(const struct fv_io *io, const struct conv_dims *d, const float *wt,
                              struct iconv *v) {
     const struct fv_conv_geom *g = &d->g;
     *v = (struct iconv){.in = io->dy, .n = g->n, .h = g->oh, .w = g->ow, .c = d->oc,
@@ -280,16 +323,17 @@ static void conv2d_iconv_bwd(const struct fv_io *io, const struct conv_dims *d, 
  * The same convolution as iconv (see im2col.h for the transforms): per task
  * of `chunk` output tiles, the input transform into the thread's V (16,
  * chunk, Cin), 16 GEMMs V_xi . U_xi into M (16, chunk, Cout), the output
- * transform into out (+ bias). 2.25x fewer multiplications than the direct
- * convolution. Each tile is computed alike wherever it falls, so results do
- * not depend on the thread count.
- * Workspace: U (16, Cin, Cout) | Cin zeros | one (V, M) slot per thread. */
+ * transform into out (+ bias, ReLU). 2.25x fewer multiplications than the
+ * direct convolution. Each tile is computed alike wherever it falls, so
+ * results do not depend on the thread count. The transformed kernel U
+ * (16, Cin, Cout) is made once per plan (conv2d_prepare).
+ * Workspace: Cin zeros | one (V, M) slot per thread. */
 struct wino {
     struct fv_conv_geom g; /* input (n, h, w, c = Cin), output (oh, ow), pt, pl */
     int cout;
     const float *in, *bias;
     float *out;
-    int accumulate;
+    int accumulate, relu;
 };
 
 static size_t wino_chunk(const struct wino *w) {
@@ -304,22 +348,21 @@ static size_t wino_slot(const struct wino *w) {
 
 /* floats of the whole workspace for `threads` threads (0 on overflow) */
 static size_t wino_ws(const struct wino *w, int threads) {
-    size_t u = 16 * (size_t)w->g.c * (size_t)w->cout, all;
-    if (!fv_mul_size(wino_slot(w), (size_t)threads, &all) || all + u + (size_t)w->g.c < all) return 0;
-    return u + (size_t)w->g.c + all;
+    size_t all;
+    if (!fv_mul_size(wino_slot(w), (size_t)threads, &all) || all + (size_t)w->g.c < all) return 0;
+    return (size_t)w->g.c + all;
 }
 
-/* kernel: (3, 3, Cin, Cout) */
-static void wino_run(const struct wino *w, const float *kernel, float *ws, size_t ws_floats) {
+/* u: the transformed kernel (16, Cin, Cout), fv_wino_kernel */
+static void wino_run(const struct wino *w, const float *u, float *ws, size_t ws_floats) {
     size_t cin = (size_t)w->g.c, cout = (size_t)w->cout, chunk = wino_chunk(w);
-    size_t slot = wino_slot(w), head = 16 * cin * cout + cin;
+    size_t slot = wino_slot(w), head = cin;
     size_t th = (size_t)(w->g.oh + 1) / 2, tw = (size_t)(w->g.ow + 1) / 2;
     size_t tiles = (size_t)w->g.n * th * tw, tasks = (tiles + chunk - 1) / chunk;
     FV_ASSERT(ws && ws_floats >= head + slot);
     int nthr = fv_omp_max_threads();
     if ((size_t)nthr > (ws_floats - head) / slot) nthr = (int)((ws_floats - head) / slot);
-    float *u = ws, *zero = ws + 16 * cin * cout, *slots = ws + head;
-    fv_wino_kernel(u, kernel, w->g.c, w->cout);
+    float *zero = ws, *slots = ws + head;
     memset(zero, 0, cin * sizeof(float));
     int par = (double)tiles * 16.0 * (double)cin * (double)cout >= FV_PAR_MIN_WORK;
     (void)nthr; /* only read by the OpenMP clauses */
@@ -333,14 +376,16 @@ static void wino_run(const struct wino *w, const float *kernel, float *ws, size_
         for (size_t xi = 0; xi < 16; xi++) /* M_xi = V_xi . U_xi */
             fv_gemm(rows, w->cout, w->g.c, v + xi * rows * cin, cin, u + xi * cin * cout, cout, 0,
                     m + xi * rows * cout, cout, 0);
-        fv_wino_output(w->out, m, rows * cout, &w->g, w->cout, t0, rows, w->bias, w->accumulate);
+        fv_wino_output(w->out, m, rows * cout, &w->g, w->cout, t0, rows, w->bias, w->accumulate,
+                       w->relu);
     }
 }
 
 static void wino_fwd(const struct fv_layer *l, const struct fv_io *io, const struct conv_dims *d,
                      struct wino *w) {
     *w = (struct wino){.g = d->g, .cout = d->oc, .in = io->x[0],
-                       .bias = l->p.conv.use_bias ? l->w[1] : NULL, .out = io->y, .accumulate = 0};
+                       .bias = l->p.conv.use_bias ? l->w[1] : NULL, .out = io->y, .accumulate = 0,
+                       .relu = io->relu};
 }
 
 /* dx += conv(dy, W'), W' (3, 3, OC, C): the kernel rotated and transposed */
@@ -354,7 +399,7 @@ static void wino_bwd(const struct fv_io *io, const struct conv_dims *d, struct w
 }
 
 /* ---- backward workspace ----
- *   W' (KH*KW*OC, C) | skip flags (n bytes) | one slot per thread
+ *   skip flags (n bytes) | one slot per thread
  * A slot holds the band buffer of the dense pass, or for an image whose dy
  * has few nonzero channels (a filter objective: one channel per image), that
  * image's compacted dy (OH*OW, cnt), kernel (KH*KW*cnt, C) and band buffer. */
@@ -363,7 +408,7 @@ static void wino_bwd(const struct fv_io *io, const struct conv_dims *d, struct w
 static int sparse_cap(int oc) { return oc >= 8 && oc <= SPARSE_MAX_OC ? oc / 4 : 0; }
 
 struct bwd_ws {
-    size_t wt, flags, slot, total; /* floats */
+    size_t flags, slot, total; /* floats */
     size_t sp_dy, sp_w;            /* sparse: compact dy, compact kernel (floats) */
     size_t wino;                   /* Winograd workspace of the dense pass, after flags */
 };
@@ -373,7 +418,6 @@ static int bwd_ws_size(const struct conv_dims *d, const struct iconv *dense, int
     const struct fv_conv_geom *g = &d->g;
     int cap = sparse_cap(d->oc);
     size_t slot = iconv_band(dense);
-    b->wt = (size_t)g->kh * (size_t)g->kw * (size_t)d->oc * (size_t)g->c;
     b->flags = ((size_t)g->n + sizeof(float) - 1) / sizeof(float);
     b->sp_dy = b->sp_w = 0;
     if (cap) {
@@ -387,14 +431,14 @@ static int bwd_ws_size(const struct conv_dims *d, const struct iconv *dense, int
     b->slot = slot;
     size_t all;
     if (!fv_mul_size(slot, (size_t)threads, &all)) return 0;
-    b->total = b->wt + b->flags + all;
+    b->total = b->flags + all;
     b->wino = 0;
     if (d->wino) {
         struct fv_io io = {0};
         struct wino w;
         wino_bwd(&io, d, &w);
         if (!(b->wino = wino_ws(&w, threads))) return 0;
-        if (b->wt + b->flags + b->wino > b->total) b->total = b->wt + b->flags + b->wino;
+        if (b->flags + b->wino > b->total) b->total = b->flags + b->wino;
     }
     return b->total >= all;
 }
@@ -408,6 +452,9 @@ static int conv2d_shape(const struct fv_layer *l, struct fv_io *io, struct fv_er
     io->out.d[1] = d.g.ow;
     io->out.d[2] = d.oc;
     io->ws_floats = 0;
+    struct conv_cache cc;
+    conv_cache_layout(&d, &cc);
+    io->cache_floats = cc.total;
     size_t slots = (size_t)fv_omp_max_threads();
     if (d.direct) {
         /* the input is the patch matrix */
@@ -446,8 +493,10 @@ static void conv2d_forward(const struct fv_layer *l, const struct fv_io *io) {
     FV_ASSERT(conv2d_dims(l, io, &d, NULL) == FV_OK);
     if (d.wino && !d.direct) {
         struct wino w;
+        struct conv_cache cc;
+        conv_cache_layout(&d, &cc);
         wino_fwd(l, io, &d, &w);
-        wino_run(&w, l->w[0], io->ws, io->ws_floats);
+        wino_run(&w, io->cache + cc.uf, io->ws, io->ws_floats);
         return;
     }
     if (d.implicit && !d.direct) {
@@ -491,7 +540,7 @@ static void conv2d_forward(const struct fv_layer *l, const struct fv_io *io) {
             fv_gemm(rows, d.ocg, d.kdim, a, lda, w + (size_t)gi * (size_t)d.ocg, (size_t)d.oc, 0,
                     y + m0 * (size_t)d.oc + (size_t)gi * (size_t)d.ocg, (size_t)d.oc, 0);
         }
-        if (bias) fv_bias_add(y + m0 * (size_t)d.oc, bias, rows, d.oc);
+        fv_bias_relu(y + m0 * (size_t)d.oc, bias, rows, d.oc, io->relu);
     }
 }
 
@@ -546,33 +595,27 @@ static void backward_sparse_image(const struct iconv *dense, const struct bwd_ws
 /* dx += conv(dy, W'): see the top of the file. Images whose dy lives in at
  * most OC/4 channels run on those channels alone (compacted), the others
  * together in one dense pass. */
-static void conv2d_backward_implicit(const struct fv_layer *l, const struct fv_io *io,
+static void conv2d_backward_implicit(const struct fv_io *io,
                                      const struct conv_dims *d) {
     const struct fv_conv_geom *g = &d->g;
-    const float *w = l->w[0]; /* (KH, KW, C, OC) */
-    size_t C = (size_t)g->c, OC = (size_t)d->oc, KH = (size_t)g->kh, KW = (size_t)g->kw;
+    size_t OC = (size_t)d->oc;
+    struct conv_cache cc;
+    conv_cache_layout(d, &cc);
+    const float *wt = io->cache + cc.wt; /* W' (KH, KW, OC, C) */
     struct iconv v;
     struct bwd_ws b;
-    conv2d_iconv_bwd(io, d, io->ws, &v);
+    conv2d_iconv_bwd(io, d, wt, &v);
     int threads = fv_omp_max_threads();
     FV_ASSERT(bwd_ws_size(d, &v, 1, &b) && io->ws && io->ws_floats >= b.total);
-    if ((size_t)threads > (io->ws_floats - b.wt - b.flags) / b.slot)
-        threads = (int)((io->ws_floats - b.wt - b.flags) / b.slot);
-    float *wt = io->ws; /* W' (KH, KW, OC, C) */
-    for (size_t ky = 0; ky < KH; ky++)
-        for (size_t kx = 0; kx < KW; kx++) {
-            const float *src = w + ((KH - 1 - ky) * KW + (KW - 1 - kx)) * C * OC; /* (C, OC) */
-            float *dst = wt + (ky * KW + kx) * OC * C;                               /* (OC, C) */
-            for (size_t c = 0; c < C; c++)
-                for (size_t o = 0; o < OC; o++) dst[o * C + c] = src[c * OC + o];
-        }
+    if ((size_t)threads > (io->ws_floats - b.flags) / b.slot)
+        threads = (int)((io->ws_floats - b.flags) / b.slot);
     /* forward: y[oy][ox][o] += x[oy - PT + ky][ox - PL + kx][c] * w[ky][kx][c][o]
      * so:      dx[iy][ix][c] += sum dy[iy - PT' + ky'][ix - PL' + kx'][o] * W'[ky'][kx'][o][c] */
     unsigned char *skip = NULL;
-    float *slots = io->ws + b.wt + b.flags;
+    float *slots = io->ws + b.flags;
     int cap = sparse_cap(d->oc), any_dense = 1;
     if (cap) {
-        skip = (unsigned char *)(io->ws + b.wt);
+        skip = (unsigned char *)io->ws;
         size_t pixels = (size_t)g->oh * (size_t)g->ow;
         int par = (double)g->n * (double)pixels * (double)OC >= FV_PAR_MIN_WORK, dense_n = 0;
         (void)par;
@@ -592,7 +635,7 @@ static void conv2d_backward_implicit(const struct fv_layer *l, const struct fv_i
     if (d->wino && !skip_any(skip, g->n)) {
         struct wino wn;
         wino_bwd(io, d, &wn);
-        wino_run(&wn, wt, io->ws + b.wt + b.flags, io->ws_floats - b.wt - b.flags);
+        wino_run(&wn, io->cache + cc.ub, io->ws + b.flags, io->ws_floats - b.flags);
     } else {
         iconv_run(&v, skip, slots, (size_t)threads * b.slot);
     }
@@ -604,7 +647,7 @@ static void conv2d_backward(const struct fv_layer *l, const struct fv_io *io) {
     struct conv_dims d;
     FV_ASSERT(conv2d_dims(l, io, &d, NULL) == FV_OK);
     if (d.implicit) {
-        conv2d_backward_implicit(l, io, &d);
+        conv2d_backward_implicit(io, &d);
         return;
     }
     const struct fv_conv_geom *g = &d.g;
@@ -661,5 +704,7 @@ const struct fv_layer_ops fv_conv2d_ops = {
     .shape = conv2d_shape,
     .forward = conv2d_forward,
     .backward = conv2d_backward,
+    .prepare = conv2d_prepare,
+    .fuses_relu = 1,
     .flops = conv2d_flops,
 };

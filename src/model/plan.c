@@ -12,6 +12,15 @@ static size_t round_up(size_t n) { return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS 
 
 static int nonlinear(const struct fv_layer *l) { return l->act.kind != FV_ACT_LINEAR; }
 
+static int plain_relu(const struct fv_act *a) {
+    return a->kind == FV_ACT_RELU && a->alpha == 0.f && a->max_value < 0.f && a->threshold == 0.f;
+}
+
+/* Whether node l keeps its pre-activation value apart from y. */
+static int keeps_pre(const struct fv_layer *l, int flags) {
+    return nonlinear(l) && !((flags & FV_PLAN_FUSE) && plain_relu(&l->act));
+}
+
 void fv_keras_shape(const struct fv_layer *l, const struct fv_shape *phys, struct fv_shape *keras) {
     keras->rank = phys->rank;
     for (int i = 0; i < phys->rank; i++) keras->d[i] = phys->d[l->kperm[i]];
@@ -117,8 +126,8 @@ int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h,
     p->upto = upto;
     if ((rc = shape_pass(m, n, h, w, upto < 0 ? NULL : p->active, p->io, count, &ws, err))) goto fail;
     for (int i = 0; i < L; i++) {
-        size_t copies = (nonlinear(&m->layers[i]) ? 2 : 1) * (grad ? 2 : 1);
-        total += copies * round_up(count[i]);
+        size_t copies = (keeps_pre(&m->layers[i], flags) ? 2 : 1) * (grad ? 2 : 1);
+        total += copies * round_up(count[i]) + round_up(p->io[i].cache_floats);
     }
     total += round_up(ws);
     p->mem_floats = total;
@@ -132,12 +141,16 @@ int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h,
     for (int i = 0; i < L; i++) {
         const struct fv_layer *l = &m->layers[i];
         struct fv_node_buf *b = &p->buf[i];
+        int pre = keeps_pre(l, flags);
+        b->relu_in_place = nonlinear(l) && !pre;
         b->y = cur, cur += round_up(count[i]);
-        b->pre = nonlinear(l) ? (cur += round_up(count[i])) - round_up(count[i]) : b->y;
+        b->pre = pre ? (cur += round_up(count[i])) - round_up(count[i]) : b->y;
         if (grad) {
             b->dy = cur, cur += round_up(count[i]);
-            b->dpre = nonlinear(l) ? (cur += round_up(count[i])) - round_up(count[i]) : b->dy;
+            b->dpre = pre ? (cur += round_up(count[i])) - round_up(count[i]) : b->dy;
         }
+        p->io[i].cache = p->io[i].cache_floats ? cur : NULL;
+        cur += round_up(p->io[i].cache_floats);
     }
     float *wsp = ws ? cur : NULL;
     for (int i = 0; i < L; i++) {
@@ -150,6 +163,8 @@ int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h,
         io->y = p->buf[i].pre;
         io->dy = p->buf[i].dpre;
         io->ws = wsp;
+        io->relu = p->buf[i].relu_in_place && l->ops->fuses_relu;
+        if (io->cache) l->ops->prepare(l, io);
     }
     p->x = p->buf[m->input].y;
     p->dx = p->buf[m->input].dy;
@@ -159,6 +174,14 @@ fail:
     free(count);
     fv_plan_free(p);
     return rc;
+}
+
+int fv_layer_prepare(const struct fv_layer *l, struct fv_io *io) {
+    io->cache = NULL;
+    if (!io->cache_floats) return FV_OK;
+    if (!(io->cache = malloc(io->cache_floats * sizeof(float)))) return FV_ERR_NOMEM;
+    l->ops->prepare(l, io);
+    return FV_OK;
 }
 
 void fv_plan_free(struct fv_plan *p) {

@@ -51,7 +51,7 @@ void fv_forward(struct fv_plan *p, int upto) {
         if (!p->active[i] || i == m->input) continue;
         const struct fv_layer *l = &m->layers[i];
         l->ops->forward(l, &p->io[i]);
-        if (l->act.kind != FV_ACT_LINEAR) {
+        if (l->act.kind != FV_ACT_LINEAR && !p->io[i].relu) {
             size_t outer, inner;
             int dim;
             act_view(p, i, &outer, &dim, &inner);
@@ -61,31 +61,46 @@ void fv_forward(struct fv_plan *p, int upto) {
 }
 
 void fv_grad_zero(struct fv_plan *p) {
-    const struct fv_model *m = p->m;
     if (!(p->flags & FV_PLAN_GRAD)) return;
-    for (int i = 0; i < m->n_layers; i++) {
-        if (p->io[i].out.rank == 0) continue; /* not planned (fv_plan_init_upto) */
-        size_t count = (size_t)p->n * fv_shape_count(&p->io[i].out);
-        memset(p->buf[i].dy, 0, count * sizeof(float));
-        if (p->buf[i].dpre != p->buf[i].dy) memset(p->buf[i].dpre, 0, count * sizeof(float));
-    }
+    for (int i = 0; i < p->m->n_layers; i++) p->buf[i].grad_stale = p->io[i].out.rank != 0;
 }
 
+float *fv_plan_grad(struct fv_plan *p, int t, int pre) {
+    struct fv_node_buf *b = &p->buf[t];
+    FV_ASSERT(p->flags & FV_PLAN_GRAD);
+    if (b->grad_stale) {
+        size_t count = (size_t)p->n * fv_shape_count(&p->io[t].out);
+        memset(b->dy, 0, count * sizeof(float));
+        if (b->dpre != b->dy) memset(b->dpre, 0, count * sizeof(float));
+        b->grad_stale = 0;
+    }
+    return pre ? b->dpre : b->dy;
+}
+
+/* Zeroing each gradient buffer just before its first write (instead of all
+ * of them up front) touches it while it is about to be used anyway, and a
+ * node nothing wrote to has a zero gradient: its backward is skipped. */
 void fv_backward(struct fv_plan *p, int from) {
     const struct fv_model *m = p->m;
     FV_ASSERT(p->flags & FV_PLAN_GRAD);
     FV_ASSERT(from >= 0 && (p->upto < 0 || from <= p->upto));
     mark_needed(p, from);
     for (int i = from; i >= 0; i--) {
-        if (!p->active[i] || i == m->input) continue;
+        if (!p->active[i] || i == m->input || p->buf[i].grad_stale) continue;
         const struct fv_layer *l = &m->layers[i];
-        if (l->act.kind != FV_ACT_LINEAR) {
+        struct fv_node_buf *b = &p->buf[i];
+        if (b->relu_in_place) {
+            fv_relu_backward_in_place(b->y, b->dy, (size_t)p->n * fv_shape_count(&p->io[i].out),
+                                      p->escape_relu);
+        } else if (l->act.kind != FV_ACT_LINEAR) {
             size_t outer, inner;
             int dim;
             act_view(p, i, &outer, &dim, &inner);
-            fv_act_backward(&l->act, p->buf[i].pre, p->buf[i].y, p->buf[i].dy, p->buf[i].dpre,
-                            outer, dim, inner, p->escape_relu);
+            fv_act_backward(&l->act, b->pre, b->y, b->dy, b->dpre, outer, dim, inner, p->escape_relu);
         }
+        for (int j = 0; j < l->n_in; j++) fv_plan_grad(p, l->in[j], 0);
         l->ops->backward(l, &p->io[i]);
     }
+    for (int i = 0; i < m->n_layers; i++) /* gradients nothing reached are zero */
+        if (p->buf[i].grad_stale) fv_plan_grad(p, i, 0);
 }

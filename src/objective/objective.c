@@ -138,8 +138,17 @@ int fv_objective_check(const struct fv_objective *o, const struct fv_plan *p,
                        t->kind == FV_TERM_CLASS ? "class" : "channel", t->channel, name, ch);
         if (t->kind == FV_TERM_NEURON && (t->y >= h || t->x >= w))
             return BAD("objective '%s': position (%d,%d) is outside '%s' (%dx%d)", o->text, t->y, t->x, name, h, w);
+        if (t->pre && p->buf[t->node].relu_in_place) /* the caller planned with FV_PLAN_FUSE */
+            return BAD("objective '%s': this plan does not keep the values before the ReLU of '%s'",
+                       o->text, name);
     }
     return FV_OK;
+}
+
+int fv_objective_reads_pre_relu(const struct fv_objective *o, const struct fv_model *m) {
+    for (int i = 0; i < o->n; i++)
+        if (o->t[i].pre && m->layers[o->t[i].node].act.kind == FV_ACT_RELU) return 1;
+    return 0;
 }
 
 int fv_objective_top(const struct fv_objective *o) {
@@ -189,9 +198,8 @@ double fv_objective_value(const struct fv_objective *o, const struct fv_plan *p,
 void fv_objective_seed(const struct fv_objective *o, struct fv_plan *p, int img, float scale) {
     for (int i = 0; i < o->n; i++) {
         const struct fv_term *t = &o->t[i];
-        struct fv_node_buf *b = &p->buf[t->node];
         size_t per = fv_shape_count(&p->io[t->node].out);
-        float *g = (t->pre ? b->dpre : b->dy) + (size_t)img * per;
+        float *g = fv_plan_grad(p, t->node, t->pre) + (size_t)img * per;
         const float *y = term_data(p, t, img);
         int hw, ch, h, w;
         dims(p, t->node, &hw, &ch, &h, &w);
