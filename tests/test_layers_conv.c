@@ -326,8 +326,9 @@ static void check_spatial_backward(enum kind k, const struct cfg *cfgs, size_t n
          * for big inputs keeps the test fast (under ASan too) */
         int n = c->n < 2 ? c->n : 2;
         size_t nx = (size_t)n * fv_shape_count(&in);
-        /* linear layers: a large step is exact up to rounding */
-        double e = gradcheck_layer(&l, n, 1, &in, NULL, 1e-2, nx > 1000 ? 64 : 0, 11 + t);
+        /* linear layers: any step is exact up to rounding, and a large one
+         * keeps the forward's rounding (Winograd's is ~1e-5) out of the quotient */
+        double e = gradcheck_layer(&l, n, 1, &in, NULL, 0.25, nx > 1000 ? 64 : 0, 11 + t);
         if (!(e < 1e-3)) fail_msg("%s: gradcheck rel err %g", desc, e);
         free_layer(&l);
     }

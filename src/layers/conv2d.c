@@ -6,7 +6,7 @@
  *
  * forward:  1x1 stride-1 kernels use the input itself as the patch matrix.
  *           3x3, stride 1, dilation 1, one group, >= WINO_MIN_C channels in
- *           and out: Winograd F(2x2, 3x3) (wino_run below).
+ *           and out: Winograd F(4x4, 3x3) (wino_run below).
  *           Other stride-1, dilation-1, one-group kernels: an implicit GEMM
  *           that reads the patches straight from the image (iconv_run below),
  *           per task of a few output rows.
@@ -36,11 +36,12 @@
 
 #include "kernels/gemm.h"
 #include "kernels/im2col.h"
+#include "kernels/winograd.h"
 #include "layers/conv_impl.h"
 #include "layers/layers.h"
 
 #define CONV_TILE 96 /* output pixels per im2col tile (results do not depend on it) */
-#define WINO_MIN_C 64 /* Winograd needs this many channels in and out to pay off (measured) */
+#define WINO_MIN_C 32 /* Winograd needs this many channels in and out to pay off (measured) */
 #define CONV_MAX_DIM (1 << 24) /* bound on sizes/strides/dilations: keeps int index math exact */
 
 /* ---- geometry shared with depthwise.c and separable.c ---- */
@@ -147,7 +148,7 @@ static int conv2d_dims(const struct fv_layer *l, const struct fv_io *io, struct 
 /* ---- per-plan cache: the kernel in the forms the passes multiply by ----
  *   implicit: W' (KH*KW*OC, C), the kernel rotated by 180 degrees and
  *             transposed (the backward's kernel, see the top of the file)
- *   Winograd: also U (16, C, OC) of the kernel (forward) and U' (16, OC, C)
+ *   Winograd: also U (36, C, OC) of the kernel (forward) and U' (36, OC, C)
  *             of W' (backward) */
 struct conv_cache {
     size_t wt, uf, ub, total; /* offsets and size in floats */
@@ -159,8 +160,8 @@ static void conv_cache_layout(const struct conv_dims *d, struct conv_cache *c) {
     c->total = (size_t)d->g.kh * (size_t)d->g.kw * (size_t)d->oc * (size_t)d->g.c;
     if (d->wino) {
         c->uf = c->total;
-        c->ub = c->uf + 16 * (size_t)d->g.c * (size_t)d->oc;
-        c->total = c->ub + 16 * (size_t)d->g.c * (size_t)d->oc;
+        c->ub = c->uf + FV_WINO_PLANES * (size_t)d->g.c * (size_t)d->oc;
+        c->total = c->ub + FV_WINO_PLANES * (size_t)d->g.c * (size_t)d->oc;
     }
 }
 
@@ -318,15 +319,15 @@ static void conv2d_iconv_bwd(const struct fv_io *io, const struct conv_dims *d, 
                         .nout = g->c, .bias = NULL, .out = io->dx[0], .accumulate = 1};
 }
 
-/* ---- Winograd F(2x2, 3x3): 3x3, stride 1, dilation 1, one group ----
+/* ---- Winograd F(4x4, 3x3): 3x3, stride 1, dilation 1, one group ----
  *
- * The same convolution as iconv (see im2col.h for the transforms): per task
- * of `chunk` output tiles, the input transform into the thread's V (16,
- * chunk, Cin), 16 GEMMs V_xi . U_xi into M (16, chunk, Cout), the output
- * transform into out (+ bias, ReLU). 2.25x fewer multiplications than the
+ * The same convolution as iconv (see winograd.h for the transforms): per task
+ * of `chunk` output tiles, the input transform into the thread's V (36,
+ * chunk, Cin), 36 GEMMs V_xi . U_xi into M (36, chunk, Cout), the output
+ * transform into out (+ bias, ReLU). 4x fewer multiplications than the
  * direct convolution. Each tile is computed alike wherever it falls, so
  * results do not depend on the thread count. The transformed kernel U
- * (16, Cin, Cout) is made once per plan (conv2d_prepare).
+ * (36, Cin, Cout) is made once per plan (conv2d_prepare).
  * Workspace: Cin zeros | one (V, M) slot per thread. */
 struct wino {
     struct fv_conv_geom g; /* input (n, h, w, c = Cin), output (oh, ow), pt, pl */
@@ -338,12 +339,12 @@ struct wino {
 
 static size_t wino_chunk(const struct wino *w) {
     int m = w->g.c > w->cout ? w->g.c : w->cout;
-    size_t ch = (size_t)(96 * 64 / m) / 12 * 12;
+    size_t ch = (size_t)(4096 / m) / 12 * 12; /* a slot of ~1 MB: V and M stay in L2 */
     return ch < 12 ? 12 : ch > 96 ? 96 : ch;
 }
 
 static size_t wino_slot(const struct wino *w) {
-    return 16 * wino_chunk(w) * ((size_t)w->g.c + (size_t)w->cout);
+    return FV_WINO_PLANES * wino_chunk(w) * ((size_t)w->g.c + (size_t)w->cout);
 }
 
 /* floats of the whole workspace for `threads` threads (0 on overflow) */
@@ -353,27 +354,28 @@ static size_t wino_ws(const struct wino *w, int threads) {
     return (size_t)w->g.c + all;
 }
 
-/* u: the transformed kernel (16, Cin, Cout), fv_wino_kernel */
+/* u: the transformed kernel (36, Cin, Cout), fv_wino_kernel */
 static void wino_run(const struct wino *w, const float *u, float *ws, size_t ws_floats) {
     size_t cin = (size_t)w->g.c, cout = (size_t)w->cout, chunk = wino_chunk(w);
     size_t slot = wino_slot(w), head = cin;
-    size_t th = (size_t)(w->g.oh + 1) / 2, tw = (size_t)(w->g.ow + 1) / 2;
+    size_t th = (size_t)(w->g.oh + FV_WINO_M - 1) / FV_WINO_M;
+    size_t tw = (size_t)(w->g.ow + FV_WINO_M - 1) / FV_WINO_M;
     size_t tiles = (size_t)w->g.n * th * tw, tasks = (tiles + chunk - 1) / chunk;
     FV_ASSERT(ws && ws_floats >= head + slot);
     int nthr = fv_omp_max_threads();
     if ((size_t)nthr > (ws_floats - head) / slot) nthr = (int)((ws_floats - head) / slot);
     float *zero = ws, *slots = ws + head;
     memset(zero, 0, cin * sizeof(float));
-    int par = (double)tiles * 16.0 * (double)cin * (double)cout >= FV_PAR_MIN_WORK;
+    int par = (double)tiles * FV_WINO_PLANES * (double)cin * (double)cout >= FV_PAR_MIN_WORK;
     (void)nthr; /* only read by the OpenMP clauses */
     (void)par;
     FV_OMP("omp parallel for schedule(dynamic) num_threads(nthr) if(par)")
     for (size_t t = 0; t < tasks; t++) {
         size_t t0 = t * chunk, rows = tiles - t0 < chunk ? tiles - t0 : chunk;
-        float *v = slots + (size_t)fv_omp_thread_num() * slot; /* (16, rows, Cin) */
-        float *m = v + 16 * chunk * cin;                        /* (16, rows, Cout) */
+        float *v = slots + (size_t)fv_omp_thread_num() * slot; /* (36, rows, Cin) */
+        float *m = v + FV_WINO_PLANES * chunk * cin;            /* (36, rows, Cout) */
         fv_wino_input(v, rows * cin, w->in, &w->g, t0, rows, zero);
-        for (size_t xi = 0; xi < 16; xi++) /* M_xi = V_xi . U_xi */
+        for (size_t xi = 0; xi < FV_WINO_PLANES; xi++) /* M_xi = V_xi . U_xi */
             fv_gemm(rows, w->cout, w->g.c, v + xi * rows * cin, cin, u + xi * cin * cout, cout, 0,
                     m + xi * rows * cout, cout, 0);
         fv_wino_output(w->out, m, rows * cout, &w->g, w->cout, t0, rows, w->bias, w->accumulate,
