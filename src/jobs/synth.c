@@ -222,50 +222,55 @@ static void step(struct batch *b, const struct fv_preproc *pp, const struct synt
         fv_blur_gaussian(b->theta, b->n, lo ? b->hl : b->h, lo ? b->wl : b->w, b->c, cfg->blur_sigma, b->blur_ws, NULL);
 }
 
-/* The whole optimization of n images as one batch (one plan, every step). */
-static int lane_run(const struct fv_model *m, const struct fv_preproc *pp, const struct synth_cfg *cfg,
-                    const struct fv_objective *obj, int n, int h, int w, int c, const uint64_t *keys,
-                    int top, float *u, double *score, struct fv_error *err) {
-    struct batch b;
-    int flags = FV_PLAN_GRAD | FV_PLAN_FUSE; /* ReLUs in place unless an objective reads before one */
-    for (int i = 0; i < n; i++)
-        if (fv_objective_reads_pre_relu(&obj[i], m)) flags = FV_PLAN_GRAD;
-    int rc = batch_init(&b, m, cfg, n, h, w, c, top, flags, err);
-    for (int i = 0; !rc && i < n; i++) rc = fv_objective_check(&obj[i], &b.plan, err);
+/* The whole optimization of n images as one batch (one plan, every step).
+ * bb: a batch left by an earlier lane of this thread, reused when it has the
+ * same size (plans and their transformed kernels are made once), else
+ * remade; the caller frees it. */
+static int lane_run(struct batch *bb, const struct fv_model *m, const struct fv_preproc *pp,
+                    const struct synth_cfg *cfg, const struct fv_objective *obj, int n, int h, int w,
+                    int c, const uint64_t *keys, int top, int flags, float *u, double *score,
+                    struct fv_error *err) {
+    int rc = FV_OK;
+    if (bb->n != n) {
+        batch_free(bb);
+        rc = batch_init(bb, m, cfg, n, h, w, c, top, flags, err);
+    } else { /* a fresh start: Adam's moments and step counts */
+        memset(bb->m, 0, (size_t)n * bb->size * sizeof(float));
+        memset(bb->v, 0, (size_t)n * bb->size * sizeof(float));
+        memset(bb->t, 0, (size_t)n * sizeof *bb->t);
+    }
+    for (int i = 0; !rc && i < n; i++) rc = fv_objective_check(&obj[i], &bb->plan, err);
     if (rc) {
-        batch_free(&b);
+        batch_free(bb);
         return rc;
     }
-    int lo = b.u_lo != NULL;
+    int lo = bb->u_lo != NULL;
     int switch_at = lo ? (int)(cfg->coarse * (float)cfg->steps) : 0;
-    const struct fv_param *p0 = lo ? &b.param_lo : &b.param;
-    for (int i = 0; i < n; i++) fv_param_init_values(p0, b.theta + (size_t)i * fv_param_size(p0), 1, cfg->seed, keys[i]);
+    const struct fv_param *p0 = lo ? &bb->param_lo : &bb->param;
+    for (int i = 0; i < n; i++) fv_param_init_values(p0, bb->theta + (size_t)i * fv_param_size(p0), 1, cfg->seed, keys[i]);
     int eval_every = cfg->steps / 16 > 1 ? cfg->steps / 16 : 1;
-    for (int i = 0; i < n; i++) b.best_score[i] = -INFINITY;
+    for (int i = 0; i < n; i++) bb->best_score[i] = -INFINITY;
     double *now = malloc((size_t)n * sizeof *now);
-    if (!now) {
-        batch_free(&b);
-        return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
-    }
+    if (!now) return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
     for (int s = 0; s < cfg->steps && !fv_interrupted(); s++) {
         if (lo && s == switch_at) { /* coarse to fine: continue at full size */
-            fv_param_forward(&b.param_lo, b.theta, b.u_lo, n, b.ws);
-            fv_resize_bilinear(b.u_lo, b.hl, b.wl, b.u, h, w, c, n);
-            memcpy(b.theta, b.u, (size_t)n * b.img * sizeof(float)); /* pixel basis: theta = u */
-            memset(b.m, 0, (size_t)n * b.size * sizeof(float));
-            memset(b.v, 0, (size_t)n * b.size * sizeof(float));
-            memset(b.t, 0, (size_t)n * sizeof *b.t);
+            fv_param_forward(&bb->param_lo, bb->theta, bb->u_lo, n, bb->ws);
+            fv_resize_bilinear(bb->u_lo, bb->hl, bb->wl, bb->u, h, w, c, n);
+            memcpy(bb->theta, bb->u, (size_t)n * bb->img * sizeof(float)); /* pixel basis: theta = u */
+            memset(bb->m, 0, (size_t)n * bb->size * sizeof(float));
+            memset(bb->v, 0, (size_t)n * bb->size * sizeof(float));
+            memset(bb->t, 0, (size_t)n * sizeof *bb->t);
             lo = 0;
         }
-        step(&b, pp, cfg, obj, top, keys, s, lo);
+        step(bb, pp, cfg, obj, top, keys, s, lo);
         int last = s == cfg->steps - 1;
         if (cfg->keep_best && !lo && (s % eval_every == eval_every - 1 || last)) {
-            fv_param_forward(&b.param, b.theta, b.u, n, b.ws);
-            evaluate(&b, pp, obj, top, b.u, now);
+            fv_param_forward(&bb->param, bb->theta, bb->u, n, bb->ws);
+            evaluate(bb, pp, obj, top, bb->u, now);
             for (int i = 0; i < n; i++)
-                if (now[i] > b.best_score[i]) {
-                    b.best_score[i] = now[i];
-                    memcpy(b.best + (size_t)i * b.img, b.u + (size_t)i * b.img, b.img * sizeof(float));
+                if (now[i] > bb->best_score[i]) {
+                    bb->best_score[i] = now[i];
+                    memcpy(bb->best + (size_t)i * bb->img, bb->u + (size_t)i * bb->img, bb->img * sizeof(float));
                 }
         }
         FV_OMP("omp critical(synth_progress)")
@@ -273,19 +278,18 @@ static int lane_run(const struct fv_model *m, const struct fv_preproc *pp, const
     }
     /* the result: the best image seen, or the last one */
     if (lo) {
-        fv_param_forward(&b.param_lo, b.theta, b.u_lo, n, b.ws);
-        fv_resize_bilinear(b.u_lo, b.hl, b.wl, b.u, h, w, c, n);
+        fv_param_forward(&bb->param_lo, bb->theta, bb->u_lo, n, bb->ws);
+        fv_resize_bilinear(bb->u_lo, bb->hl, bb->wl, bb->u, h, w, c, n);
     } else {
-        fv_param_forward(&b.param, b.theta, b.u, n, b.ws);
+        fv_param_forward(&bb->param, bb->theta, bb->u, n, bb->ws);
     }
-    evaluate(&b, pp, obj, top, b.u, now);
+    evaluate(bb, pp, obj, top, bb->u, now);
     for (int i = 0; i < n; i++) {
-        int use_best = cfg->keep_best && b.best_score[i] > now[i];
-        memcpy(u + (size_t)i * b.img, (use_best ? b.best : b.u) + (size_t)i * b.img, b.img * sizeof(float));
-        score[i] = use_best ? b.best_score[i] : now[i];
+        int use_best = cfg->keep_best && bb->best_score[i] > now[i];
+        memcpy(u + (size_t)i * bb->img, (use_best ? bb->best : bb->u) + (size_t)i * bb->img, bb->img * sizeof(float));
+        score[i] = use_best ? bb->best_score[i] : now[i];
     }
     free(now);
-    batch_free(&b);
     return FV_OK;
 }
 
@@ -304,31 +308,43 @@ int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struc
      * steps on one thread, side by side: no barrier per layer and step, and
      * memory for the lanes in flight only. Too few images for every thread:
      * one lane, parallel inside each layer. */
+    int flags = FV_PLAN_GRAD | FV_PLAN_FUSE; /* ReLUs in place unless an objective reads before one */
+    for (int i = 0; i < n; i++)
+        if (fv_objective_reads_pre_relu(&obj[i], m)) flags = FV_PLAN_GRAD;
     int threads = fv_omp_max_threads();
     int lanes = (n + SYNTH_LANE - 1) / SYNTH_LANE;
     if (lanes < threads) lanes = n < threads ? n : threads;
-    if (lanes <= 1 || threads <= 1)
-        return lane_run(m, pp, cfg, obj, n, h, w, c, keys, top, u, score, err);
+    if (lanes <= 1 || threads <= 1) {
+        struct batch b = {0};
+        int rc = lane_run(&b, m, pp, cfg, obj, n, h, w, c, keys, top, flags, u, score, err);
+        batch_free(&b);
+        return rc;
+    }
     size_t img = (size_t)h * (size_t)w * (size_t)c;
     int rc = FV_OK;
-    FV_OMP("omp parallel for schedule(dynamic, 1)")
-    for (int k = 0; k < lanes; k++) {
-        int first = (int)((long long)n * k / lanes), cnt = (int)((long long)n * (k + 1) / lanes) - first;
-        int failed;
-        FV_OMP("omp atomic read")
-        failed = rc;
-        if (failed) continue;
-        struct fv_error e = {0};
-        int r = lane_run(m, pp, cfg, obj + first, cnt, h, w, c, keys + first, top,
-                         u + (size_t)first * img, score + first, &e);
-        if (r) {
-            FV_OMP("omp critical(synth_error)")
-            if (!rc) {
-                *err = e;
-                FV_OMP("omp atomic write")
-                rc = r;
+    FV_OMP("omp parallel")
+    {
+        struct batch b = {0};
+        FV_OMP("omp for schedule(dynamic, 1)")
+        for (int k = 0; k < lanes; k++) {
+            int first = (int)((long long)n * k / lanes);
+            int cnt = (int)((long long)n * (k + 1) / lanes) - first, failed;
+            FV_OMP("omp atomic read")
+            failed = rc;
+            if (failed) continue;
+            struct fv_error e = {0};
+            int r = lane_run(&b, m, pp, cfg, obj + first, cnt, h, w, c, keys + first, top, flags,
+                             u + (size_t)first * img, score + first, &e);
+            if (r) {
+                FV_OMP("omp critical(synth_error)")
+                if (!rc) {
+                    *err = e;
+                    FV_OMP("omp atomic write")
+                    rc = r;
+                }
             }
         }
+        batch_free(&b);
     }
     return rc;
 }
