@@ -38,7 +38,7 @@ static int check(int h, int w, int c, int oc, int same, int n, int sparse) {
     for (size_t i = 0; i < l.w_len[1]; i++) l.w[1][i] = urand(&seed);
     struct fv_io io;
     memset(&io, 0, sizeof io);
-    io.n = n, io.n_in = 1;
+    io.n = n, io.n_in = 1, io.grad = 1;
     io.in[0] = (struct fv_shape){3, {h, w, c, 0}};
     struct fv_error err = {0};
     if (l.ops->shape(&l, &io, &err)) {

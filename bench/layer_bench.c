@@ -47,6 +47,7 @@ static void run(const char *name, struct fv_layer *l, int n, struct fv_shape in,
     memset(&io, 0, sizeof io);
     io.n = n;
     io.n_in = 1;
+    io.grad = 1;
     io.in[0] = in;
     struct fv_error err = {0};
     if (l->ops->shape(l, &io, &err)) {

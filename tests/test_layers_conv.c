@@ -518,6 +518,7 @@ static void test_backward_accumulates(void **state) {
         memset(&io, 0, sizeof io);
         io.n = c.n;
         io.n_in = 1;
+        io.grad = 1;
         io.in[0] = shape3(c.h, c.w, c.c);
         struct fv_error err = {0};
         assert_int_equal(l.ops->shape(&l, &io, &err), FV_OK);
@@ -570,6 +571,7 @@ static struct run_out run_both(const struct fv_layer *l, int n, const struct fv_
     memset(&io, 0, sizeof io);
     io.n = n;
     io.n_in = 1;
+    io.grad = 1;
     io.in[0] = *in;
     struct fv_error err = {0};
     assert_int_equal(l->ops->shape(l, &io, &err), FV_OK);
@@ -684,7 +686,7 @@ static void test_backward_sparse_dy(void **state) {
         struct fv_shape in = shape3(c->h, c->w, c->c);
         struct fv_io io;
         memset(&io, 0, sizeof io);
-        io.n = c->n, io.n_in = 1, io.in[0] = in;
+        io.n = c->n, io.n_in = 1, io.in[0] = in, io.grad = 1;
         struct fv_error err = {0};
         assert_int_equal(l.ops->shape(&l, &io, &err), FV_OK);
         size_t nx = (size_t)c->n * fv_shape_count(&in), ny = (size_t)c->n * fv_shape_count(&io.out);

@@ -93,6 +93,7 @@ double gradcheck_layer(const struct fv_layer *l, int n, int n_in, const struct f
     memset(&io, 0, sizeof io);
     io.n = n;
     io.n_in = n_in;
+    io.grad = 1;
     for (int i = 0; i < n_in; i++) io.in[i] = in[i];
     struct fv_error err = {0};
     if (l->ops->shape(l, &io, &err) != FV_OK) {

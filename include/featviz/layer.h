@@ -104,6 +104,7 @@ struct fv_io {
     float *dx[FV_MAX_IN];        /* gradient wrt x[i], accumulated; NULL: not needed */
     float *ws;                   /* scratch, ws_floats long; contents undefined on entry */
     int relu;                    /* forward ends with y = max(0, y) (ops with fuses_relu only) */
+    int grad;                    /* set before ops->shape: the plan will run backward too */
     float *cache;                /* values derived from the weights for this plan (transformed
                                     kernels), cache_floats long (set by ops->shape): filled
                                     once by ops->prepare, read-only in the passes */

@@ -146,22 +146,24 @@ static int conv2d_dims(const struct fv_layer *l, const struct fv_io *io, struct 
 }
 
 /* ---- per-plan cache: the kernel in the forms the passes multiply by ----
- *   implicit: W' (KH*KW*OC, C), the kernel rotated by 180 degrees and
- *             transposed (the backward's kernel, see the top of the file)
- *   Winograd: also U (36, C, OC) of the kernel (forward) and U' (36, OC, C)
- *             of W' (backward) */
+ *   implicit, with gradients: W' (KH*KW*OC, C), the kernel rotated by 180
+ *             degrees and transposed (the backward's kernel, see the top of
+ *             the file), and for Winograd U' (36, OC, C) of W'
+ *   Winograd: U (36, C, OC) of the kernel (forward) */
 struct conv_cache {
     size_t wt, uf, ub, total; /* offsets and size in floats */
 };
 
-static void conv_cache_layout(const struct conv_dims *d, struct conv_cache *c) {
+static void conv_cache_layout(const struct conv_dims *d, int grad, struct conv_cache *c) {
+    size_t u = FV_WINO_PLANES * (size_t)d->g.c * (size_t)d->oc;
     memset(c, 0, sizeof *c);
-    if (!d->implicit) return;
-    c->total = (size_t)d->g.kh * (size_t)d->g.kw * (size_t)d->oc * (size_t)d->g.c;
+    if (d->wino) c->total = u; /* uf = 0 */
+    if (!d->implicit || !grad) return;
+    c->wt = c->total;
+    c->total += (size_t)d->g.kh * (size_t)d->g.kw * (size_t)d->oc * (size_t)d->g.c;
     if (d->wino) {
-        c->uf = c->total;
-        c->ub = c->uf + FV_WINO_PLANES * (size_t)d->g.c * (size_t)d->oc;
-        c->total = c->ub + FV_WINO_PLANES * (size_t)d->g.c * (size_t)d->oc;
+        c->ub = c->total;
+        c->total += u;
     }
 }
 
@@ -169,10 +171,12 @@ static void conv2d_prepare(const struct fv_layer *l, const struct fv_io *io) {
     struct conv_dims d;
     struct conv_cache cc;
     FV_ASSERT(conv2d_dims(l, io, &d, NULL) == FV_OK);
-    conv_cache_layout(&d, &cc);
+    conv_cache_layout(&d, io->grad, &cc);
     FV_ASSERT(io->cache && io->cache_floats >= cc.total);
     size_t C = (size_t)d.g.c, OC = (size_t)d.oc, KH = (size_t)d.g.kh, KW = (size_t)d.g.kw;
     const float *w = l->w[0]; /* (KH, KW, C, OC) */
+    if (d.wino) fv_wino_kernel(io->cache + cc.uf, w, d.g.c, d.oc);
+    if (!io->grad) return;
     float *wt = io->cache + cc.wt; /* W' (KH, KW, OC, C) */
     for (size_t ky = 0; ky < KH; ky++)
         for (size_t kx = 0; kx < KW; kx++) {
@@ -181,10 +185,7 @@ static void conv2d_prepare(const struct fv_layer *l, const struct fv_io *io) {
             for (size_t c = 0; c < C; c++)
                 for (size_t o = 0; o < OC; o++) dst[o * C + c] = src[c * OC + o];
         }
-    if (d.wino) {
-        fv_wino_kernel(io->cache + cc.uf, w, d.g.c, d.oc);
-        fv_wino_kernel(io->cache + cc.ub, wt, d.oc, d.g.c);
-    }
+    if (d.wino) fv_wino_kernel(io->cache + cc.ub, wt, d.oc, d.g.c);
 }
 
 /* ---- implicit GEMM: stride 1, dilation 1, one group ----
@@ -455,7 +456,7 @@ static int conv2d_shape(const struct fv_layer *l, struct fv_io *io, struct fv_er
     io->out.d[2] = d.oc;
     io->ws_floats = 0;
     struct conv_cache cc;
-    conv_cache_layout(&d, &cc);
+    conv_cache_layout(&d, io->grad, &cc);
     io->cache_floats = cc.total;
     size_t slots = (size_t)fv_omp_max_threads();
     if (d.direct) {
@@ -496,7 +497,7 @@ static void conv2d_forward(const struct fv_layer *l, const struct fv_io *io) {
     if (d.wino && !d.direct) {
         struct wino w;
         struct conv_cache cc;
-        conv_cache_layout(&d, &cc);
+        conv_cache_layout(&d, io->grad, &cc);
         wino_fwd(l, io, &d, &w);
         wino_run(&w, io->cache + cc.uf, io->ws, io->ws_floats);
         return;
@@ -602,7 +603,8 @@ static void conv2d_backward_implicit(const struct fv_io *io,
     const struct fv_conv_geom *g = &d->g;
     size_t OC = (size_t)d->oc;
     struct conv_cache cc;
-    conv_cache_layout(d, &cc);
+    FV_ASSERT(io->grad);
+    conv_cache_layout(d, 1, &cc);
     const float *wt = io->cache + cc.wt; /* W' (KH, KW, OC, C) */
     struct iconv v;
     struct bwd_ws b;

@@ -59,7 +59,18 @@ static int dense_shape(const struct fv_layer *l, struct fv_io *io, struct fv_err
     io->out = io->in[0];
     io->out.d[io->out.rank - 1] = d.out;
     io->ws_floats = 0;
+    /* with gradients, W^T (OUT, IN): the backward then reads it row by row
+     * instead of transposing W on every call */
+    io->cache_floats = io->grad ? (size_t)d.in * (size_t)d.out : 0;
     return FV_OK;
+}
+
+static void dense_prepare(const struct fv_layer *l, const struct fv_io *io) {
+    struct dense_dims d;
+    FV_ASSERT(dense_dims(l, io, &d, NULL) == FV_OK && io->cache);
+    size_t in = (size_t)d.in, out = (size_t)d.out;
+    for (size_t i = 0; i < in; i++)
+        for (size_t o = 0; o < out; o++) io->cache[o * in + i] = l->w[0][i * out + o];
 }
 
 static void dense_forward(const struct fv_layer *l, const struct fv_io *io) {
@@ -79,8 +90,9 @@ static void dense_backward(const struct fv_layer *l, const struct fv_io *io) {
     struct dense_dims d;
     FV_ASSERT(dense_dims(l, io, &d, NULL) == FV_OK);
     /* forward: y[r][o] = sum_i x[r][i] * w[i][o]
-     * so:      dx[r][i] += sum_o dy[r][o] * w[i][o]   (w transposed) */
-    fv_gemm_par(d.rows, d.in, d.out, io->dy, (size_t)d.out, l->w[0], (size_t)d.out, 1, dx,
+     * so:      dx[r][i] += sum_o dy[r][o] * wt[o][i]   (wt = W^T, the cache) */
+    FV_ASSERT(io->cache);
+    fv_gemm_par(d.rows, d.in, d.out, io->dy, (size_t)d.out, io->cache, (size_t)d.in, 0, dx,
                 (size_t)d.in, 1);
 }
 
@@ -96,5 +108,6 @@ const struct fv_layer_ops fv_dense_ops = {
     .shape = dense_shape,
     .forward = dense_forward,
     .backward = dense_backward,
+    .prepare = dense_prepare,
     .flops = dense_flops,
 };

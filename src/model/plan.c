@@ -59,13 +59,15 @@ static int input_shape(const struct fv_model *m, int h, int w, struct fv_shape *
 
 /* Every node's output shape and scratch size for a batch of n at h x w;
  * count[i] = elements of node i's output for the whole batch. */
-static int shape_pass(const struct fv_model *m, int n, int h, int w, const unsigned char *need,
-                      struct fv_io *ios, size_t *count, size_t *ws, struct fv_error *err) {
+static int shape_pass(const struct fv_model *m, int n, int h, int w, int grad,
+                      const unsigned char *need, struct fv_io *ios, size_t *count, size_t *ws,
+                      struct fv_error *err) {
     *ws = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const struct fv_layer *l = &m->layers[i];
         struct fv_io *io = &ios[i];
         io->n = n;
+        io->grad = grad;
         count[i] = 0;
         if (need && !need[i]) continue; /* not on the way to the plan's target */
         int rc;
@@ -88,7 +90,7 @@ static int shape_pass(const struct fv_model *m, int n, int h, int w, const unsig
 int fv_model_check(const struct fv_model *m, int h, int w, struct fv_error *err) {
     struct fv_io *io = calloc((size_t)m->n_layers, sizeof *io);
     size_t *count = calloc((size_t)m->n_layers, sizeof *count), ws;
-    int rc = io && count ? shape_pass(m, 1, h, w, NULL, io, count, &ws, err)
+    int rc = io && count ? shape_pass(m, 1, h, w, 0, NULL, io, count, &ws, err)
                          : fv_error_set(err, FV_ERR_NOMEM, "out of memory");
     free(io);
     free(count);
@@ -124,7 +126,7 @@ int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h,
             for (int j = 0; p->active[i] && j < m->layers[i].n_in; j++) p->active[m->layers[i].in[j]] = 1;
     }
     p->upto = upto;
-    if ((rc = shape_pass(m, n, h, w, upto < 0 ? NULL : p->active, p->io, count, &ws, err))) goto fail;
+    if ((rc = shape_pass(m, n, h, w, grad, upto < 0 ? NULL : p->active, p->io, count, &ws, err))) goto fail;
     for (int i = 0; i < L; i++) {
         size_t copies = (keeps_pre(&m->layers[i], flags) ? 2 : 1) * (grad ? 2 : 1);
         total += copies * round_up(count[i]) + round_up(p->io[i].cache_floats);
