@@ -68,7 +68,7 @@ static inline void input_block(const float *const d[36], float *o, size_t ld) {
     }
 }
 
-WINO_CLONES void fv_wino_input(float *restrict v, size_t ldv, const float *restrict x,
+WINO_CLONES void fv_wino_input(float *restrict v, const float *restrict x,
                                const struct fv_conv_geom *g, size_t t0, size_t rows,
                                const float *zero) {
     size_t C = (size_t)g->c, full = C / VL * VL;
@@ -85,11 +85,11 @@ WINO_CLONES void fv_wino_input(float *restrict v, size_t ldv, const float *restr
                                    ? zero
                                    : x + ((img * (size_t)g->h + (size_t)iy) * (size_t)g->w + (size_t)ix) * C;
             }
-        float *o = v + r * C;
+        float *o = v + r * FV_WINO_PLANES * C; /* this tile's (36, C): written in one run */
         for (size_t c0 = 0; c0 < full; c0 += VL) {
             const float *dc[36];
             for (int k = 0; k < 36; k++) dc[k] = d[k] + c0;
-            input_block(dc, o + c0, ldv);
+            input_block(dc, o + c0, C);
         }
         if (full < C) { /* the last C % 16 channels, through zero-padded copies */
             size_t nc = C - full;
@@ -101,7 +101,7 @@ WINO_CLONES void fv_wino_input(float *restrict v, size_t ldv, const float *restr
                 dc[k] = pad[k];
             }
             input_block(dc, out[0], VL);
-            for (int k = 0; k < 36; k++) memcpy(o + (size_t)k * ldv + full, out[k], nc * sizeof(float));
+            for (int k = 0; k < 36; k++) memcpy(o + (size_t)k * C + full, out[k], nc * sizeof(float));
         }
     }
 }
@@ -178,7 +178,7 @@ static inline void store_out(float *out, const vf *y, size_t n, const float *bia
     }
 }
 
-WINO_CLONES void fv_wino_output(float *restrict y, const float *restrict m, size_t ldm,
+WINO_CLONES void fv_wino_output(float *restrict y, const float *restrict m,
                                 const struct fv_conv_geom *g, int oc, size_t t0, size_t rows,
                                 const float *bias, int accumulate, int relu) {
     size_t OC = (size_t)oc;
@@ -192,17 +192,17 @@ WINO_CLONES void fv_wino_output(float *restrict y, const float *restrict m, size
                 if (oy0 + i < g->oh && ox0 + j < g->ow)
                     out[4 * i + j] = y + ((img * (size_t)g->oh + (size_t)(oy0 + i)) * (size_t)g->ow +
                                           (size_t)(ox0 + j)) * OC;
-        const float *mr = m + r * OC;
+        const float *mr = m + r * FV_WINO_PLANES * OC; /* this tile's (36, OC) */
         for (size_t o0 = 0; o0 < OC; o0 += VL) {
             size_t nc = OC - o0 < VL ? OC - o0 : VL;
             vf res[16];
             if (nc == VL) {
-                output_block(mr + o0, ldm, res);
+                output_block(mr + o0, OC, res);
             } else { /* the last OC % 16 channels, through zero-padded copies */
                 float pad[36][VL];
                 for (int k = 0; k < 36; k++) {
                     memset(pad[k], 0, sizeof pad[k]);
-                    memcpy(pad[k], mr + (size_t)k * ldm + o0, nc * sizeof(float));
+                    memcpy(pad[k], mr + (size_t)k * OC + o0, nc * sizeof(float));
                 }
                 output_block(pad[0], VL, res);
             }

@@ -13,7 +13,10 @@
  *     A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
  * The 36 elements xi = 6*i + j of a transformed tile are 36 planes, so the
  * channel sum is 36 independent GEMMs M_xi (tiles, OC) = V_xi (tiles, C) .
- * U_xi (C, OC): 4x fewer multiplications than the direct convolution. */
+ * U_xi (C, OC): 4x fewer multiplications than the direct convolution.
+ * V and M keep each tile's 36 planes together, (tiles, 36, C): the
+ * transforms then read and write one contiguous run per tile, and plane xi
+ * is a matrix with row stride 36*C. */
 #ifndef FEATVIZ_KERNELS_WINOGRAD_H
 #define FEATVIZ_KERNELS_WINOGRAD_H
 
@@ -25,16 +28,16 @@
 #define FV_WINO_A 6                 /* input tile side: FV_WINO_M + 2 */
 #define FV_WINO_PLANES 36           /* FV_WINO_A squared */
 
-/* v[xi*ldv + r*C + c] = V of tile t0 + r, channel c, for r < rows.
+/* v[(r*36 + xi)*C + c] = V of tile t0 + r, channel c, for r < rows.
  * x: (n, H, W, C) per g; zero: C zeros. */
-void fv_wino_input(float *v, size_t ldv, const float *x, const struct fv_conv_geom *g,
-                   size_t t0, size_t rows, const float *zero);
+void fv_wino_input(float *v, const float *x, const struct fv_conv_geom *g, size_t t0, size_t rows,
+                   const float *zero);
 /* u[(xi*C + c)*OC + o] = U of kernel k (3, 3, C, OC) (in double, rounded once). */
 void fv_wino_kernel(float *u, const float *k, int c, int oc);
 /* y[img][oy][ox][o] (= | +=) (A^T M A)[i][j] (+ bias[o]) for the pixels of tiles
- * t0 .. t0+rows-1 inside the output; m[xi*ldm + r*OC + o]. y: (n, OH, OW, OC).
+ * t0 .. t0+rows-1 inside the output; m[(r*36 + xi)*OC + o]. y: (n, OH, OW, OC).
  * relu (without accumulate): y = max(0, y) after the bias. */
-void fv_wino_output(float *y, const float *m, size_t ldm, const struct fv_conv_geom *g, int oc,
-                    size_t t0, size_t rows, const float *bias, int accumulate, int relu);
+void fv_wino_output(float *y, const float *m, const struct fv_conv_geom *g, int oc, size_t t0,
+                    size_t rows, const float *bias, int accumulate, int relu);
 
 #endif

@@ -323,8 +323,8 @@ static void conv2d_iconv_bwd(const struct fv_io *io, const struct conv_dims *d, 
 /* ---- Winograd F(4x4, 3x3): 3x3, stride 1, dilation 1, one group ----
  *
  * The same convolution as iconv (see winograd.h for the transforms): per task
- * of `chunk` output tiles, the input transform into the thread's V (36,
- * chunk, Cin), 36 GEMMs V_xi . U_xi into M (36, chunk, Cout), the output
+ * of `chunk` output tiles, the input transform into the thread's V (chunk,
+ * 36, Cin), 36 GEMMs V_xi . U_xi into M (chunk, 36, Cout), the output
  * transform into out (+ bias, ReLU). 4x fewer multiplications than the
  * direct convolution. Each tile is computed alike wherever it falls, so
  * results do not depend on the thread count. The transformed kernel U
@@ -373,14 +373,13 @@ static void wino_run(const struct wino *w, const float *u, float *ws, size_t ws_
     FV_OMP("omp parallel for schedule(dynamic) num_threads(nthr) if(par)")
     for (size_t t = 0; t < tasks; t++) {
         size_t t0 = t * chunk, rows = tiles - t0 < chunk ? tiles - t0 : chunk;
-        float *v = slots + (size_t)fv_omp_thread_num() * slot; /* (36, rows, Cin) */
-        float *m = v + FV_WINO_PLANES * chunk * cin;            /* (36, rows, Cout) */
-        fv_wino_input(v, rows * cin, w->in, &w->g, t0, rows, zero);
+        float *v = slots + (size_t)fv_omp_thread_num() * slot; /* (rows, 36, Cin) */
+        float *m = v + FV_WINO_PLANES * chunk * cin;            /* (rows, 36, Cout) */
+        fv_wino_input(v, w->in, &w->g, t0, rows, zero);
         for (size_t xi = 0; xi < FV_WINO_PLANES; xi++) /* M_xi = V_xi . U_xi */
-            fv_gemm(rows, w->cout, w->g.c, v + xi * rows * cin, cin, u + xi * cin * cout, cout, 0,
-                    m + xi * rows * cout, cout, 0);
-        fv_wino_output(w->out, m, rows * cout, &w->g, w->cout, t0, rows, w->bias, w->accumulate,
-                       w->relu);
+            fv_gemm(rows, w->cout, w->g.c, v + xi * cin, FV_WINO_PLANES * cin, u + xi * cin * cout,
+                    cout, 0, m + xi * cout, FV_WINO_PLANES * cout, 0);
+        fv_wino_output(w->out, m, &w->g, w->cout, t0, rows, w->bias, w->accumulate, w->relu);
     }
 }
 
