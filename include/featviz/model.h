@@ -43,6 +43,15 @@ struct fv_model {
     int in_dims[FV_MAX_RANK];
 
     void *weights_mem;       /* one block holding every weight */
+
+    /* Per layer, the kernel in the forms the passes multiply by (transposed,
+     * Winograd-transformed: ops->prepare), made by the first plan that needs
+     * it, in the form with gradients, and shared by every later plan (NULL:
+     * each plan makes its own). */
+    struct fv_prepared {
+        float *data;
+        size_t floats;
+    } *prepared;
 };
 
 int fv_model_load(struct fv_model *m, const char *path, const struct fv_load_opts *opts,

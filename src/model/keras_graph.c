@@ -633,6 +633,10 @@ int fv_model_load(struct fv_model *m, const char *path, const struct fv_load_opt
     for (int i = 0; i < m->in_rank; i++) declared &= m->in_dims[i] > 0;
     fv_model_input_hwc(m, &h, &w, &c);
     if (declared && (rc = fv_model_check(m, h, w, err))) goto fail;
+    if (!(m->prepared = calloc((size_t)m->n_layers, sizeof *m->prepared))) {
+        rc = fv_error_set(err, FV_ERR_NOMEM, "%s: out of memory", path);
+        goto fail;
+    }
     rc = FV_OK;
 fail:
     builder_free(&b);
@@ -649,6 +653,8 @@ void fv_model_free(struct fv_model *m) {
     if (!m) return;
     for (int i = 0; i < m->n_layers; i++)
         for (int k = 0; k < m->layers[i].n_w; k++) free(m->layers[i].w[k]);
+    for (int i = 0; m->prepared && i < m->n_layers; i++) free(m->prepared[i].data);
+    free(m->prepared);
     free(m->layers);
     memset(m, 0, sizeof *m);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/par.h"
 #include "featviz/model.h"
 
 #define ALIGN_FLOATS 16 /* 64 bytes */
@@ -97,6 +98,30 @@ int fv_model_check(const struct fv_model *m, int h, int w, struct fv_error *err)
     return rc;
 }
 
+/* io->cache = the model's shared cache of node i, made (in the form with
+ * gradients, which every plan can use) if this is the first plan to need it.
+ * Plans may be made on several threads at once. */
+static int shared_cache(const struct fv_model *m, int i, struct fv_io *io, struct fv_error *err) {
+    const struct fv_layer *l = &m->layers[i];
+    struct fv_prepared *pr = &m->prepared[i];
+    int rc = FV_OK;
+    FV_OMP("omp critical(fv_prepared)")
+    if (!pr->data) {
+        struct fv_io full = *io;
+        full.grad = 1;
+        rc = l->ops->shape(l, &full, err);
+        if (!rc && !(full.cache = malloc(full.cache_floats * sizeof(float))))
+            rc = fv_error_set(err, FV_ERR_NOMEM, "%s: out of memory", m->path);
+        if (!rc) {
+            l->ops->prepare(l, &full);
+            pr->data = full.cache, pr->floats = full.cache_floats;
+        }
+    }
+    FV_ASSERT(rc || pr->floats >= io->cache_floats);
+    io->cache = pr->data;
+    return rc;
+}
+
 int fv_plan_init(struct fv_plan *p, const struct fv_model *m, int n, int h, int w, int flags,
                  struct fv_error *err) {
     return fv_plan_init_upto(p, m, n, h, w, flags, -1, err);
@@ -129,7 +154,7 @@ int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h,
     if ((rc = shape_pass(m, n, h, w, grad, upto < 0 ? NULL : p->active, p->io, count, &ws, err))) goto fail;
     for (int i = 0; i < L; i++) {
         size_t copies = (keeps_pre(&m->layers[i], flags) ? 2 : 1) * (grad ? 2 : 1);
-        total += copies * round_up(count[i]) + round_up(p->io[i].cache_floats);
+        total += copies * round_up(count[i]) + (m->prepared ? 0 : round_up(p->io[i].cache_floats));
     }
     total += round_up(ws);
     p->mem_floats = total;
@@ -151,8 +176,10 @@ int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h,
             b->dy = cur, cur += round_up(count[i]);
             b->dpre = pre ? (cur += round_up(count[i])) - round_up(count[i]) : b->dy;
         }
-        p->io[i].cache = p->io[i].cache_floats ? cur : NULL;
-        cur += round_up(p->io[i].cache_floats);
+        if (!m->prepared) {
+            p->io[i].cache = p->io[i].cache_floats ? cur : NULL;
+            cur += round_up(p->io[i].cache_floats);
+        }
     }
     float *wsp = ws ? cur : NULL;
     for (int i = 0; i < L; i++) {
@@ -166,7 +193,12 @@ int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h,
         io->dy = p->buf[i].dpre;
         io->ws = wsp;
         io->relu = p->buf[i].relu_in_place && l->ops->fuses_relu;
-        if (io->cache) l->ops->prepare(l, io);
+        if (!io->cache_floats) continue;
+        if (!m->prepared) {
+            l->ops->prepare(l, io);
+        } else if ((rc = shared_cache(m, i, io, err))) {
+            goto fail;
+        }
     }
     p->x = p->buf[m->input].y;
     p->dx = p->buf[m->input].dy;
