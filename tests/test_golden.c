@@ -151,12 +151,14 @@ static const struct golden cases[] = {
     {"cl_merge", 0, {"add_1", "concatenate_2", "concatenate_3", NULL}},
     {"cf_merge", 1, {"concatenate_1", "concatenate_2", "flatten_1", "flatten_2"}},
     {"mixed_format", 1, {"conv2d_1", "batch_normalization_1", "max_pooling2d_1", NULL}},
+    {"cl_wide", 0, {"conv2d_2", "max_pooling2d_2", NULL}},
 };
 #define N_CASES (sizeof cases / sizeof cases[0])
 
 /* Per-test state, freed by teardown even when an assertion fails. */
 struct ctx {
     const struct golden *g;
+    int flags;               /* plan flags under test */
     struct fv_model m;
     int have_model;
     struct fv_plan p;
@@ -166,10 +168,20 @@ struct ctx {
     json_t *obj;
 };
 
+/* Each case runs with plain plans and with FV_PLAN_FUSE ones (ReLUs inside
+ * the layers and in place, gradients written instead of added where a layer
+ * can): the same references must come out. */
+struct run {
+    const struct golden *g;
+    int flags;
+};
+
 static int setup(void **state) {
     struct ctx *c = calloc(1, sizeof *c);
     if (!c) return -1;
-    c->g = *state;
+    const struct run *r = *state;
+    c->g = r->g;
+    c->flags = r->flags;
     *state = c;
     return 0;
 }
@@ -224,7 +236,7 @@ static void load_and_run(struct ctx *c) {
     if (dw > 0) assert_int_equal(dw, w);
     assert_int_equal(dc, ch);
 
-    if (fv_plan_init(&c->p, &c->m, n, h, w, FV_PLAN_GRAD, &err) != FV_OK)
+    if (fv_plan_init(&c->p, &c->m, n, h, w, c->flags, &err) != FV_OK)
         fail_msg("%s: plan (n=%d h=%d w=%d) failed: %s", g->name, n, h, w, err.msg);
     c->have_plan = 1;
     c->p.escape_relu = 0;
@@ -362,19 +374,24 @@ static void test_gradient(void **state) {
 }
 
 int main(void) {
-    static char names[2 * N_CASES][96];
-    struct CMUnitTest tests[2 * N_CASES];
-    for (size_t i = 0; i < N_CASES; i++) {
-        for (int k = 0; k < 2; k++) {
-            size_t j = 2 * i + (size_t)k;
-            snprintf(names[j], sizeof names[j], "%s_%s", k ? "gradient" : "forward",
-                     cases[i].name);
-            tests[j].name = names[j];
-            tests[j].test_func = k ? test_gradient : test_forward;
-            tests[j].setup_func = setup;
-            tests[j].teardown_func = teardown;
-            tests[j].initial_state = (void *)&cases[i];
+    static char names[4 * N_CASES][96];
+    static struct run runs[2 * N_CASES];
+    struct CMUnitTest tests[4 * N_CASES];
+    for (size_t i = 0; i < N_CASES; i++)
+        for (int f = 0; f < 2; f++) {
+            struct run *r = &runs[2 * i + (size_t)f];
+            r->g = &cases[i];
+            r->flags = FV_PLAN_GRAD | (f ? FV_PLAN_FUSE : 0);
+            for (int k = 0; k < 2; k++) {
+                size_t j = 4 * i + 2 * (size_t)f + (size_t)k;
+                snprintf(names[j], sizeof names[j], "%s%s_%s", k ? "gradient" : "forward",
+                         f ? "_fused" : "", cases[i].name);
+                tests[j].name = names[j];
+                tests[j].test_func = k ? test_gradient : test_forward;
+                tests[j].setup_func = setup;
+                tests[j].teardown_func = teardown;
+                tests[j].initial_state = r;
+            }
         }
-    }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

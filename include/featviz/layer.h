@@ -102,6 +102,8 @@ struct fv_io {
     float *y;                    /* output (n, out); before the fused activation, if any */
     const float *dy;             /* gradient wrt y (n, out) */
     float *dx[FV_MAX_IN];        /* gradient wrt x[i], accumulated; NULL: not needed */
+    int dx_assign[FV_MAX_IN];    /* nothing wrote dx[i] yet: ops with assigns_dx overwrite it
+                                    (all of it) instead of adding to it */
     float *ws;                   /* scratch, ws_floats long; contents undefined on entry */
     int relu;                    /* forward ends with y = max(0, y) (ops with fuses_relu only) */
     int grad;                    /* set before ops->shape: the plan will run backward too */
@@ -127,6 +129,8 @@ struct fv_layer_ops {
     /* forward can apply a plain ReLU to its own output while it is still in
      * cache (io->relu), so the plan need not keep the value before it */
     int fuses_relu;
+    /* backward honours io->dx_assign (saves zeroing dx first) */
+    int assigns_dx;
     /* Multiply-adds x2 for one image (NULL: count as 0). */
     double (*flops)(const struct fv_layer *l, const struct fv_io *io);
 };

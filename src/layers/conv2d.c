@@ -317,7 +317,8 @@ static void conv2d_iconv_bwd(const struct fv_io *io, const struct conv_dims *d, 
     *v = (struct iconv){.in = io->dy, .n = g->n, .h = g->oh, .w = g->ow, .c = d->oc,
                         .oh = g->h, .ow = g->w, .kh = g->kh, .kw = g->kw,
                         .pt = g->kh - 1 - g->pt, .pl = g->kw - 1 - g->pl, .b = wt,
-                        .nout = g->c, .bias = NULL, .out = io->dx[0], .accumulate = 1};
+                        .nout = g->c, .bias = NULL, .out = io->dx[0],
+                        .accumulate = !io->dx_assign[0]};
 }
 
 /* ---- Winograd F(4x4, 3x3): 3x3, stride 1, dilation 1, one group ----
@@ -397,7 +398,7 @@ static void wino_bwd(const struct fv_io *io, const struct conv_dims *d, struct w
     g.oh = d->g.h, g.ow = d->g.w;
     g.pt = 2 - d->g.pt, g.pl = 2 - d->g.pl;
     *w = (struct wino){.g = g, .cout = d->g.c, .in = io->dy, .bias = NULL, .out = io->dx[0],
-                       .accumulate = 1};
+                       .accumulate = !io->dx_assign[0]};
 }
 
 /* ---- backward workspace ----
@@ -628,6 +629,9 @@ static void conv2d_backward_implicit(const struct fv_io *io,
             int cnt = dy_channels(io->dy + (size_t)img * pixels * OC, pixels, d->oc, cap, list);
             skip[img] = cnt >= 0;
             dense_n += cnt < 0;
+            if (cnt == 0 && io->dx_assign[0]) /* no gradient reaches this image */
+                memset(io->dx[0] + (size_t)img * g->h * g->w * (size_t)g->c, 0,
+                       (size_t)g->h * g->w * (size_t)g->c * sizeof(float));
             if (cnt > 0)
                 backward_sparse_image(&v, &b, wt, (size_t)img, list, cnt,
                                       slots + (size_t)fv_omp_thread_num() * b.slot);
@@ -654,6 +658,8 @@ static void conv2d_backward(const struct fv_layer *l, const struct fv_io *io) {
         return;
     }
     const struct fv_conv_geom *g = &d.g;
+    if (io->dx_assign[0]) /* the gather below adds */
+        memset(dx, 0, (size_t)g->n * (size_t)g->h * (size_t)g->w * (size_t)g->c * sizeof(float));
     const float *w = l->w[0];  /* (KH, KW, cg, OC) */
     const float *dy = io->dy;  /* (n, OH, OW, OC) */
     size_t C = (size_t)g->c, OC = (size_t)d.oc;
@@ -709,5 +715,6 @@ const struct fv_layer_ops fv_conv2d_ops = {
     .backward = conv2d_backward,
     .prepare = conv2d_prepare,
     .fuses_relu = 1,
+    .assigns_dx = 1,
     .flops = conv2d_flops,
 };

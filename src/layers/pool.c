@@ -11,6 +11,7 @@
  * x (n,H,W,C)  y (n,OH,OW,C)
  */
 #include <math.h>
+#include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -199,6 +200,93 @@ static void maxpool_backward_row(const struct pool_geom *g, const float *xb, con
     }
 }
 
+/* Windows that tile the image from its top-left corner (stride = pool, no
+ * padding): every input pixel lies in at most one window. */
+static int windows_tile(const struct pool_geom *g) {
+    return g->SH == g->PH && g->SW == g->PW && g->top == 0 && g->left == 0 &&
+           g->OH * g->PH <= g->H && g->OW * g->PW <= g->W && g->PH * g->PW <= POOL_WIN;
+}
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FV_GEMM_PORTABLE)
+#define POOL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define POOL_CLONES
+#endif
+
+/* 16 channels as one GCC vector (one AVX-512 register, two AVX2 ones, ...) */
+typedef float vf __attribute__((vector_size(64)));
+typedef int vi __attribute__((vector_size(64)));
+enum { VL = 16 };
+
+/* One window, channels 0..nc-1: dx of its first maximum = dy, of its other
+ * pixels 0 (the windows tile the image: nothing else writes them). */
+POOL_CLONES static void assign_max(int cnt, const float *const *px, float *const *pd,
+                                   const float *dyc, int nc) {
+    int c = 0;
+    for (; c + VL <= nc; c += VL) {
+        vf best, x, d;
+        vi sel = {0};
+        for (int q = 0; q < VL; q++) best[q] = -INFINITY;
+        for (int k = 0; k < cnt; k++) {
+            memcpy(&x, px[k] + c, sizeof x);
+            vi take = x > best; /* as `if (x > best)`: false for NaN */
+            best = (vf)(((vi)x & take) | ((vi)best & ~take));
+            sel = (sel & ~take) | (k & take);
+        }
+        memcpy(&d, dyc + c, sizeof d);
+        for (int k = 0; k < cnt; k++) {
+            vf out = (vf)((vi)d & (sel == k));
+            memcpy(pd[k] + c, &out, sizeof out);
+        }
+    }
+    for (; c < nc; c++) {
+        float bv = -INFINITY;
+        int sk = 0;
+        for (int k = 0; k < cnt; k++)
+            if (px[k][c] > bv) bv = px[k][c], sk = k;
+        for (int k = 0; k < cnt; k++) pd[k][c] = k == sk ? dyc[c] : 0.0f;
+    }
+}
+
+/* dx = dy routed to the first maximum of each window, for windows that tile
+ * the image; the pixels right of and below the last windows get 0. */
+static void maxpool_backward_assign(const struct pool_geom *g, int n, const float *x,
+                                    const float *dy, float *dx) {
+    size_t in_img = (size_t)g->H * g->W * g->C, C = (size_t)g->C;
+    int rows = n * g->OH, cnt = g->PH * g->PW;
+    int par = (double)n * g->OH * g->OW * g->C * cnt >= 65536.0;
+    (void)par;
+#pragma omp parallel for schedule(dynamic, 4) if (par)
+    for (int r = 0; r < rows; r++) {
+        int b = r / g->OH, oy = r % g->OH;
+        const float *xb = x + (size_t)b * in_img;
+        float *dxb = dx + (size_t)b * in_img;
+        for (int ox = 0; ox < g->OW; ox++) {
+            const float *px[POOL_WIN];
+            float *pd[POOL_WIN];
+            for (int k = 0; k < cnt; k++) {
+                size_t off = ((size_t)(oy * g->PH + k / g->PW) * g->W + (size_t)(ox * g->PW + k % g->PW)) * C;
+                px[k] = xb + off, pd[k] = dxb + off;
+            }
+            const float *dyo = dy + ((size_t)r * g->OW + ox) * C;
+            for (size_t c0 = 0; c0 < C; c0 += POOL_CH) {
+                const float *pxc[POOL_WIN];
+                float *pdc[POOL_WIN];
+                for (int k = 0; k < cnt; k++) pxc[k] = px[k] + c0, pdc[k] = pd[k] + c0;
+                assign_max(cnt, pxc, pdc, dyo + c0, C - c0 < POOL_CH ? (int)(C - c0) : POOL_CH);
+            }
+        }
+        /* columns right of the last window, in this output row's input rows */
+        for (int iy = oy * g->PH; iy < (oy + 1) * g->PH; iy++) {
+            size_t from = ((size_t)iy * g->W + (size_t)(g->OW * g->PW)) * C;
+            memset(dxb + from, 0, (size_t)(g->W - g->OW * g->PW) * C * sizeof(float));
+        }
+        if (oy == g->OH - 1) /* rows below the last window */
+            memset(dxb + (size_t)(g->OH * g->PH) * g->W * C, 0,
+                   (size_t)(g->H - g->OH * g->PH) * g->W * C * sizeof(float));
+    }
+}
+
 static void maxpool_backward(const struct fv_layer *l, const struct fv_io *io) {
     if (!io->dx[0]) return;
     struct pool_geom g;
@@ -207,6 +295,11 @@ static void maxpool_backward(const struct fv_layer *l, const struct fv_io *io) {
     const float *dy = io->dy;    /* (n,OH,OW,C) */
     float *dx = io->dx[0];       /* (n,H,W,C) */
     size_t in_img = (size_t)g.H * g.W * g.C, out_row = (size_t)g.OW * g.C;
+    if (io->dx_assign[0] && windows_tile(&g)) {
+        maxpool_backward_assign(&g, io->n, x, dy, dx);
+        return;
+    }
+    if (io->dx_assign[0]) memset(dx, 0, (size_t)io->n * in_img * sizeof(float));
     int par = (double)io->n * g.OH * g.OW * g.C * g.PH * g.PW >= 65536.0;
     (void)par;
     if (rows_disjoint(&g)) {
@@ -286,6 +379,7 @@ const struct fv_layer_ops fv_maxpool_ops = {
     .shape = pool_shape,
     .forward = maxpool_forward,
     .backward = maxpool_backward,
+    .assigns_dx = 1,
     .flops = pool_flops,
 };
 

@@ -98,7 +98,14 @@ void fv_backward(struct fv_plan *p, int from) {
             act_view(p, i, &outer, &dim, &inner);
             fv_act_backward(&l->act, b->pre, b->y, b->dy, b->dpre, outer, dim, inner, p->escape_relu);
         }
-        for (int j = 0; j < l->n_in; j++) fv_plan_grad(p, l->in[j], 0);
+        for (int j = 0; j < l->n_in; j++) {
+            struct fv_node_buf *in = &p->buf[l->in[j]];
+            p->io[i].dx_assign[j] = in->grad_stale && l->ops->assigns_dx && in->dy == in->dpre;
+            if (p->io[i].dx_assign[j])
+                in->grad_stale = 0; /* the layer writes all of it */
+            else
+                fv_plan_grad(p, l->in[j], 0);
+        }
         l->ops->backward(l, &p->io[i]);
     }
     for (int i = 0; i < m->n_layers; i++) /* gradients nothing reached are zero */

@@ -843,6 +843,20 @@ def models():
     b.add('Flatten')
     b.add('Dense', units=3, activation='softmax', gain=2.0)
     M.append(b)
+
+    # 12. channels_last, wide enough for featviz's Winograd convolutions (3x3,
+    #     >= 32 channels in and out; 'valid' on odd sizes) and tiling max pools
+    #     (one leaving a row over), with plain ReLUs everywhere.
+    b = Builder('cl_wide', (20, 18, 3), seed=112, batch=2)
+    b.fd_eps = 1e-7  # thousands of ReLUs: a larger step crosses some of their kinks
+    b.add('Conv2D', filters=32, kernel_size=[3, 3], padding='same', activation='relu', gain=1.5)
+    b.add('Conv2D', filters=32, kernel_size=[3, 3], activation='relu', keep=True, gain=1.5)
+    b.add('MaxPooling2D', pool_size=[2, 2])                  # 18x16 -> 9x8
+    b.add('Conv2D', filters=32, kernel_size=[3, 3], padding='same', activation='relu', gain=1.5)
+    b.add('MaxPooling2D', pool_size=[2, 2], keep=True)       # 9x8 -> 4x4, a row over
+    b.add('Flatten')
+    b.add('Dense', units=10, activation='softmax', gain=2.0)
+    M.append(b)
     return M
 
 
@@ -900,7 +914,7 @@ def main():
         # cross-check 2: torch autograd vs central differences of the NumPy forward
         for k in range(3):
             v = rng.standard_normal(x32.shape)
-            eps = 1e-5
+            eps = getattr(b, 'fd_eps', 1e-5)
             xp = x32.astype(np.float64) + eps * v
             xm = x32.astype(np.float64) - eps * v
             fp = objective(model, *numpy_forward(model, xp), o)
