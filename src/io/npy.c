@@ -451,6 +451,9 @@ int fv_npy_writer_open(struct fv_npy_writer *w, const char *path, int rank, cons
 int fv_npy_writer_write(struct fv_npy_writer *w, const float *data, size_t count,
                         struct fv_error *err) {
     FV_ASSERT(w->open && count <= w->left);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    int ok = fwrite(data, 4, count, w->t.fp) == count; /* the host's order is the file's */
+#else
     unsigned char buf[4096];
     int ok = 1;
     for (size_t done = 0; ok && done < count;) {
@@ -463,6 +466,7 @@ int fv_npy_writer_write(struct fv_npy_writer *w, const float *data, size_t count
         ok = fwrite(buf, 4, k, w->t.fp) == k;
         done += k;
     }
+#endif
     if (!ok) {
         int rc = fv_error_set(err, FV_ERR_IO, "%s: write failed: %s", w->t.path, strerror(errno));
         fv_npy_writer_abort(w);

@@ -352,7 +352,8 @@ int fv_job_activations(const struct fv_settings *s, struct fv_error *err) {
     const char *dir = fv_get_str(s, "output", "dir");
     int batch = fv_get_int(s, "activations", "batch");
     if ((size_t)batch > in.total) batch = (int)in.total;
-    if ((rc = fv_plan_init(&p, &m, batch, in.h, in.w, 0, err))) goto done;
+    /* without .pre.npy, plain ReLUs are applied in place: half the memory */
+    if ((rc = fv_plan_init(&p, &m, batch, in.h, in.w, want_pre ? 0 : FV_PLAN_FUSE, err))) goto done;
     size_t per_in = (size_t)in.h * (size_t)in.w * (size_t)in.c;
     int views = want_pre ? 2 : 1;
     size_t max_per = 0;

@@ -42,7 +42,7 @@ static int recognize(const struct fv_model *m, const struct fv_preproc *pp, cons
                      struct fv_error *err) {
     struct fv_plan p;
     int batch = n < 8 ? n : 8; /* a forward pass per 8 images keeps this plan small */
-    int rc = fv_plan_init(&p, m, batch, h, w, 0, err);
+    int rc = fv_plan_init(&p, m, batch, h, w, FV_PLAN_FUSE, err);
     if (rc) return rc;
     int k = (int)fv_shape_count(&p.io[m->output].out);
     size_t img = (size_t)h * (size_t)w * (size_t)c;

@@ -79,7 +79,9 @@ static int dream_image(const struct dream *d, float *u, int h, int w, int frame,
         else memset(detail, 0, cnt * sizeof *detail);
         for (size_t i = 0; i < cnt; i++) src[i] = base[i] + detail[i];
         struct fv_plan p;
-        if ((rc = fv_plan_init_upto(&p, d->m, 1, H, W, FV_PLAN_GRAD, top, err))) {
+        /* ReLUs in place (half the memory) unless the objective reads before one */
+        int flags = FV_PLAN_GRAD | (fv_objective_reads_pre_relu(&d->obj, d->m) ? 0 : FV_PLAN_FUSE);
+        if ((rc = fv_plan_init_upto(&p, d->m, 1, H, W, flags, top, err))) {
             fv_error_prefix(err, "octave %d (%dx%d)", k, H, W);
             break;
         }

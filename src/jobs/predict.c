@@ -24,7 +24,7 @@ int fv_job_predict(const struct fv_settings *s, struct fv_error *err) {
     if ((rc = fv_inputs_open(&in, fv_get_str(s, "predict", "inputs"), &m, &pp, 0, 0, err))) goto done;
     int batch = fv_get_int(s, "predict", "batch");
     if ((size_t)batch > in.total) batch = (int)in.total;
-    if ((rc = fv_plan_init(&p, &m, batch, in.h, in.w, 0, err))) goto done;
+    if ((rc = fv_plan_init(&p, &m, batch, in.h, in.w, FV_PLAN_FUSE, err))) goto done;
     int probs = topn_is_prob(&m);
     size_t per_in = (size_t)in.h * (size_t)in.w * (size_t)in.c;
     int k = (int)fv_shape_count(&p.io[m.output].out);

@@ -553,7 +553,7 @@ int fv_job_stats(const struct fv_settings *s, struct fv_error *err) {
     if ((size_t)batch > N) batch = (int)N;
     int k = fv_get_int(s, "stats", "topk");
     if ((rc = fit_batch(&m, batch, in.h, in.w, &batch, err))) goto done;
-    if ((rc = fv_plan_init(&p, &m, batch, in.h, in.w, 0, err))) goto done;
+    if ((rc = fv_plan_init(&p, &m, batch, in.h, in.w, FV_PLAN_FUSE, err))) goto done;
     if ((rc = pick_layers(s, &m, &p, &layers, &n_layers, err))) goto done;
     int max_c = 1;
     if (!(ls = calloc((size_t)n_layers, sizeof *ls))) {

@@ -231,18 +231,26 @@ void fv_plan_free(struct fv_plan *p) {
  * physical dim perm[a]. to_keras selects the direction. */
 static void permute_image(const float *src, float *dst, const struct fv_shape *phys,
                           const int *perm, int to_keras) {
-    int r = phys->rank;
+    int r = phys->rank, identity = 1;
     size_t stride[FV_MAX_RANK], kd[FV_MAX_RANK];
     size_t s = 1;
     for (int i = r - 1; i >= 0; i--) stride[i] = s, s *= (size_t)phys->d[i];
-    for (int a = 0; a < r; a++) kd[a] = (size_t)phys->d[perm[a]];
+    for (int a = 0; a < r; a++) kd[a] = (size_t)phys->d[perm[a]], identity &= perm[a] == a;
+    if (identity || r == 0) {
+        memcpy(dst, src, s * sizeof(float));
+        return;
+    }
+    /* Keras-order runs along the last Keras axis: one physical stride each */
+    size_t run = kd[r - 1], rs = stride[perm[r - 1]];
     size_t idx[FV_MAX_RANK] = {0}, total = s;
-    for (size_t k = 0; k < total; k++) {
+    for (size_t k = 0; k < total; k += run) {
         size_t off = 0;
-        for (int a = 0; a < r; a++) off += idx[a] * stride[perm[a]];
-        if (to_keras) dst[k] = src[off];
-        else dst[off] = src[k];
-        for (int a = r - 1; a >= 0; a--) {
+        for (int a = 0; a < r - 1; a++) off += idx[a] * stride[perm[a]];
+        if (to_keras)
+            for (size_t j = 0; j < run; j++) dst[k + j] = src[off + j * rs];
+        else
+            for (size_t j = 0; j < run; j++) dst[off + j * rs] = src[k + j];
+        for (int a = r - 2; a >= 0; a--) {
             if (++idx[a] < kd[a]) break;
             idx[a] = 0;
         }
@@ -262,6 +270,9 @@ static void convert_batch(const struct fv_plan *p, int t, const float *src, floa
                           int to_keras) {
     const struct fv_shape *s = &p->io[t].out;
     size_t per = fv_shape_count(s);
+    int par = (double)p->n * (double)per >= 65536.0; /* threads only pay off for big batches */
+    (void)par;
+    FV_OMP("omp parallel for schedule(static) if(par)")
     for (int i = 0; i < p->n; i++)
         permute_image(src + (size_t)i * per, dst + (size_t)i * per, s, p->m->layers[t].kperm, to_keras);
 }
