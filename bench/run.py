@@ -26,6 +26,7 @@ workload is printed beside it.
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -131,7 +132,10 @@ def main():
     model = os.path.join(data, 'gtsrb48_bench.h5')
     if not os.path.exists(os.path.join(data, 'dream512.png')):
         subprocess.check_call([PY, os.path.join(HERE, 'make_data.py'), data])
-    work = a.work or tempfile.mkdtemp(prefix='featviz-bench-')
+    # outputs on tmpfs where there is one: both tools write the same bytes, and
+    # the disk's write-back would otherwise decide the activation export's times
+    shm = '/dev/shm' if os.path.isdir('/dev/shm') else None
+    work = a.work or tempfile.mkdtemp(prefix='featviz-bench-', dir=shm)
     os.makedirs(work, exist_ok=True)
     log = os.path.join(work, 'log.txt')
     env = dict(os.environ, OMP_NUM_THREADS=THREADS, BENCH_THREADS=THREADS)
@@ -152,6 +156,8 @@ def main():
         pt_cmd = [PY, os.path.join(HERE, 'torch_ref.py'), w, model, data, os.path.join(work, 'torch', w)]
         ft, fm, tt, tm = [], [], [], []
         for _ in range(reps):
+            for d in (fv_cmd[-1][len('output.dir='):], pt_cmd[-1]):
+                shutil.rmtree(d, ignore_errors=True)  # no run finds the previous one's files
             t, m = timed(fv_cmd, env, log)
             ft.append(t), fm.append(m)
             t, m = timed(pt_cmd, env, log)
