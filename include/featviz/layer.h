@@ -104,6 +104,9 @@ struct fv_io {
     float *dx[FV_MAX_IN];        /* gradient wrt x[i], accumulated; NULL: not needed */
     int dx_assign[FV_MAX_IN];    /* nothing wrote dx[i] yet: ops with assigns_dx overwrite it
                                     (all of it) instead of adding to it */
+    int dx_relu[FV_MAX_IN];      /* with dx_assign: x[i] is the output of a plain ReLU that only
+                                    this layer reads; ops with masks_dx write dx[i] already
+                                    through its derivative, (x[i] > 0) * J^T dy */
     float *ws;                   /* scratch, ws_floats long; contents undefined on entry */
     int relu;                    /* forward ends with y = max(0, y) (ops with fuses_relu only) */
     int grad;                    /* set before ops->shape: the plan will run backward too */
@@ -131,6 +134,8 @@ struct fv_layer_ops {
     int fuses_relu;
     /* backward honours io->dx_assign (saves zeroing dx first) */
     int assigns_dx;
+    /* ... and io->dx_relu (saves a pass over dx for the ReLU) */
+    int masks_dx;
     /* Multiply-adds x2 for one image (NULL: count as 0). */
     double (*flops)(const struct fv_layer *l, const struct fv_io *io);
 };

@@ -91,6 +91,7 @@ struct fv_node_buf {
                         pre-activation value seed it directly. */
     int relu_in_place; /* FV_PLAN_FUSE and a plain ReLU: pre == y, dpre == dy */
     int grad_stale;  /* dy/dpre not zeroed since fv_grad_zero (see fv_plan_grad) */
+    int grad_masked; /* relu_in_place, and the layer that wrote dy applied the ReLU's derivative */
 };
 
 struct fv_plan {
@@ -102,6 +103,7 @@ struct fv_plan {
     float *x;                    /* model input (n, H, W, C) physical; aliases buf[input].y */
     float *dx;                   /* gradient wrt input, aliases buf[input].dy */
     unsigned char *active;       /* scratch mask used by forward/backward */
+    int *uses;                   /* scratch: readers of each node among the active ones */
     void *mem;                   /* one block for everything */
     size_t mem_floats;
     int escape_relu;             /* dead-ReLU escape in backward */

@@ -150,7 +150,7 @@ static inline void output_block(const float *m, size_t ld, vf y[16]) {
 
 /* out[0..n) (=|+=) y (+ bias, relu) */
 static inline void store_out(float *out, const vf *y, size_t n, const float *bias, int accumulate,
-                             int relu) {
+                             int relu, const float *gate) {
     if (n == VL) {
         vf v = *y, o;
         if (accumulate) {
@@ -162,6 +162,10 @@ static inline void store_out(float *out, const vf *y, size_t n, const float *bia
                 v += o;
             }
             if (relu) v = (vf)((vi)v & ~(v < 0.0f)); /* lanes below 0 to +0 */
+            if (gate) {
+                vload(&o, gate);
+                v = (vf)((vi)v & (o > 0.0f));
+            }
         }
         vstore(out, &v);
         return;
@@ -174,24 +178,27 @@ static inline void store_out(float *out, const vf *y, size_t n, const float *bia
     }
     for (size_t o = 0; o < n; o++) {
         float val = tmp[o] + (bias ? bias[o] : 0.0f);
-        out[o] = relu && val < 0.0f ? 0.0f : val;
+        out[o] = (relu && val < 0.0f) || (gate && !(gate[o] > 0.0f)) ? 0.0f : val;
     }
 }
 
 WINO_CLONES void fv_wino_output(float *restrict y, const float *restrict m,
                                 const struct fv_conv_geom *g, int oc, size_t t0, size_t rows,
-                                const float *bias, int accumulate, int relu) {
+                                const float *bias, int accumulate, int relu, const float *gate) {
     size_t OC = (size_t)oc;
     for (size_t r = 0; r < rows; r++) {
         size_t img;
         int oy0, ox0;
         tile_origin(g, t0 + r, &img, &oy0, &ox0);
         float *out[16] = {NULL}; /* (OC) each; NULL outside the image */
+        size_t off[16] = {0};
         for (int i = 0; i < 4; i++)
             for (int j = 0; j < 4; j++)
-                if (oy0 + i < g->oh && ox0 + j < g->ow)
-                    out[4 * i + j] = y + ((img * (size_t)g->oh + (size_t)(oy0 + i)) * (size_t)g->ow +
-                                          (size_t)(ox0 + j)) * OC;
+                if (oy0 + i < g->oh && ox0 + j < g->ow) {
+                    off[4 * i + j] = ((img * (size_t)g->oh + (size_t)(oy0 + i)) * (size_t)g->ow +
+                                      (size_t)(ox0 + j)) * OC;
+                    out[4 * i + j] = y + off[4 * i + j];
+                }
         const float *mr = m + r * FV_WINO_PLANES * OC; /* this tile's (36, OC) */
         for (size_t o0 = 0; o0 < OC; o0 += VL) {
             size_t nc = OC - o0 < VL ? OC - o0 : VL;
@@ -207,7 +214,9 @@ WINO_CLONES void fv_wino_output(float *restrict y, const float *restrict m,
                 output_block(pad[0], VL, res);
             }
             for (int q = 0; q < 16; q++)
-                if (out[q]) store_out(out[q] + o0, &res[q], nc, bias ? bias + o0 : NULL, accumulate, relu);
+                if (out[q])
+                    store_out(out[q] + o0, &res[q], nc, bias ? bias + o0 : NULL, accumulate, relu,
+                              gate ? gate + off[q] + o0 : NULL);
         }
     }
 }

@@ -36,8 +36,10 @@ void fv_wino_input(float *v, const float *x, const struct fv_conv_geom *g, size_
 void fv_wino_kernel(float *u, const float *k, int c, int oc);
 /* y[img][oy][ox][o] (= | +=) (A^T M A)[i][j] (+ bias[o]) for the pixels of tiles
  * t0 .. t0+rows-1 inside the output; m[(r*36 + xi)*OC + o]. y: (n, OH, OW, OC).
- * relu (without accumulate): y = max(0, y) after the bias. */
+ * relu (without accumulate): y = max(0, y) after the bias. gate (or NULL,
+ * without accumulate; laid out as y): y = 0 where gate <= 0 (the derivative
+ * of the ReLU whose output gate is). */
 void fv_wino_output(float *y, const float *m, const struct fv_conv_geom *g, int oc, size_t t0,
-                    size_t rows, const float *bias, int accumulate, int relu);
+                    size_t rows, const float *bias, int accumulate, int relu, const float *gate);
 
 #endif

@@ -211,6 +211,8 @@ struct iconv {
     float *out;
     int accumulate;
     int relu; /* out = max(0, out) after the bias (not with accumulate) */
+    const float *gate; /* or NULL (not with accumulate): out = 0 where gate <= 0, gate laid
+                          out as out (the derivative of the ReLU whose output it is) */
 };
 
 #define ICONV_PIX 96 /* output pixels per task (more when N is small), at least one row */
@@ -274,6 +276,11 @@ static void iconv_task(const struct iconv *v, size_t t, float *buf) {
     fv_gemm_seg(rows, (size_t)v->ow, v->nout, v->kh * v->kw * v->c, base, rs, C, v->kw * v->c, rs,
                 v->b, N, o, (size_t)v->ow * N, N, v->accumulate);
     fv_bias_relu(o, v->bias, (size_t)rows * (size_t)v->ow, v->nout, v->relu);
+    if (v->gate) {
+        const float *gt = v->gate + (size_t)(o - v->out);
+        size_t cnt = (size_t)rows * (size_t)v->ow * N;
+        for (size_t k = 0; k < cnt; k++) o[k] = gt[k] > 0.0f ? o[k] : 0.0f;
+    }
 }
 
 static size_t iconv_tasks_per_img(const struct iconv *v) {
@@ -318,7 +325,8 @@ static void conv2d_iconv_bwd(const struct fv_io *io, const struct conv_dims *d, 
                         .oh = g->h, .ow = g->w, .kh = g->kh, .kw = g->kw,
                         .pt = g->kh - 1 - g->pt, .pl = g->kw - 1 - g->pl, .b = wt,
                         .nout = g->c, .bias = NULL, .out = io->dx[0],
-                        .accumulate = !io->dx_assign[0]};
+                        .accumulate = !io->dx_assign[0],
+                        .gate = io->dx_relu[0] ? io->x[0] : NULL};
 }
 
 /* ---- Winograd F(4x4, 3x3): 3x3, stride 1, dilation 1, one group ----
@@ -337,6 +345,7 @@ struct wino {
     const float *in, *bias;
     float *out;
     int accumulate, relu;
+    const float *gate; /* as in struct iconv */
 };
 
 static size_t wino_chunk(const struct wino *w) {
@@ -380,7 +389,8 @@ static void wino_run(const struct wino *w, const float *u, float *ws, size_t ws_
         for (size_t xi = 0; xi < FV_WINO_PLANES; xi++) /* M_xi = V_xi . U_xi */
             fv_gemm(rows, w->cout, w->g.c, v + xi * cin, FV_WINO_PLANES * cin, u + xi * cin * cout,
                     cout, 0, m + xi * cout, FV_WINO_PLANES * cout, 0);
-        fv_wino_output(w->out, m, &w->g, w->cout, t0, rows, w->bias, w->accumulate, w->relu);
+        fv_wino_output(w->out, m, &w->g, w->cout, t0, rows, w->bias, w->accumulate, w->relu,
+                       w->gate);
     }
 }
 
@@ -398,7 +408,7 @@ static void wino_bwd(const struct fv_io *io, const struct conv_dims *d, struct w
     g.oh = d->g.h, g.ow = d->g.w;
     g.pt = 2 - d->g.pt, g.pl = 2 - d->g.pl;
     *w = (struct wino){.g = g, .cout = d->g.c, .in = io->dy, .bias = NULL, .out = io->dx[0],
-                       .accumulate = !io->dx_assign[0]};
+                       .accumulate = !io->dx_assign[0], .gate = io->dx_relu[0] ? io->x[0] : NULL};
 }
 
 /* ---- backward workspace ----
@@ -591,6 +601,7 @@ static void backward_sparse_image(const struct iconv *dense, const struct bwd_ws
     struct iconv sp = *dense;
     sp.in = dyc, sp.n = 1, sp.c = cnt, sp.b = wtc;
     sp.out = dense->out + img * (size_t)dense->oh * (size_t)dense->ow * C;
+    if (dense->gate) sp.gate = dense->gate + img * (size_t)dense->oh * (size_t)dense->ow * C;
     size_t tasks = iconv_tasks_per_img(&sp);
     for (size_t t = 0; t < tasks; t++) iconv_task(&sp, t, band);
 }
@@ -658,8 +669,8 @@ static void conv2d_backward(const struct fv_layer *l, const struct fv_io *io) {
         return;
     }
     const struct fv_conv_geom *g = &d.g;
-    if (io->dx_assign[0]) /* the gather below adds */
-        memset(dx, 0, (size_t)g->n * (size_t)g->h * (size_t)g->w * (size_t)g->c * sizeof(float));
+    size_t n_dx = (size_t)g->n * (size_t)g->h * (size_t)g->w * (size_t)g->c;
+    if (io->dx_assign[0]) memset(dx, 0, n_dx * sizeof(float)); /* the gather below adds */
     const float *w = l->w[0];  /* (KH, KW, cg, OC) */
     const float *dy = io->dy;  /* (n, OH, OW, OC) */
     size_t C = (size_t)g->c, OC = (size_t)d.oc;
@@ -699,6 +710,8 @@ static void conv2d_backward(const struct fv_layer *l, const struct fv_io *io) {
             }
         }
     }
+    if (io->dx_relu[0]) /* x is a ReLU's output: dx through its derivative */
+        for (size_t i = 0; i < n_dx; i++) dx[i] = io->x[0][i] > 0.0f ? dx[i] : 0.0f;
 }
 
 static double conv2d_flops(const struct fv_layer *l, const struct fv_io *io) {
@@ -716,5 +729,6 @@ const struct fv_layer_ops fv_conv2d_ops = {
     .prepare = conv2d_prepare,
     .fuses_relu = 1,
     .assigns_dx = 1,
+    .masks_dx = 1,
     .flops = conv2d_flops,
 };

@@ -219,9 +219,10 @@ typedef int vi __attribute__((vector_size(64)));
 enum { VL = 16 };
 
 /* One window, channels 0..nc-1: dx of its first maximum = dy, of its other
- * pixels 0 (the windows tile the image: nothing else writes them). */
+ * pixels 0 (the windows tile the image: nothing else writes them). relu: x is
+ * a ReLU's output, dx goes through its derivative: 0 where the maximum is 0. */
 POOL_CLONES static void assign_max(int cnt, const float *const *px, float *const *pd,
-                                   const float *dyc, int nc) {
+                                   const float *dyc, int nc, int relu) {
     int c = 0;
     for (; c + VL <= nc; c += VL) {
         vf best, x, d;
@@ -234,6 +235,7 @@ POOL_CLONES static void assign_max(int cnt, const float *const *px, float *const
             sel = (sel & ~take) | (k & take);
         }
         memcpy(&d, dyc + c, sizeof d);
+        if (relu) d = (vf)((vi)d & (best > 0.0f));
         for (int k = 0; k < cnt; k++) {
             vf out = (vf)((vi)d & (sel == k));
             memcpy(pd[k] + c, &out, sizeof out);
@@ -244,14 +246,14 @@ POOL_CLONES static void assign_max(int cnt, const float *const *px, float *const
         int sk = 0;
         for (int k = 0; k < cnt; k++)
             if (px[k][c] > bv) bv = px[k][c], sk = k;
-        for (int k = 0; k < cnt; k++) pd[k][c] = k == sk ? dyc[c] : 0.0f;
+        for (int k = 0; k < cnt; k++) pd[k][c] = k == sk && (!relu || bv > 0.0f) ? dyc[c] : 0.0f;
     }
 }
 
 /* dx = dy routed to the first maximum of each window, for windows that tile
  * the image; the pixels right of and below the last windows get 0. */
 static void maxpool_backward_assign(const struct pool_geom *g, int n, const float *x,
-                                    const float *dy, float *dx) {
+                                    const float *dy, float *dx, int relu) {
     size_t in_img = (size_t)g->H * g->W * g->C, C = (size_t)g->C;
     int rows = n * g->OH, cnt = g->PH * g->PW;
     int par = (double)n * g->OH * g->OW * g->C * cnt >= 65536.0;
@@ -273,7 +275,7 @@ static void maxpool_backward_assign(const struct pool_geom *g, int n, const floa
                 const float *pxc[POOL_WIN];
                 float *pdc[POOL_WIN];
                 for (int k = 0; k < cnt; k++) pxc[k] = px[k] + c0, pdc[k] = pd[k] + c0;
-                assign_max(cnt, pxc, pdc, dyo + c0, C - c0 < POOL_CH ? (int)(C - c0) : POOL_CH);
+                assign_max(cnt, pxc, pdc, dyo + c0, C - c0 < POOL_CH ? (int)(C - c0) : POOL_CH, relu);
             }
         }
         /* columns right of the last window, in this output row's input rows */
@@ -296,7 +298,7 @@ static void maxpool_backward(const struct fv_layer *l, const struct fv_io *io) {
     float *dx = io->dx[0];       /* (n,H,W,C) */
     size_t in_img = (size_t)g.H * g.W * g.C, out_row = (size_t)g.OW * g.C;
     if (io->dx_assign[0] && windows_tile(&g)) {
-        maxpool_backward_assign(&g, io->n, x, dy, dx);
+        maxpool_backward_assign(&g, io->n, x, dy, dx, io->dx_relu[0]);
         return;
     }
     if (io->dx_assign[0]) memset(dx, 0, (size_t)io->n * in_img * sizeof(float));
@@ -317,6 +319,10 @@ static void maxpool_backward(const struct fv_layer *l, const struct fv_io *io) {
                 maxpool_backward_row(&g, x + (size_t)b * in_img,
                                      dy + ((size_t)b * g.OH + oy) * out_row,
                                      dx + (size_t)b * in_img, oy);
+    }
+    if (io->dx_relu[0]) { /* x is a ReLU's output: dx through its derivative */
+        size_t all = (size_t)io->n * in_img;
+        for (size_t i = 0; i < all; i++) dx[i] = x[i] > 0.0f ? dx[i] : 0.0f;
     }
 }
 
@@ -380,6 +386,7 @@ const struct fv_layer_ops fv_maxpool_ops = {
     .forward = maxpool_forward,
     .backward = maxpool_backward,
     .assigns_dx = 1,
+    .masks_dx = 1,
     .flops = pool_flops,
 };
 

@@ -136,9 +136,10 @@ int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h,
     p->io = calloc((size_t)L, sizeof *p->io);
     p->buf = calloc((size_t)L, sizeof *p->buf);
     p->active = calloc((size_t)L, 1);
+    p->uses = calloc((size_t)L, sizeof *p->uses);
     size_t *count = calloc((size_t)L, sizeof *count);
     int rc = FV_OK;
-    if (!p->io || !p->buf || !p->active || !count) {
+    if (!p->io || !p->buf || !p->active || !p->uses || !count) {
         rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory planning %d layers", L);
         goto fail;
     }
@@ -223,6 +224,7 @@ void fv_plan_free(struct fv_plan *p) {
     free(p->io);
     free(p->buf);
     free(p->active);
+    free(p->uses);
     free(p->mem);
     memset(p, 0, sizeof *p);
 }

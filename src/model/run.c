@@ -62,7 +62,8 @@ void fv_forward(struct fv_plan *p, int upto) {
 
 void fv_grad_zero(struct fv_plan *p) {
     if (!(p->flags & FV_PLAN_GRAD)) return;
-    for (int i = 0; i < p->m->n_layers; i++) p->buf[i].grad_stale = p->io[i].out.rank != 0;
+    for (int i = 0; i < p->m->n_layers; i++)
+        p->buf[i].grad_stale = p->io[i].out.rank != 0, p->buf[i].grad_masked = 0;
 }
 
 float *fv_plan_grad(struct fv_plan *p, int t, int pre) {
@@ -85,11 +86,17 @@ void fv_backward(struct fv_plan *p, int from) {
     FV_ASSERT(p->flags & FV_PLAN_GRAD);
     FV_ASSERT(from >= 0 && (p->upto < 0 || from <= p->upto));
     mark_needed(p, from);
+    memset(p->uses, 0, (size_t)m->n_layers * sizeof *p->uses);
+    for (int i = 0; i <= from; i++)
+        for (int j = 0; p->active[i] && i != m->input && j < m->layers[i].n_in; j++)
+            p->uses[m->layers[i].in[j]]++;
     for (int i = from; i >= 0; i--) {
         if (!p->active[i] || i == m->input || p->buf[i].grad_stale) continue;
         const struct fv_layer *l = &m->layers[i];
         struct fv_node_buf *b = &p->buf[i];
-        if (b->relu_in_place) {
+        if (b->grad_masked) {
+            /* the layer that wrote dy applied the ReLU's derivative */
+        } else if (b->relu_in_place) {
             fv_relu_backward_in_place(b->y, b->dy, (size_t)p->n * fv_shape_count(&p->io[i].out),
                                       p->escape_relu);
         } else if (l->act.kind != FV_ACT_LINEAR) {
@@ -100,8 +107,13 @@ void fv_backward(struct fv_plan *p, int from) {
         }
         for (int j = 0; j < l->n_in; j++) {
             struct fv_node_buf *in = &p->buf[l->in[j]];
-            p->io[i].dx_assign[j] = in->grad_stale && l->ops->assigns_dx && in->dy == in->dpre;
-            if (p->io[i].dx_assign[j])
+            struct fv_io *io = &p->io[i];
+            io->dx_assign[j] = in->grad_stale && l->ops->assigns_dx && in->dy == in->dpre;
+            /* the only reader of a ReLU's output can apply its derivative as it writes */
+            io->dx_relu[j] = io->dx_assign[j] && l->ops->masks_dx && in->relu_in_place &&
+                             !p->escape_relu && p->uses[l->in[j]] == 1;
+            in->grad_masked = io->dx_relu[j];
+            if (io->dx_assign[j])
                 in->grad_stale = 0; /* the layer writes all of it */
             else
                 fv_plan_grad(p, l->in[j], 0);
