@@ -78,10 +78,13 @@ WINO_CLONES void fv_wino_input(float *restrict v, const float *restrict x,
         tile_origin(g, t0 + r, &img, &oy0, &ox0);
         int iy0 = oy0 - g->pt, ix0 = ox0 - g->pl;
         const float *d[36]; /* the patch's pixels, (C) each */
+        int inside = iy0 >= 0 && iy0 + 6 <= g->h && ix0 >= 0 && ix0 + 6 <= g->w;
+        const float *p0 = x + ((img * (size_t)g->h + (size_t)iy0) * (size_t)g->w + (size_t)ix0) * C;
         for (int i = 0; i < 6; i++)
             for (int j = 0; j < 6; j++) {
                 int iy = iy0 + i, ix = ix0 + j;
-                d[6 * i + j] = iy < 0 || iy >= g->h || ix < 0 || ix >= g->w
+                d[6 * i + j] = inside ? p0 + ((size_t)i * (size_t)g->w + (size_t)j) * C
+                               : iy < 0 || iy >= g->h || ix < 0 || ix >= g->w
                                    ? zero
                                    : x + ((img * (size_t)g->h + (size_t)iy) * (size_t)g->w + (size_t)ix) * C;
             }
