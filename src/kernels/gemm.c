@@ -362,6 +362,7 @@ AVX2_FN static void avx2_kernel_6x16(const struct gemm_args *g, const struct pie
     const float *a4 = rows > 4 ? as + 4 * lda : as;
     const float *a5 = rows > 5 ? as + 5 * lda : as;
     for (int q = 0; q < len; q++, p += ldp) {
+        if (ldp > 256) _mm_prefetch((const char *)(p + 16 * ldp), _MM_HINT_T0); /* see the AVX-512 kernel */
         __m256 b0 = _mm256_loadu_ps(p), b1 = _mm256_loadu_ps(p + 8);
         AVX2_ROW(a0 + q, c00, c01);
         AVX2_ROW(a1 + q, c10, c11);
@@ -560,6 +561,12 @@ AVX512_FN static void avx512_kernel_12x32(const struct gemm_args *g, const struc
     const float *a10 = rows > 10 ? as + 10 * lda : as;
     const float *a11 = rows > 11 ? as + 11 * lda : as;
     for (int q = 0; q < len; q++, p += ldp) {
+        /* B rows far apart (a Dense kernel read in place) defeat the hardware
+         * prefetchers: ask for the row a few iterations ahead */
+        if (ldp > 256) {
+            _mm_prefetch((const char *)(p + 16 * ldp), _MM_HINT_T0);
+            _mm_prefetch((const char *)(p + 16 * ldp + 16), _MM_HINT_T0);
+        }
         __m512 b0 = _mm512_loadu_ps(p), b1 = _mm512_loadu_ps(p + 16);
         AVX512_ROW(a0 + q, r0);
         AVX512_ROW(a1 + q, r1);
