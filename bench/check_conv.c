@@ -1,12 +1,13 @@
 /* Development check of the Conv2D kernels' special paths against a naive
  * double-precision loop: a batch where some images' dy lives in one or two
  * channels (the sparse backward taken for filter objectives) and others are
- * dense, all dense (Winograd for >= 64 channels), forward too, 'same' and
+ * dense, all dense (Winograd for >= 32 channels), forward too, 'same' and
  * 'valid' padding, odd sizes, 1 and 2 threads (bit-identical).
  *
  *   gcc -std=c11 -O2 -fopenmp -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc bench/check_conv.c \
  *       src/core/error.c src/core/shape.c src/kernels/gemm.c src/kernels/im2col.c \
- *       src/layers/conv2d.c src/layers/depthwise.c -lm -o /tmp/check_conv && /tmp/check_conv
+ *       src/kernels/winograd.c src/layers/conv2d.c src/layers/depthwise.c src/layers/prepare.c \
+ *       -lm -o /tmp/check_conv && /tmp/check_conv
  * Prints the largest relative errors and exits 1 on a failure. */
 #include <math.h>
 #include <omp.h>

@@ -781,10 +781,17 @@ void fv_bias_add(float *y, const float *bias, size_t rows, int n) {
 }
 
 void fv_bias_relu(float *y, const float *bias, size_t rows, int n, int relu) {
-    if (bias) fv_bias_add(y, bias, rows, n);
-    if (!relu) return;
-    size_t count = rows * (size_t)n;
-    for (size_t i = 0; i < count; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+    if (!relu) {
+        if (bias) fv_bias_add(y, bias, rows, n);
+        return;
+    }
+    for (size_t r = 0; r < rows; r++) { /* one pass: the row is still in cache */
+        float *yr = y + r * (size_t)n;
+        for (int j = 0; j < n; j++) {
+            float v = yr[j] + (bias ? bias[j] : 0.0f);
+            yr[j] = v > 0.0f ? v : 0.0f;
+        }
+    }
 }
 
 void fv_bias_add_par(float *y, const float *bias, size_t rows, int n) {

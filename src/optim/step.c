@@ -13,7 +13,7 @@ void fv_adam_default(struct fv_adam *a) {
 
 void fv_adam_step(const struct fv_adam *a, float *theta, const float *g, float *m, float *v,
                   int *t, int n, size_t size) {
-    float b1 = a->beta1, b2 = a->beta2;
+    float b1 = a->beta1, b2 = a->beta2, lr = a->lr, eps = a->eps; /* locals: the loop vectorizes */
 #pragma omp parallel for schedule(static) if ((size_t)n * size >= FV_OPTIM_PAR_MIN)
     for (int b = 0; b < n; b++) {
         int step = ++t[b];
@@ -26,7 +26,7 @@ void fv_adam_step(const struct fv_adam *a, float *theta, const float *g, float *
             mb[i] = b1 * mb[i] + (1.f - b1) * gb[i];
             vb[i] = b2 * vb[i] + (1.f - b2) * gb[i] * gb[i];
             /* theta += lr * m_hat / (sqrt(v_hat) + eps) */
-            th[i] += a->lr * (mb[i] / bc1) / (sqrtf(vb[i] / bc2) + a->eps);
+            th[i] += lr * (mb[i] / bc1) / (sqrtf(vb[i] / bc2) + eps);
         }
     }
 }
