@@ -217,6 +217,10 @@ void fv_param_backward(const struct fv_param *p, const float *u, const float *du
     for (int b = 0; b < n; b++) {
         const float *ub = u + (size_t)b * hwc, *dub = du + (size_t)b * hwc;
         float *dth = dtheta + (size_t)b * p->size;
+        if (p->cfg.basis == FV_PARAM_PIXEL && !p->cfg.sigmoid && !p->decorrelate) {
+            for (size_t i = 0; i < hwc; i++) dth[i] += dub[i]; /* u = theta */
+            continue;
+        }
         if (p->cfg.basis == FV_PARAM_PIXEL) {
             float dt[3];
             for (size_t i = 0; i < pixels; i++) {

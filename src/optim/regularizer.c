@@ -20,10 +20,13 @@ void fv_reg_lp(const float *u, int n, size_t count, float p, float center, float
         float *dub = du ? du + (size_t)b * count : NULL;
         double r = 0;
         if (p == 2.f) { /* the same numbers without powf: a^2 = d*d, 2 a sign(d) = 2 d */
-            for (size_t i = 0; i < count; i++) {
+            for (size_t i = 0; dub && i < count; i++) {
+                float d = ub[i] - center;
+                dub[i] -= d != 0.f ? weight * 2.f * d * inv_n : 0.f;
+            }
+            for (size_t i = 0; values && i < count; i++) {
                 float d = ub[i] - center;
                 r += (double)(d * d);
-                if (dub && d != 0.f) dub[i] -= weight * 2.f * d * inv_n;
             }
             if (values) values[b] = (float)(r / (double)count);
             continue;
