@@ -2,30 +2,10 @@
 #include "kernels/winograd.h"
 
 #include "core/par.h"
-
-/* The transforms are plain loops over channels that the compiler vectorizes;
- * on x86 with GCC they are also built for AVX-512 and AVX2 and the CPU picks
- * at load time (the same arithmetic, elementwise: results do not change). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FV_GEMM_PORTABLE)
-#define WINO_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define WINO_CLONES
-#endif
-
-#include <string.h>
-
-/* 16 channels at a time as one GCC vector: one AVX-512 register, two AVX2
- * ones, four SSE ones, whatever the clone was built for. */
-typedef float vf __attribute__((vector_size(64)));
-typedef int vi __attribute__((vector_size(64)));
-enum { VL = 16 };
-
-/* (vectors travel by pointer: passing them by value would depend on the ABI) */
-static inline void vload(vf *v, const float *p) { memcpy(v, p, sizeof *v); }
-static inline void vstore(float *p, const vf *v) { memcpy(p, v, sizeof *v); }
+#include "kernels/simd.h" /* the transforms: plain loops over 16 channels at a time */
 
 /* r = B^T applied to (x0 .. x5) */
-static inline void bt6(const vf x[6], vf r[6]) {
+static inline void bt6(const fv_vf x[6], fv_vf r[6]) {
     r[0] = 4.0f * x[0] - 5.0f * x[2] + x[4];
     r[1] = -4.0f * (x[1] + x[2]) + x[3] + x[4];
     r[2] = 4.0f * (x[1] - x[2]) - x[3] + x[4];
@@ -35,8 +15,8 @@ static inline void bt6(const vf x[6], vf r[6]) {
 }
 
 /* r = A^T applied to (x0 .. x5) */
-static inline void at6(const vf x[6], vf r[4]) {
-    vf a = x[1] + x[2], b = x[1] - x[2], c = x[3] + x[4], d = x[3] - x[4];
+static inline void at6(const fv_vf x[6], fv_vf r[4]) {
+    fv_vf a = x[1] + x[2], b = x[1] - x[2], c = x[3] + x[4], d = x[3] - x[4];
     r[0] = x[0] + a + c;
     r[1] = b + 2.0f * d;
     r[2] = a + 4.0f * c;
@@ -54,24 +34,24 @@ static void tile_origin(const struct fv_conv_geom *g, size_t t, size_t *img, int
 
 /* V (36 rows of 16 channels, row stride ld) of the 36 pixels d[k] (16 channels each). */
 static inline void input_block(const float *const d[36], float *o, size_t ld) {
-    vf t[36]; /* t = B^T d: row i, column j at t[6*i + j] */
+    fv_vf t[36]; /* t = B^T d: row i, column j at t[6*i + j] */
     for (int j = 0; j < 6; j++) {
-        vf x[6], r[6];
-        for (int i = 0; i < 6; i++) vload(&x[i], d[6 * i + j]);
+        fv_vf x[6], r[6];
+        for (int i = 0; i < 6; i++) fv_vload(&x[i], d[6 * i + j]);
         bt6(x, r);
         for (int i = 0; i < 6; i++) t[6 * i + j] = r[i];
     }
     for (int i = 0; i < 6; i++) { /* V = t B */
-        vf r[6];
+        fv_vf r[6];
         bt6(&t[6 * i], r);
-        for (int k = 0; k < 6; k++) vstore(o + (size_t)(6 * i + k) * ld, &r[k]);
+        for (int k = 0; k < 6; k++) fv_vstore(o + (size_t)(6 * i + k) * ld, &r[k]);
     }
 }
 
-WINO_CLONES void fv_wino_input(float *restrict v, const float *restrict x,
+FV_CLONES void fv_wino_input(float *restrict v, const float *restrict x,
                                const struct fv_conv_geom *g, size_t t0, size_t rows,
                                const float *zero) {
-    size_t C = (size_t)g->c, full = C / VL * VL;
+    size_t C = (size_t)g->c, full = C / FV_VL * FV_VL;
     for (size_t r = 0; r < rows; r++) {
         size_t img;
         int oy0, ox0;
@@ -89,21 +69,21 @@ WINO_CLONES void fv_wino_input(float *restrict v, const float *restrict x,
                                    : x + ((img * (size_t)g->h + (size_t)iy) * (size_t)g->w + (size_t)ix) * C;
             }
         float *o = v + r * FV_WINO_PLANES * C; /* this tile's (36, C): written in one run */
-        for (size_t c0 = 0; c0 < full; c0 += VL) {
+        for (size_t c0 = 0; c0 < full; c0 += FV_VL) {
             const float *dc[36];
             for (int k = 0; k < 36; k++) dc[k] = d[k] + c0;
             input_block(dc, o + c0, C);
         }
         if (full < C) { /* the last C % 16 channels, through zero-padded copies */
             size_t nc = C - full;
-            float pad[36][VL], out[36][VL];
+            float pad[36][FV_VL], out[36][FV_VL];
             const float *dc[36];
             for (int k = 0; k < 36; k++) {
                 memset(pad[k], 0, sizeof pad[k]);
                 memcpy(pad[k], d[k] + full, nc * sizeof(float));
                 dc[k] = pad[k];
             }
-            input_block(dc, out[0], VL);
+            input_block(dc, out[0], FV_VL);
             for (int k = 0; k < 36; k++) memcpy(o + (size_t)k * C + full, out[k], nc * sizeof(float));
         }
     }
@@ -139,11 +119,11 @@ void fv_wino_kernel(float *u, const float *k, int c, int oc) {
 }
 
 /* The 16 outputs (4x4, 16 channels each) of the 36 rows m (row stride ld). */
-static inline void output_block(const float *m, size_t ld, vf y[16]) {
-    vf s[24]; /* s = A^T M: row i, column j at s[6*i + j] */
+static inline void output_block(const float *m, size_t ld, fv_vf y[16]) {
+    fv_vf s[24]; /* s = A^T M: row i, column j at s[6*i + j] */
     for (int j = 0; j < 6; j++) {
-        vf x[6], r[4];
-        for (int i = 0; i < 6; i++) vload(&x[i], m + (size_t)(6 * i + j) * ld);
+        fv_vf x[6], r[4];
+        for (int i = 0; i < 6; i++) fv_vload(&x[i], m + (size_t)(6 * i + j) * ld);
         at6(x, r);
         for (int i = 0; i < 4; i++) s[6 * i + j] = r[i];
     }
@@ -152,29 +132,29 @@ static inline void output_block(const float *m, size_t ld, vf y[16]) {
 }
 
 /* out[0..n) (=|+=) y (+ bias, relu) */
-static inline void store_out(float *out, const vf *y, size_t n, const float *bias, int accumulate,
+static inline void store_out(float *out, const fv_vf *y, size_t n, const float *bias, int accumulate,
                              int relu, const float *gate) {
-    if (n == VL) {
-        vf v = *y, o;
+    if (n == FV_VL) {
+        fv_vf v = *y, o;
         if (accumulate) {
-            vload(&o, out);
+            fv_vload(&o, out);
             v += o;
         } else {
             if (bias) {
-                vload(&o, bias);
+                fv_vload(&o, bias);
                 v += o;
             }
-            if (relu) v = (vf)((vi)v & ~(v < 0.0f)); /* lanes below 0 to +0 */
+            if (relu) v = (fv_vf)((fv_vi)v & ~(v < 0.0f)); /* lanes below 0 to +0 */
             if (gate) {
-                vload(&o, gate);
-                v = (vf)((vi)v & (o > 0.0f));
+                fv_vload(&o, gate);
+                v = (fv_vf)((fv_vi)v & (o > 0.0f));
             }
         }
-        vstore(out, &v);
+        fv_vstore(out, &v);
         return;
     }
-    float tmp[VL];
-    vstore(tmp, y);
+    float tmp[FV_VL];
+    fv_vstore(tmp, y);
     if (accumulate) {
         for (size_t o = 0; o < n; o++) out[o] += tmp[o];
         return;
@@ -185,7 +165,7 @@ static inline void store_out(float *out, const vf *y, size_t n, const float *bia
     }
 }
 
-WINO_CLONES void fv_wino_output(float *restrict y, const float *restrict m,
+FV_CLONES void fv_wino_output(float *restrict y, const float *restrict m,
                                 const struct fv_conv_geom *g, int oc, size_t t0, size_t rows,
                                 const float *bias, int accumulate, int relu, const float *gate) {
     size_t OC = (size_t)oc;
@@ -203,18 +183,18 @@ WINO_CLONES void fv_wino_output(float *restrict y, const float *restrict m,
                     out[4 * i + j] = y + off[4 * i + j];
                 }
         const float *mr = m + r * FV_WINO_PLANES * OC; /* this tile's (36, OC) */
-        for (size_t o0 = 0; o0 < OC; o0 += VL) {
-            size_t nc = OC - o0 < VL ? OC - o0 : VL;
-            vf res[16];
-            if (nc == VL) {
+        for (size_t o0 = 0; o0 < OC; o0 += FV_VL) {
+            size_t nc = OC - o0 < FV_VL ? OC - o0 : FV_VL;
+            fv_vf res[16];
+            if (nc == FV_VL) {
                 output_block(mr + o0, OC, res);
             } else { /* the last OC % 16 channels, through zero-padded copies */
-                float pad[36][VL];
+                float pad[36][FV_VL];
                 for (int k = 0; k < 36; k++) {
                     memset(pad[k], 0, sizeof pad[k]);
                     memcpy(pad[k], mr + (size_t)k * OC + o0, nc * sizeof(float));
                 }
-                output_block(pad[0], VL, res);
+                output_block(pad[0], FV_VL, res);
             }
             for (int q = 0; q < 16; q++)
                 if (out[q])

@@ -16,6 +16,7 @@
 #include <emmintrin.h>
 #endif
 
+#include "kernels/simd.h"
 #include "layers/layers.h"
 
 struct pool_geom {
@@ -207,37 +208,27 @@ static int windows_tile(const struct pool_geom *g) {
            g->OH * g->PH <= g->H && g->OW * g->PW <= g->W && g->PH * g->PW <= POOL_WIN;
 }
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FV_GEMM_PORTABLE)
-#define POOL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define POOL_CLONES
-#endif
-
-/* 16 channels as one GCC vector (one AVX-512 register, two AVX2 ones, ...) */
-typedef float vf __attribute__((vector_size(64)));
-typedef int vi __attribute__((vector_size(64)));
-enum { VL = 16 };
 
 /* One window, channels 0..nc-1: dx of its first maximum = dy, of its other
  * pixels 0 (the windows tile the image: nothing else writes them). relu: x is
  * a ReLU's output, dx goes through its derivative: 0 where the maximum is 0. */
-POOL_CLONES static void assign_max(int cnt, const float *const *px, float *const *pd,
+FV_CLONES static void assign_max(int cnt, const float *const *px, float *const *pd,
                                    const float *dyc, int nc, int relu) {
     int c = 0;
-    for (; c + VL <= nc; c += VL) {
-        vf best, x, d;
-        vi sel = {0};
-        for (int q = 0; q < VL; q++) best[q] = -INFINITY;
+    for (; c + FV_VL <= nc; c += FV_VL) {
+        fv_vf best, x, d;
+        fv_vi sel = {0};
+        for (int q = 0; q < FV_VL; q++) best[q] = -INFINITY;
         for (int k = 0; k < cnt; k++) {
             memcpy(&x, px[k] + c, sizeof x);
-            vi take = x > best; /* as `if (x > best)`: false for NaN */
-            best = (vf)(((vi)x & take) | ((vi)best & ~take));
+            fv_vi take = x > best; /* as `if (x > best)`: false for NaN */
+            best = (fv_vf)(((fv_vi)x & take) | ((fv_vi)best & ~take));
             sel = (sel & ~take) | (k & take);
         }
         memcpy(&d, dyc + c, sizeof d);
-        if (relu) d = (vf)((vi)d & (best > 0.0f));
+        if (relu) d = (fv_vf)((fv_vi)d & (best > 0.0f));
         for (int k = 0; k < cnt; k++) {
-            vf out = (vf)((vi)d & (sel == k));
+            fv_vf out = (fv_vf)((fv_vi)d & (sel == k));
             memcpy(pd[k] + c, &out, sizeof out);
         }
     }
