@@ -251,7 +251,7 @@ static const struct cfg conv_cfgs[] = {
     {1, 1, 3, 4, 3, 3, 1, 1, 1, 1, 1, 1, 0, 1, 2},   /* 1x1 input */
     {6, 5, 40, 20, 3, 3, 1, 1, 1, 1, 1, 1, 0, 1, 2}, /* K = 360 > one K block, ragged N */
     {23, 21, 3, 9, 3, 3, 1, 1, 1, 1, 1, 1, 0, 1, 2}, /* several M tiles, 4-row remainder */
-    {9, 7, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 0, 1, 2}, /* 3x3 stride 1, >= 64 channels: Winograd */
+    {9, 7, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1, 0, 1, 2}, /* 3x3 stride 1, >= 32 channels: Winograd */
     {8, 11, 64, 72, 3, 3, 1, 1, 1, 1, 0, 1, 0, 0, 2},/* Winograd, 'valid', odd width */
 };
 #define N_CONV (sizeof conv_cfgs / sizeof conv_cfgs[0])
