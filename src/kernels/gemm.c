@@ -607,8 +607,23 @@ AVX512_FN static void avx512_kernel_12x32(const struct gemm_args *g, const struc
         s##r##3 = _mm512_fmadd_ps(x##r, b3, s##r##3);                 \
     } while (0)
 
-/* Few columns: as gemm_dot_avx2 with 16 lanes, reduced by _mm512_reduce_add_ps
- * (a fixed sequence of shuffles and adds). */
+/* The 16 lanes of v summed down to 4 (fixed pairing: halves, then quarters). */
+AVX512_FN static inline __m128 avx512_fold4(__m512 v) {
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v),
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+/* (sum of a, sum of b, sum of c, sum of d) */
+AVX512_FN static inline __m128 avx512_sum4(__m512 a, __m512 b, __m512 c, __m512 d) {
+    return _mm_hadd_ps(_mm_hadd_ps(avx512_fold4(a), avx512_fold4(b)),
+                       _mm_hadd_ps(avx512_fold4(c), avx512_fold4(d)));
+}
+
+#define DOT_ROWS 6 /* rows per pass: 24 accumulators, 6 + 4 loads per 24 FMAs */
+
+/* Few columns: as gemm_dot_avx2 with 16 lanes and 6 rows at a time, each
+ * row's 4 sums folded together (a fixed sequence of shuffles and adds). */
 AVX512_FN static void gemm_dot_avx512(const struct gemm_args *g) {
     float bt[DOT_N * DOT_LD];
     struct pieces pc;
@@ -617,16 +632,20 @@ AVX512_FN static void gemm_dot_avx512(const struct gemm_args *g) {
         pack_dot(bt, g, k0, kc);
         pieces_init(&pc, g, k0, kc);
         for (int grp = 0; grp < g->groups; grp++)
-            for (size_t i = 0; i < g->m; i += 4) {
-                int rows = g->m - i < 4 ? (int)(g->m - i) : 4;
+            for (size_t i = 0; i < g->m; i += DOT_ROWS) {
+                int rows = g->m - i < DOT_ROWS ? (int)(g->m - i) : DOT_ROWS;
                 const float *a0 = g->a + (size_t)grp * g->agroup + i * g->lda;
                 const float *a1 = rows > 1 ? a0 + g->lda : a0;
                 const float *a2 = rows > 2 ? a0 + 2 * g->lda : a0;
                 const float *a3 = rows > 3 ? a0 + 3 * g->lda : a0;
+                const float *a4 = rows > 4 ? a0 + 4 * g->lda : a0;
+                const float *a5 = rows > 5 ? a0 + 5 * g->lda : a0;
                 __m512 s00 = _mm512_setzero_ps(), s01 = s00, s02 = s00, s03 = s00;
                 __m512 s10 = s00, s11 = s00, s12 = s00, s13 = s00;
                 __m512 s20 = s00, s21 = s00, s22 = s00, s23 = s00;
                 __m512 s30 = s00, s31 = s00, s32 = s00, s33 = s00;
+                __m512 s40 = s00, s41 = s00, s42 = s00, s43 = s00;
+                __m512 s50 = s00, s51 = s00, s52 = s00, s53 = s00;
                 const float *bk = bt;
                 for (int pi = 0; pi < pc.n; pi++) {
                     int len = pc.len[pi];
@@ -637,6 +656,8 @@ AVX512_FN static void gemm_dot_avx512(const struct gemm_args *g) {
                         __m512 x1 = _mm512_maskz_loadu_ps(mk, a1 + off + q);
                         __m512 x2 = _mm512_maskz_loadu_ps(mk, a2 + off + q);
                         __m512 x3 = _mm512_maskz_loadu_ps(mk, a3 + off + q);
+                        __m512 x4 = _mm512_maskz_loadu_ps(mk, a4 + off + q);
+                        __m512 x5 = _mm512_maskz_loadu_ps(mk, a5 + off + q);
                         __m512 b0 = _mm512_loadu_ps(bk + q), b1 = _mm512_loadu_ps(bk + DOT_LD + q);
                         __m512 b2 = _mm512_loadu_ps(bk + 2 * DOT_LD + q);
                         __m512 b3 = _mm512_loadu_ps(bk + 3 * DOT_LD + q);
@@ -644,17 +665,18 @@ AVX512_FN static void gemm_dot_avx512(const struct gemm_args *g) {
                         DOT_ROW(1);
                         DOT_ROW(2);
                         DOT_ROW(3);
+                        DOT_ROW(4);
+                        DOT_ROW(5);
                     }
                     bk += len;
                 }
-                float r[4][DOT_N] = {{_mm512_reduce_add_ps(s00), _mm512_reduce_add_ps(s01),
-                                      _mm512_reduce_add_ps(s02), _mm512_reduce_add_ps(s03)},
-                                     {_mm512_reduce_add_ps(s10), _mm512_reduce_add_ps(s11),
-                                      _mm512_reduce_add_ps(s12), _mm512_reduce_add_ps(s13)},
-                                     {_mm512_reduce_add_ps(s20), _mm512_reduce_add_ps(s21),
-                                      _mm512_reduce_add_ps(s22), _mm512_reduce_add_ps(s23)},
-                                     {_mm512_reduce_add_ps(s30), _mm512_reduce_add_ps(s31),
-                                      _mm512_reduce_add_ps(s32), _mm512_reduce_add_ps(s33)}};
+                float r[DOT_ROWS][DOT_N];
+                _mm_storeu_ps(r[0], avx512_sum4(s00, s01, s02, s03));
+                _mm_storeu_ps(r[1], avx512_sum4(s10, s11, s12, s13));
+                _mm_storeu_ps(r[2], avx512_sum4(s20, s21, s22, s23));
+                _mm_storeu_ps(r[3], avx512_sum4(s30, s31, s32, s33));
+                _mm_storeu_ps(r[4], avx512_sum4(s40, s41, s42, s43));
+                _mm_storeu_ps(r[5], avx512_sum4(s50, s51, s52, s53));
                 for (int rr = 0; rr < rows; rr++) {
                     float *ci = g->c + (size_t)grp * g->cgroup + (i + (size_t)rr) * g->ldc;
                     for (int j = 0; j < g->n; j++) ci[j] = first ? r[rr][j] : ci[j] + r[rr][j];
