@@ -601,10 +601,10 @@ AVX512_FN static void avx512_kernel_12x32(const struct gemm_args *g, const struc
 
 #define DOT_ROW(r)                                                    \
     do {                                                              \
-        s##r##0 = _mm512_fmadd_ps(x##r, b0, s##r##0);                 \
-        s##r##1 = _mm512_fmadd_ps(x##r, b1, s##r##1);                 \
-        s##r##2 = _mm512_fmadd_ps(x##r, b2, s##r##2);                 \
-        s##r##3 = _mm512_fmadd_ps(x##r, b3, s##r##3);                 \
+        __m512 x = _mm512_maskz_loadu_ps(mk, ar[r] + off + q);        \
+        s##r##0 = _mm512_fmadd_ps(x, b0, s##r##0);                    \
+        s##r##1 = _mm512_fmadd_ps(x, b1, s##r##1);                    \
+        s##r##2 = _mm512_fmadd_ps(x, b2, s##r##2);                    \
     } while (0)
 
 /* The 16 lanes of v summed down to 4 (fixed pairing: halves, then quarters). */
@@ -620,68 +620,67 @@ AVX512_FN static inline __m128 avx512_sum4(__m512 a, __m512 b, __m512 c, __m512 
                        _mm_hadd_ps(avx512_fold4(c), avx512_fold4(d)));
 }
 
-#define DOT_ROWS 6 /* rows per pass: 24 accumulators, 6 + 4 loads per 24 FMAs */
+#define DOT_ROWS 8 /* rows per pass: 8 x 3 accumulators, 8 + 3 loads per 24 FMAs */
+#define DOT_COLS 3 /* columns per pass (an RGB layer's input gradient has 3) */
 
-/* Few columns: as gemm_dot_avx2 with 16 lanes and 6 rows at a time, each
- * row's 4 sums folded together (a fixed sequence of shuffles and adds). */
+/* Few columns: as gemm_dot_avx2 with 16 lanes, 8 rows and 3 columns at a
+ * time, each row's sums folded together (a fixed sequence of shuffles and
+ * adds). */
 AVX512_FN static void gemm_dot_avx512(const struct gemm_args *g) {
-    float bt[DOT_N * DOT_LD];
+    float bt[(DOT_N + DOT_COLS - 1) * DOT_LD]; /* columns past n stay zero */
     struct pieces pc;
+    memset(bt + DOT_N * DOT_LD, 0, (DOT_COLS - 1) * DOT_LD * sizeof(float));
     for (int k0 = 0; k0 < g->k; k0 += KC) {
         int kc = g->k - k0 < KC ? g->k - k0 : KC, first = !g->accumulate && k0 == 0;
         pack_dot(bt, g, k0, kc);
         pieces_init(&pc, g, k0, kc);
-        for (int grp = 0; grp < g->groups; grp++)
-            for (size_t i = 0; i < g->m; i += DOT_ROWS) {
-                int rows = g->m - i < DOT_ROWS ? (int)(g->m - i) : DOT_ROWS;
-                const float *a0 = g->a + (size_t)grp * g->agroup + i * g->lda;
-                const float *a1 = rows > 1 ? a0 + g->lda : a0;
-                const float *a2 = rows > 2 ? a0 + 2 * g->lda : a0;
-                const float *a3 = rows > 3 ? a0 + 3 * g->lda : a0;
-                const float *a4 = rows > 4 ? a0 + 4 * g->lda : a0;
-                const float *a5 = rows > 5 ? a0 + 5 * g->lda : a0;
-                __m512 s00 = _mm512_setzero_ps(), s01 = s00, s02 = s00, s03 = s00;
-                __m512 s10 = s00, s11 = s00, s12 = s00, s13 = s00;
-                __m512 s20 = s00, s21 = s00, s22 = s00, s23 = s00;
-                __m512 s30 = s00, s31 = s00, s32 = s00, s33 = s00;
-                __m512 s40 = s00, s41 = s00, s42 = s00, s43 = s00;
-                __m512 s50 = s00, s51 = s00, s52 = s00, s53 = s00;
-                const float *bk = bt;
-                for (int pi = 0; pi < pc.n; pi++) {
-                    int len = pc.len[pi];
-                    size_t off = pc.off[pi];
-                    for (int q = 0; q < len; q += 16) {
-                        __mmask16 mk = (__mmask16)(len - q >= 16 ? 0xffffu : (1u << (len - q)) - 1u);
-                        __m512 x0 = _mm512_maskz_loadu_ps(mk, a0 + off + q);
-                        __m512 x1 = _mm512_maskz_loadu_ps(mk, a1 + off + q);
-                        __m512 x2 = _mm512_maskz_loadu_ps(mk, a2 + off + q);
-                        __m512 x3 = _mm512_maskz_loadu_ps(mk, a3 + off + q);
-                        __m512 x4 = _mm512_maskz_loadu_ps(mk, a4 + off + q);
-                        __m512 x5 = _mm512_maskz_loadu_ps(mk, a5 + off + q);
-                        __m512 b0 = _mm512_loadu_ps(bk + q), b1 = _mm512_loadu_ps(bk + DOT_LD + q);
-                        __m512 b2 = _mm512_loadu_ps(bk + 2 * DOT_LD + q);
-                        __m512 b3 = _mm512_loadu_ps(bk + 3 * DOT_LD + q);
-                        DOT_ROW(0);
-                        DOT_ROW(1);
-                        DOT_ROW(2);
-                        DOT_ROW(3);
-                        DOT_ROW(4);
-                        DOT_ROW(5);
+        for (int j0 = 0; j0 < g->n; j0 += DOT_COLS)
+            for (int grp = 0; grp < g->groups; grp++)
+                for (size_t i = 0; i < g->m; i += DOT_ROWS) {
+                    int rows = g->m - i < DOT_ROWS ? (int)(g->m - i) : DOT_ROWS;
+                    const float *a0 = g->a + (size_t)grp * g->agroup + i * g->lda;
+                    const float *ar[DOT_ROWS];
+                    for (int r = 0; r < DOT_ROWS; r++) ar[r] = r < rows ? a0 + (size_t)r * g->lda : a0;
+                    __m512 s00 = _mm512_setzero_ps(), s01 = s00, s02 = s00, s10 = s00, s11 = s00;
+                    __m512 s12 = s00, s20 = s00, s21 = s00, s22 = s00, s30 = s00, s31 = s00;
+                    __m512 s32 = s00, s40 = s00, s41 = s00, s42 = s00, s50 = s00, s51 = s00;
+                    __m512 s52 = s00, s60 = s00, s61 = s00, s62 = s00, s70 = s00, s71 = s00;
+                    __m512 s72 = s00;
+                    const float *bk = bt + (size_t)j0 * DOT_LD;
+                    for (int pi = 0; pi < pc.n; pi++) {
+                        int len = pc.len[pi];
+                        size_t off = pc.off[pi];
+                        for (int q = 0; q < len; q += 16) {
+                            __mmask16 mk = (__mmask16)(len - q >= 16 ? 0xffffu : (1u << (len - q)) - 1u);
+                            __m512 b0 = _mm512_loadu_ps(bk + q), b1 = _mm512_loadu_ps(bk + DOT_LD + q);
+                            __m512 b2 = _mm512_loadu_ps(bk + 2 * DOT_LD + q);
+                            DOT_ROW(0);
+                            DOT_ROW(1);
+                            DOT_ROW(2);
+                            DOT_ROW(3);
+                            DOT_ROW(4);
+                            DOT_ROW(5);
+                            DOT_ROW(6);
+                            DOT_ROW(7);
+                        }
+                        bk += len;
                     }
-                    bk += len;
+                    __m512 z = _mm512_setzero_ps();
+                    float r[DOT_ROWS][4];
+                    _mm_storeu_ps(r[0], avx512_sum4(s00, s01, s02, z));
+                    _mm_storeu_ps(r[1], avx512_sum4(s10, s11, s12, z));
+                    _mm_storeu_ps(r[2], avx512_sum4(s20, s21, s22, z));
+                    _mm_storeu_ps(r[3], avx512_sum4(s30, s31, s32, z));
+                    _mm_storeu_ps(r[4], avx512_sum4(s40, s41, s42, z));
+                    _mm_storeu_ps(r[5], avx512_sum4(s50, s51, s52, z));
+                    _mm_storeu_ps(r[6], avx512_sum4(s60, s61, s62, z));
+                    _mm_storeu_ps(r[7], avx512_sum4(s70, s71, s72, z));
+                    int nc = g->n - j0 < DOT_COLS ? g->n - j0 : DOT_COLS;
+                    for (int rr = 0; rr < rows; rr++) {
+                        float *ci = g->c + (size_t)grp * g->cgroup + (i + (size_t)rr) * g->ldc + j0;
+                        for (int j = 0; j < nc; j++) ci[j] = first ? r[rr][j] : ci[j] + r[rr][j];
+                    }
                 }
-                float r[DOT_ROWS][DOT_N];
-                _mm_storeu_ps(r[0], avx512_sum4(s00, s01, s02, s03));
-                _mm_storeu_ps(r[1], avx512_sum4(s10, s11, s12, s13));
-                _mm_storeu_ps(r[2], avx512_sum4(s20, s21, s22, s23));
-                _mm_storeu_ps(r[3], avx512_sum4(s30, s31, s32, s33));
-                _mm_storeu_ps(r[4], avx512_sum4(s40, s41, s42, s43));
-                _mm_storeu_ps(r[5], avx512_sum4(s50, s51, s52, s53));
-                for (int rr = 0; rr < rows; rr++) {
-                    float *ci = g->c + (size_t)grp * g->cgroup + (i + (size_t)rr) * g->ldc;
-                    for (int j = 0; j < g->n; j++) ci[j] = first ? r[rr][j] : ci[j] + r[rr][j];
-                }
-            }
     }
 }
 
