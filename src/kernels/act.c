@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "featviz/layer.h"
+#include "kernels/simd.h"
 
 #define SELU_ALPHA 1.67326324235437728481f
 #define SELU_SCALE 1.05070098735548049342f
@@ -296,13 +297,19 @@ void fv_act_backward(const struct fv_act *a, const float *x, const float *y, con
     for (size_t i = 0; i < count; i++) dx[i] += act_d(a, x[i]) * dy[i];
 }
 
+/* g = g * (y > 0) (escape: max(g, 0) where y <= 0) over one run */
+FV_CLONES static void relu_mask_run(const float *restrict y, float *restrict g, size_t count,
+                                    int escape) {
+    if (escape)
+        for (size_t i = 0; i < count; i++) g[i] = y[i] > 0.f || g[i] > 0.f ? g[i] : 0.f;
+    else
+        for (size_t i = 0; i < count; i++) g[i] = y[i] > 0.f ? g[i] : 0.f;
+}
+
 void fv_relu_backward_in_place(const float *y, float *g, size_t count, int escape) {
-    if (escape) {
+    size_t chunk = 16384, parts = (count + chunk - 1) / chunk;
 #pragma omp parallel for schedule(static) if (count > ACT_PAR_MIN)
-        for (size_t i = 0; i < count; i++)
-            if (!(y[i] > 0.f)) g[i] = g[i] > 0.f ? g[i] : 0.f;
-        return;
-    }
-#pragma omp parallel for schedule(static) if (count > ACT_PAR_MIN)
-    for (size_t i = 0; i < count; i++) g[i] = y[i] > 0.f ? g[i] : 0.f;
+    for (size_t k = 0; k < parts; k++)
+        relu_mask_run(y + k * chunk, g + k * chunk, count - k * chunk < chunk ? count - k * chunk : chunk,
+                      escape);
 }

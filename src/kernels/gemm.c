@@ -34,6 +34,7 @@
  * (FMA rounding).
  */
 #include "kernels/gemm.h"
+#include "kernels/simd.h"
 
 #include <string.h>
 
@@ -801,7 +802,7 @@ void fv_bias_add(float *y, const float *bias, size_t rows, int n) {
     }
 }
 
-void fv_bias_relu(float *y, const float *bias, size_t rows, int n, int relu) {
+FV_CLONES void fv_bias_relu(float *y, const float *bias, size_t rows, int n, int relu) {
     if (!relu) {
         if (bias) fv_bias_add(y, bias, rows, n);
         return;

@@ -102,6 +102,22 @@ static int rows_disjoint(const struct pool_geom *g) { return g->SH >= g->PH; }
 
 #define POOL_CH 64 /* channels per chunk in backward */
 
+/* Output row oy of image xb (H, W, C) into yr (OW, C). */
+FV_CLONES static void maxpool_forward_row(const struct pool_geom *g, const float *xb, float *yr,
+                                          int oy) {
+    for (int ox = 0; ox < g->OW; ox++) {
+        int y0, y1, x0, x1;
+        pool_window(g, oy, ox, &y0, &y1, &x0, &x1);
+        float *restrict yo = yr + (size_t)ox * g->C;
+        for (int c = 0; c < g->C; c++) yo[c] = -INFINITY;
+        for (int iy = y0; iy < y1; iy++)
+            for (int ix = x0; ix < x1; ix++) {
+                const float *restrict xi = xb + ((size_t)iy * g->W + ix) * g->C;
+                for (int c = 0; c < g->C; c++) yo[c] = xi[c] > yo[c] ? xi[c] : yo[c];
+            }
+    }
+}
+
 static void maxpool_forward(const struct fv_layer *l, const struct fv_io *io) {
     struct pool_geom g;
     pool_geom(l, io, &g);
@@ -111,21 +127,9 @@ static void maxpool_forward(const struct fv_layer *l, const struct fv_io *io) {
     int par = (double)rows * g.OW * g.C * g.PH * g.PW >= 65536.0;
     (void)par;
 #pragma omp parallel for schedule(dynamic, 4) if (par)
-    for (int r = 0; r < rows; r++) {
-        int b = r / g.OH, oy = r % g.OH;
-        const float *xb = x + (size_t)b * g.H * g.W * g.C;
-        for (int ox = 0; ox < g.OW; ox++) {
-            int y0, y1, x0, x1;
-            pool_window(&g, oy, ox, &y0, &y1, &x0, &x1);
-            float *restrict yo = y + (((size_t)b * g.OH + oy) * g.OW + ox) * g.C;
-            for (int c = 0; c < g.C; c++) yo[c] = -INFINITY;
-            for (int iy = y0; iy < y1; iy++)
-                for (int ix = x0; ix < x1; ix++) {
-                    const float *restrict xi = xb + ((size_t)iy * g.W + ix) * g.C;
-                    for (int c = 0; c < g.C; c++) yo[c] = xi[c] > yo[c] ? xi[c] : yo[c];
-                }
-        }
-    }
+    for (int r = 0; r < rows; r++)
+        maxpool_forward_row(&g, x + (size_t)(r / g.OH) * g.H * g.W * g.C,
+                            y + (size_t)r * g.OW * g.C, r % g.OH);
 }
 
 /* One window's channels c0..c0+nc: sel[c] = scan index of the first maximum
