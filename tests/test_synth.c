@@ -116,6 +116,37 @@ static int exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+/* Enough images for several lanes per thread (so a thread reuses its lane's
+ * plan and optimizer state for the next lane): every image comes out as it
+ * does alone. */
+static void test_lanes_reused_same_result(void **state) {
+    (void)state;
+    enum { N = 24, IMG = 11 * 13 * 3 };
+    struct synth_cfg c;
+    config(&c, "fourier", 6);
+    static struct fv_objective obj[N];
+    uint64_t keys[N];
+    struct fv_error err = {0};
+    for (int i = 0; i < N; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "class:%d", i % 5);
+        assert_int_equal(fv_objective_parse(text, &model, &obj[i], &err), FV_OK);
+        keys[i] = (uint64_t)(100 + i);
+    }
+    static float all[N * IMG], one[IMG];
+    double s_all[N], s_one;
+#ifdef _OPENMP
+    omp_set_num_threads(2);
+#endif
+    assert_int_equal(synth_run(&model, &pp, &c, obj, N, 11, 13, 3, keys, all, s_all, &err), FV_OK);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(synth_run(&model, &pp, &c, &obj[i], 1, 11, 13, 3, &keys[i], one, &s_one, &err),
+                         FV_OK);
+        if (memcmp(one, all + (size_t)i * IMG, sizeof one) != 0)
+            fail_msg("image %d differs between a batch of %d and alone", i, N);
+    }
+}
+
 /* Same seed, same bytes with OMP_NUM_THREADS=1 and 2, through the CLI. */
 static void test_cli_bytes_thread_independent(void **state) {
     (void)state;
@@ -167,6 +198,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_objective_rises),
         cmocka_unit_test(test_same_result_any_threads_or_batch),
+        cmocka_unit_test(test_lanes_reused_same_result),
         cmocka_unit_test(test_cli_bytes_thread_independent),
         cmocka_unit_test(test_interrupt_writes_results),
     };
