@@ -373,25 +373,99 @@ static void test_gradient(void **state) {
                  c->g->name, kind, layer, e, GRAD_TOL);
 }
 
+/* One filter per image (fv_plan_pick, what `featviz filters` runs): for every
+ * Conv2D with a fixture, a plan up to it computing only channel pick[i] of
+ * image i gives the reference values of those channels, and the gradient of
+ * their spatial means equals the one through the whole layer. */
+static void test_picked(void **state) {
+    struct ctx *c = *state;
+    load_and_run(c); /* c->p: the whole model, for the gradient without picks */
+    int n = c->p.n, checked = 0;
+    for (int i = 0; i < 4 && c->g->inter[i]; i++) {
+        int t = fv_model_find(&c->m, c->g->inter[i]);
+        assert_true(t >= 0);
+        if (strcmp(c->m.layers[t].ops->kind, "conv2d") != 0) continue;
+        struct fv_plan q;
+        struct fv_error err = {0};
+        if (fv_plan_init_upto(&q, &c->m, n, c->p.h, c->p.w, c->flags, t, &err) != FV_OK)
+            fail_msg("%s: plan up to '%s': %s", c->g->name, c->g->inter[i], err.msg);
+        const struct fv_shape *o = &q.io[t].out;
+        int oc = o->d[2], hw = o->d[0] * o->d[1], pick[64];
+        assert_true(n <= 64);
+        for (int k = 0; k < n; k++) pick[k] = (3 * k + 1) % oc;
+        assert_int_equal(fv_plan_pick(&q, t, pick), 1);
+        fv_plan_write_input(&q, c->xin);
+        fv_forward(&q, t);
+
+        /* values: the picked channel of each image against the fixture (Keras order) */
+        struct npy ref;
+        load_npy(c->g->name, c->g->inter[i], &ref);
+        size_t per = fv_shape_count(o);
+        assert_int_equal(ref.count, (size_t)n * per);
+        float *all = malloc(ref.count * sizeof *all), *got = malloc(ref.count * sizeof *got);
+        double *want = malloc(ref.count * sizeof *want);
+        assert_true(all && got && want);
+        fv_plan_read_keras(&q, t, 0, all);
+        size_t cnt = 0;
+        for (int k = 0; k < n; k++)
+            for (size_t e = 0; e < per; e++) {
+                size_t ch = c->m.layers[t].cf ? e / (size_t)hw : e % (size_t)oc;
+                if (ch != (size_t)pick[k]) continue;
+                got[cnt] = all[(size_t)k * per + e], want[cnt++] = ref.data[(size_t)k * per + e];
+            }
+        assert_int_equal(cnt, (size_t)n * (size_t)hw);
+        double e = rel_err_f64(got, want, cnt);
+        printf("  %-18s %-24s picked channels: rel err %.2e\n", c->g->name, c->g->inter[i], e);
+
+        /* gradient of sum_k mean over positions of y[k][.][.][pick[k]], with and without picks */
+        struct fv_plan *plans[2] = {&q, &c->p};
+        float *dx[2];
+        for (int j = 0; j < 2; j++) {
+            fv_grad_zero(plans[j]);
+            float *g = fv_plan_grad(plans[j], t, 0);
+            for (int k = 0; k < n; k++)
+                for (int pos = 0; pos < hw; pos++)
+                    g[(size_t)k * per + (size_t)pos * (size_t)oc + (size_t)pick[k]] = 1.0f / (float)hw;
+            fv_backward(plans[j], t);
+            dx[j] = plans[j]->dx;
+        }
+        double ge = rel_err_f32(dx[0], dx[1], c->x.count);
+        printf("  %-18s %-24s picked gradient: rel err %.2e\n", c->g->name, c->g->inter[i], ge);
+        free(all), free(got), free(want);
+        npy_free(&ref);
+        fv_plan_free(&q);
+        if (!(e <= FWD_TOL) || !(ge <= GRAD_TOL))
+            fail_msg("%s: '%s' with one channel per image: values %.2e (tolerance %.0e), gradient %.2e (%.0e)",
+                     c->g->name, c->g->inter[i], e, FWD_TOL, ge, GRAD_TOL);
+        checked++;
+    }
+    assert_true(checked > 0);
+}
+
 int main(void) {
-    static char names[4 * N_CASES][96];
+    static char names[5 * N_CASES][96];
     static struct run runs[2 * N_CASES];
-    struct CMUnitTest tests[4 * N_CASES];
+    struct CMUnitTest tests[5 * N_CASES];
+    size_t j = 0;
     for (size_t i = 0; i < N_CASES; i++)
         for (int f = 0; f < 2; f++) {
             struct run *r = &runs[2 * i + (size_t)f];
             r->g = &cases[i];
             r->flags = FV_PLAN_GRAD | (f ? FV_PLAN_FUSE : 0);
-            for (int k = 0; k < 2; k++) {
-                size_t j = 4 * i + 2 * (size_t)f + (size_t)k;
-                snprintf(names[j], sizeof names[j], "%s%s_%s", k ? "gradient" : "forward",
-                         f ? "_fused" : "", cases[i].name);
+            int convs = 0; /* Conv2D fixtures (names say so) for the picked-channel test */
+            for (int k = 0; k < 4 && cases[i].inter[k]; k++) convs += strncmp(cases[i].inter[k], "conv2d", 6) == 0;
+            for (int k = 0; k < 3; k++) {
+                if (k == 2 && !convs) continue;
+                static const char *kind[] = {"forward", "gradient", "picked"};
+                static void (*const fn[])(void **) = {test_forward, test_gradient, test_picked};
+                snprintf(names[j], sizeof names[j], "%s%s_%s", kind[k], f ? "_fused" : "", cases[i].name);
                 tests[j].name = names[j];
-                tests[j].test_func = k ? test_gradient : test_forward;
+                tests[j].test_func = fn[k];
                 tests[j].setup_func = setup;
                 tests[j].teardown_func = teardown;
                 tests[j].initial_state = r;
+                j++;
             }
         }
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return _cmocka_run_group_tests("golden", tests, j, NULL, NULL);
 }

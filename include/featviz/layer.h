@@ -110,6 +110,9 @@ struct fv_io {
     float *ws;                   /* scratch, ws_floats long; contents undefined on entry */
     int relu;                    /* forward ends with y = max(0, y) (ops with fuses_relu only) */
     int grad;                    /* set before ops->shape: the plan will run backward too */
+    const int *pick;             /* or NULL: of image i's output only channel pick[i] is read
+                                    (a filter objective), so ops with picks may compute just
+                                    that one (set by fv_plan_pick) */
     float *cache;                /* values derived from the weights for this plan (transformed
                                     kernels), cache_floats long (set by ops->shape): filled
                                     once by ops->prepare, read-only in the passes */
@@ -136,6 +139,8 @@ struct fv_layer_ops {
     int assigns_dx;
     /* ... and io->dx_relu (saves a pass over dx for the ReLU) */
     int masks_dx;
+    /* forward honours io->pick (writes only the picked channel of each image) */
+    int picks;
     /* Multiply-adds x2 for one image (NULL: count as 0). */
     double (*flops)(const struct fv_layer *l, const struct fv_io *io);
 };

@@ -122,6 +122,14 @@ int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h,
                       int upto, struct fv_error *err);
 void fv_plan_free(struct fv_plan *p);
 
+/* Of node t's output, only channel channels[i] of image i will be read (one
+ * filter per image): t may compute just those, and its other channels are
+ * then 0 before the activation. Only for the plan's highest node (`upto`: nothing in the plan
+ * reads it) and layers that can (ops->picks), with an elementwise activation.
+ * channels must stay valid while the passes run; NULL: every channel again.
+ * Returns 1 when t computes only the picked channels. */
+int fv_plan_pick(struct fv_plan *p, int t, const int *channels);
+
 /* Runs the nodes needed for `upto` (all nodes when upto < 0) on plan->x. */
 void fv_forward(struct fv_plan *p, int upto);
 /* Zeros all gradients (lazily: each node's when it is first written). Then

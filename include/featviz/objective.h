@@ -46,6 +46,9 @@ int fv_objective_check(const struct fv_objective *o, const struct fv_plan *p,
 int fv_objective_reads_pre_relu(const struct fv_objective *o, const struct fv_model *m);
 /* The highest node the objective reads: run fv_forward/fv_backward up to it. */
 int fv_objective_top(const struct fv_objective *o);
+/* The one channel of node's output the objective reads (filter and neuron
+ * terms on one channel of node only), or -1: for fv_plan_pick. */
+int fv_objective_channel(const struct fv_objective *o, int node);
 /* Value for image img of the plan's batch (after fv_forward). */
 double fv_objective_value(const struct fv_objective *o, const struct fv_plan *p, int img);
 /* Adds d value / d output for image img into the plan's gradient buffers. */

@@ -54,21 +54,39 @@ int synth_cfg_read(const struct fv_settings *s, const char *sec, struct synth_cf
     return FV_OK;
 }
 
+/* x[k] = (255 v[src] * scale + offset - mean[k]) / std[k] as x[k] = a[k] v[src] + b[k],
+ * src = 2 - k for BGR models */
+static int to_model_affine(const struct fv_preproc *pp, int c, float *a, float *b) {
+    for (int k = 0; k < c; k++)
+        a[k] = 255.0f * pp->scale / pp->std[k], b[k] = (pp->offset - pp->mean[k]) / pp->std[k];
+    return c == 3 && pp->color == FV_COLOR_BGR;
+}
+
 void synth_to_model(const struct fv_preproc *pp, const float *v, float *x, size_t pixels, int c) {
-    int swap = c == 3 && pp->color == FV_COLOR_BGR;
-    for (size_t i = 0; i < pixels; i++)
-        for (int k = 0; k < c; k++) {
-            float px = 255.0f * v[i * (size_t)c + (size_t)(swap ? 2 - k : k)];
-            x[i * (size_t)c + (size_t)k] = (px * pp->scale + pp->offset - pp->mean[k]) / pp->std[k];
-        }
+    float a[3], b[3];
+    if (to_model_affine(pp, c, a, b)) {
+        for (size_t i = 0; i < pixels; i++)
+            for (int k = 0; k < 3; k++) x[i * 3 + (size_t)k] = a[k] * v[i * 3 + (size_t)(2 - k)] + b[k];
+    } else if (c == 3) {
+        for (size_t i = 0; i < pixels; i++)
+            for (int k = 0; k < 3; k++) x[i * 3 + (size_t)k] = a[k] * v[i * 3 + (size_t)k] + b[k];
+    } else {
+        for (size_t i = 0; i < pixels; i++) x[i] = a[0] * v[i] + b[0];
+    }
 }
 
 void synth_to_model_backward(const struct fv_preproc *pp, const float *dx, float *dv,
                              size_t pixels, int c) {
-    int swap = c == 3 && pp->color == FV_COLOR_BGR;
-    for (size_t i = 0; i < pixels; i++)
-        for (int k = 0; k < c; k++) /* x[k] = (255 v[src] * scale + offset - mean[k]) / std[k] */
-            dv[i * (size_t)c + (size_t)(swap ? 2 - k : k)] += dx[i * (size_t)c + (size_t)k] * 255.0f * pp->scale / pp->std[k];
+    float a[3], b[3];
+    if (to_model_affine(pp, c, a, b)) {
+        for (size_t i = 0; i < pixels; i++)
+            for (int k = 0; k < 3; k++) dv[i * 3 + (size_t)(2 - k)] += a[k] * dx[i * 3 + (size_t)k];
+    } else if (c == 3) {
+        for (size_t i = 0; i < pixels; i++)
+            for (int k = 0; k < 3; k++) dv[i * 3 + (size_t)k] += a[k] * dx[i * 3 + (size_t)k];
+    } else {
+        for (size_t i = 0; i < pixels; i++) dv[i] += a[0] * dx[i];
+    }
 }
 
 void synth_to_bytes(const float *u, unsigned char *out, size_t count) {
@@ -90,7 +108,7 @@ struct batch {
     struct fv_transform_config tcfg;
     struct fv_warp *warps;
     float *theta, *m, *v, *g, *u, *u_lo, *warped, *du, *dv, *du_lo, *best, *ws, *blur_ws;
-    int *t;
+    int *t, *pick;             /* Adam's step counts; the channel each image's objective reads */
     double *best_score;
 };
 
@@ -102,6 +120,7 @@ static void batch_free(struct batch *b) {
     float *bufs[] = {b->theta, b->m, b->v, b->g, b->u, b->u_lo, b->warped, b->du, b->dv, b->du_lo, b->best, b->ws, b->blur_ws};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(b->t);
+    free(b->pick);
     free(b->best_score);
     memset(b, 0, sizeof *b);
 }
@@ -147,9 +166,10 @@ static int batch_init(struct batch *b, const struct fv_model *m, const struct sy
         b->du_lo = alloc_floats(N * (size_t)b->hl * (size_t)b->wl * (size_t)c, &ok);
     }
     b->t = calloc(N, sizeof *b->t);
+    b->pick = calloc(N, sizeof *b->pick);
     b->best_score = calloc(N, sizeof *b->best_score);
     b->warps = calloc(N, sizeof *b->warps);
-    if (!ok || !b->t || !b->best_score || !b->warps)
+    if (!ok || !b->t || !b->pick || !b->best_score || !b->warps)
         return fv_error_set(err, FV_ERR_NOMEM, "out of memory for a batch of %d images of %dx%dx%d", n, h, w, c);
     return FV_OK;
 }
@@ -244,6 +264,10 @@ static int lane_run(struct batch *bb, const struct fv_model *m, const struct fv_
         batch_free(bb);
         return rc;
     }
+    /* one filter of the top layer per image: the top layer computes just those */
+    int one_channel = 1;
+    for (int i = 0; i < n; i++) one_channel &= (bb->pick[i] = fv_objective_channel(&obj[i], top)) >= 0;
+    fv_plan_pick(&bb->plan, top, one_channel ? bb->pick : NULL);
     int lo = bb->u_lo != NULL;
     int switch_at = lo ? (int)(cfg->coarse * (float)cfg->steps) : 0;
     const struct fv_param *p0 = lo ? &bb->param_lo : &bb->param;

@@ -14,6 +14,8 @@
  *           one M = n*OH*OW rows matrix), im2col the tile into this thread's
  *           slice of the workspace and multiply by the kernel seen as
  *           (KH*KW*C/G, OC).
+ *           With io->pick (a filter objective on this layer): only each
+ *           image's own channel, as dot products (conv_pick.c).
  * backward, stride 1, dilation 1, one group: the input gradient is itself a
  *           convolution, of dy with the kernel rotated by 180 degrees and
  *           transposed,
@@ -469,25 +471,31 @@ static int conv2d_shape(const struct fv_layer *l, struct fv_io *io, struct fv_er
     conv_cache_layout(&d, io->grad, &cc);
     io->cache_floats = cc.total;
     size_t slots = (size_t)fv_omp_max_threads();
+    if (!fv_mul_size((size_t)d.kdim, slots, &io->ws_floats)) /* a picked forward's filters */
+        return fv_error_set(err, FV_ERR_SHAPE, "layer '%s': workspace size overflows", l->name);
     if (d.direct) {
         /* the input is the patch matrix */
     } else if (d.wino) {
         struct wino w;
         wino_fwd(l, io, &d, &w);
-        if (!(io->ws_floats = wino_ws(&w, (int)slots)))
+        size_t need = wino_ws(&w, (int)slots);
+        if (!need)
             return fv_error_set(err, FV_ERR_SHAPE, "layer '%s': workspace size overflows", l->name);
+        if (need > io->ws_floats) io->ws_floats = need;
     } else if (d.implicit) {
         struct iconv v;
+        size_t need;
         conv2d_iconv_fwd(l, io, &d, &v);
-        if (!fv_mul_size(iconv_band(&v), slots, &io->ws_floats))
+        if (!fv_mul_size(iconv_band(&v), slots, &need))
             return fv_error_set(err, FV_ERR_SHAPE, "layer '%s': workspace size overflows", l->name);
+        if (need > io->ws_floats) io->ws_floats = need;
     } else {
         /* forward: one (tile_rows, kdim) im2col slice per thread */
         size_t tiles = (d.m + CONV_TILE - 1) / CONV_TILE;
-        size_t n_slots = slots > tiles ? tiles : slots, slot;
-        if (!fv_mul_size(d.tile_rows, (size_t)d.kdim, &slot) ||
-            !fv_mul_size(slot, n_slots, &io->ws_floats))
+        size_t n_slots = slots > tiles ? tiles : slots, slot, need;
+        if (!fv_mul_size(d.tile_rows, (size_t)d.kdim, &slot) || !fv_mul_size(slot, n_slots, &need))
             return fv_error_set(err, FV_ERR_SHAPE, "layer '%s': workspace size overflows", l->name);
+        if (need > io->ws_floats) io->ws_floats = need;
     }
     if (d.implicit) {
         /* backward: see bwd_ws_size */
@@ -504,6 +512,11 @@ static int conv2d_shape(const struct fv_layer *l, struct fv_io *io, struct fv_er
 static void conv2d_forward(const struct fv_layer *l, const struct fv_io *io) {
     struct conv_dims d;
     FV_ASSERT(conv2d_dims(l, io, &d, NULL) == FV_OK);
+    if (io->pick) { /* one channel per image: see conv_pick.c */
+        fv_conv_pick_fwd(io->y, io->x[0], l->w[0], l->p.conv.use_bias ? l->w[1] : NULL, &d.g, d.oc,
+                         d.cg, io->pick, io->relu, io->ws, io->ws_floats);
+        return;
+    }
     if (d.wino && !d.direct) {
         struct wino w;
         struct conv_cache cc;
@@ -734,5 +747,6 @@ const struct fv_layer_ops fv_conv2d_ops = {
     .fuses_relu = 1,
     .assigns_dx = 1,
     .masks_dx = 1,
+    .picks = 1,
     .flops = conv2d_flops,
 };

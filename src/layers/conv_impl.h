@@ -27,4 +27,13 @@ void fv_depthwise_fwd(float *y, const float *x, const float *k, const float *bia
 void fv_depthwise_bwd(float *dx, const float *dy, const float *k, const struct fv_conv_geom *g,
                       int mult);
 
+/* Conv2D forward of channel pick[img] of each image only (conv_pick.c):
+ *   y[img][oy][ox][f] = bias[f] + sum_{ky,kx,c} x[img][..][..][c0 + c] * w[ky][kx][c][f],
+ *   f = pick[img], c0 the first input channel of f's group, then max(0, .) with relu.
+ * The other channels of y are not written. w: (KH, KW, cg, OC); ws: at least
+ * KH*KW*cg floats per thread. */
+void fv_conv_pick_fwd(float *y, const float *x, const float *w, const float *bias,
+                      const struct fv_conv_geom *g, int oc, int cg, const int *pick, int relu,
+                      float *ws, size_t ws_floats);
+
 #endif

@@ -221,6 +221,22 @@ void fv_plan_free(struct fv_plan *p) {
     memset(p, 0, sizeof *p);
 }
 
+int fv_plan_pick(struct fv_plan *p, int t, const int *channels) {
+    const struct fv_layer *l = &p->m->layers[t];
+    struct fv_io *io = &p->io[t];
+    io->pick = NULL;
+    if (!channels || t != p->upto || !l->ops->picks || l->act.kind == FV_ACT_SOFTMAX ||
+        io->out.rank != 3)
+        return 0;
+    for (int i = 0; i < p->n; i++) FV_ASSERT(channels[i] >= 0 && channels[i] < io->out.d[2]);
+    /* the channels no image picks stay 0 */
+    size_t count = (size_t)p->n * fv_shape_count(&io->out);
+    memset(p->buf[t].pre, 0, count * sizeof(float));
+    if (p->buf[t].y != p->buf[t].pre) memset(p->buf[t].y, 0, count * sizeof(float));
+    io->pick = channels;
+    return 1;
+}
+
 /* Copies one image between physical order and Keras order: Keras dim a is
  * physical dim perm[a]. to_keras selects the direction. */
 static void permute_image(const float *src, float *dst, const struct fv_shape *phys,

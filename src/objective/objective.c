@@ -158,6 +158,18 @@ int fv_objective_top(const struct fv_objective *o) {
     return top;
 }
 
+int fv_objective_channel(const struct fv_objective *o, int node) {
+    int ch = -1;
+    for (int i = 0; i < o->n; i++) {
+        const struct fv_term *t = &o->t[i];
+        if (t->node != node || (t->kind != FV_TERM_FILTER && t->kind != FV_TERM_NEURON) ||
+            (ch >= 0 && t->channel != ch))
+            return -1;
+        ch = t->channel;
+    }
+    return ch;
+}
+
 static const float *term_data(const struct fv_plan *p, const struct fv_term *t, int img) {
     const struct fv_node_buf *b = &p->buf[t->node];
     size_t per = fv_shape_count(&p->io[t->node].out);

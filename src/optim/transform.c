@@ -266,11 +266,12 @@ void fv_warp_forward(const struct fv_warp *warps, const struct fv_transform_conf
         float *vb = v + (size_t)b * hwc;
         int rx, ry;
         if (integer_roll(&warps[b], mode, &rx, &ry)) { /* the weights are 1, 0, 0, 0 */
-            for (int y = 0; y < h; y++)
-                for (int x = 0; x < w; x++)
-                    memcpy(vb + ((size_t)y * w + x) * c,
-                           ub + ((size_t)resolve(y + ry, h, pad, mode) * w + resolve(x + rx, w, pad, mode)) * c,
-                           (size_t)c * sizeof(float));
+            size_t row = (size_t)w * c, head = (size_t)resolve(rx, w, pad, mode) * c; /* v[x=0] = u[head] */
+            for (int y = 0; y < h; y++) {
+                const float *src = ub + (size_t)resolve(y + ry, h, pad, mode) * row;
+                memcpy(vb + (size_t)y * row, src + head, (row - head) * sizeof(float));
+                memcpy(vb + (size_t)y * row + row - head, src, head * sizeof(float));
+            }
             continue;
         }
         for (int y = 0; y < h; y++)
@@ -298,13 +299,14 @@ void fv_warp_backward(const struct fv_warp *warps, const struct fv_transform_con
         const float *dvb = dv + (size_t)b * hwc; /* (h, w, c) */
         float *dub = du + (size_t)b * hwc;
         int rx, ry;
-        if (integer_roll(&warps[b], mode, &rx, &ry)) {
-            for (int y = 0; y < h; y++)
-                for (int x = 0; x < w; x++) {
-                    const float *g = dvb + ((size_t)y * w + x) * c;
-                    float *d = dub + ((size_t)resolve(y + ry, h, pad, mode) * w + resolve(x + rx, w, pad, mode)) * c;
-                    for (int k = 0; k < c; k++) d[k] += 1.f * g[k];
-                }
+        if (integer_roll(&warps[b], mode, &rx, &ry)) { /* the transpose of the row copies above */
+            size_t row = (size_t)w * c, head = (size_t)resolve(rx, w, pad, mode) * c;
+            for (int y = 0; y < h; y++) {
+                const float *g = dvb + (size_t)y * row;
+                float *d = dub + (size_t)resolve(y + ry, h, pad, mode) * row;
+                for (size_t i = 0; i < row - head; i++) d[head + i] += g[i];
+                for (size_t i = 0; i < head; i++) d[i] += g[row - head + i];
+            }
             continue;
         }
         for (int y = 0; y < h; y++)
