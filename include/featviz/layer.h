@@ -90,6 +90,14 @@ enum fv_layout_need {
     FV_NEED_KERAS     /* Keras' own row-major order (kperm = identity) */
 };
 
+/* How a layer's output rows read its input rows: output row r depends on
+ * rows r*stride - pad .. r*stride - pad + extent - 1 of each input only, the
+ * same way for every r (rows outside the input are the layer's padding).
+ * Networks made of such layers can run on bands of rows (src/model/bands.c). */
+struct fv_rows {
+    int stride, pad, extent;
+};
+
 /* Buffers and shapes of one call, for a batch of n images. Built by the planner. */
 struct fv_io {
     int n;                       /* images in the batch */
@@ -141,6 +149,10 @@ struct fv_layer_ops {
     int masks_dx;
     /* forward honours io->pick (writes only the picked channel of each image) */
     int picks;
+    /* Sets *r for the shapes in io (after ops->shape) and returns 1 when the
+     * layer maps rows that way; NULL or 0: its output rows mix all input rows
+     * (Flatten, Dense, global pooling, ...). */
+    int (*rows)(const struct fv_layer *l, const struct fv_io *io, struct fv_rows *r);
     /* Multiply-adds x2 for one image (NULL: count as 0). */
     double (*flops)(const struct fv_layer *l, const struct fv_io *io);
 };

@@ -130,6 +130,40 @@ void fv_plan_free(struct fv_plan *p);
  * Returns 1 when t computes only the picked channels. */
 int fv_plan_pick(struct fv_plan *p, int t, const int *channels);
 
+/* What fv_plan_init_upto would plan, without the memory: io (m->n_layers
+ * entries) gets the shapes of every node `upto` needs, *floats the size of
+ * the plan's block. */
+int fv_plan_measure(const struct fv_model *m, int n, int h, int w, int flags, int upto,
+                    struct fv_io *io, size_t *floats, struct fv_error *err);
+
+/* ---- bands of rows (bands.c) ----
+ * A network whose layers up to `top` all map rows (ops->rows: convolutions,
+ * pooling, padding, elementwise layers) can run on a crop of the image's rows
+ * instead of the whole image: away from the crop's edges, its rows of top are
+ * exactly those of the whole image. An objective that sums over top's
+ * positions then gets its exact gradient as the sum, over bands, of each
+ * band's gradient from the rows it owns, in memory for one band. */
+struct fv_band {
+    int y0;      /* first input row of the band's crop */
+    int off;     /* the crop's row r of top is the whole image's row r + off */
+    int r0, r1;  /* the crop's rows of top this band owns: exact, and no other band's */
+};
+
+struct fv_bands {
+    int rows;    /* input rows of every crop */
+    int top_h;   /* rows of top for the whole image */
+    int n;
+    struct fv_band *band;
+};
+
+/* Bands of about `rows` input rows (rounded up by less than the network's
+ * total stride) covering every row of top of an h x w input. Sets b->n = 0
+ * (and returns FV_OK) when bands cannot be used: a layer up to top mixes
+ * rows, rows >= h, or no crop computes some row exactly. */
+int fv_bands_make(const struct fv_model *m, int top, int h, int w, int rows, struct fv_bands *b,
+                  struct fv_error *err);
+void fv_bands_free(struct fv_bands *b);
+
 /* Runs the nodes needed for `upto` (all nodes when upto < 0) on plan->x. */
 void fv_forward(struct fv_plan *p, int upto);
 /* Zeros all gradients (lazily: each node's when it is first written). Then

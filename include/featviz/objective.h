@@ -54,4 +54,13 @@ double fv_objective_value(const struct fv_objective *o, const struct fv_plan *p,
 /* Adds d value / d output for image img into the plan's gradient buffers. */
 void fv_objective_seed(const struct fv_objective *o, struct fv_plan *p, int img, float scale);
 
+/* Whether the objective can be seeded band by band (fv_bands on node top):
+ * every term is a mean over top's positions (filter, dream). */
+int fv_objective_bands_ok(const struct fv_objective *o, int top);
+/* fv_objective_seed for a plan holding the crop of band b: seeds only the
+ * rows the band owns, with means over the whole image's top_h rows of top.
+ * Summed over the bands, the input gradients are the whole image's. */
+void fv_objective_seed_band(const struct fv_objective *o, struct fv_plan *p, int img, float scale,
+                            const struct fv_band *b, int top_h);
+
 #endif

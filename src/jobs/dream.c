@@ -21,7 +21,7 @@ struct dream {
     const struct fv_model *m;
     const struct fv_preproc *pp;
     struct fv_objective obj;
-    int c, octaves, steps;
+    int c, octaves, steps, max_mb;
     float octave_scale, lr, jitter;
     uint64_t seed;
 };
@@ -53,6 +53,43 @@ static void to_display(const struct fv_image *img, int c, float *u) {
     }
 }
 
+/* Bands of rows for an octave of H x W whose plan would take more than
+ * max_mb (b->n = 0: the whole image at once). */
+static int octave_bands(const struct dream *d, int H, int W, int flags, struct fv_bands *b,
+                        struct fv_error *err) {
+    int top = fv_objective_top(&d->obj);
+    memset(b, 0, sizeof *b);
+    if (d->max_mb <= 0 || !fv_objective_bands_ok(&d->obj, top)) return FV_OK;
+    struct fv_io *io = calloc((size_t)d->m->n_layers, sizeof *io);
+    size_t floats = 0;
+    if (!io) return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    int rc = fv_plan_measure(d->m, 1, H, W, flags, top, io, &floats, err);
+    free(io);
+    double mb = (double)floats * sizeof(float) / (1 << 20);
+    if (rc || mb <= d->max_mb) return rc;
+    int rows = (int)((double)H * d->max_mb / mb); /* memory grows with the rows */
+    return fv_bands_make(d->m, top, H, W, rows < 1 ? 1 : rows, b, err);
+}
+
+/* The objective's gradient with respect to the display image v (H, W, c),
+ * added to dv: the whole image in one pass, or band by band (the bands'
+ * gradients add up to the whole image's). */
+static void gradient(const struct dream *d, struct fv_plan *p, const struct fv_bands *b,
+                     const float *v, float *dv, int H, int W) {
+    int top = fv_objective_top(&d->obj), c = d->c;
+    size_t row = (size_t)W * (size_t)c;
+    for (int i = 0; i < (b->n ? b->n : 1); i++) {
+        int y0 = b->n ? b->band[i].y0 : 0, rows = b->n ? b->rows : H;
+        synth_to_model(d->pp, v + (size_t)y0 * row, p->x, (size_t)rows * (size_t)W, c);
+        fv_forward(p, top);
+        fv_grad_zero(p);
+        if (b->n) fv_objective_seed_band(&d->obj, p, 0, 1.0f, &b->band[i], b->top_h);
+        else fv_objective_seed(&d->obj, p, 0, 1.0f);
+        fv_backward(p, top);
+        synth_to_model_backward(d->pp, p->dx, dv + (size_t)y0 * row, (size_t)rows * (size_t)W, c);
+    }
+}
+
 /* Runs the octaves on u (h, w) in place. */
 static int dream_image(const struct dream *d, float *u, int h, int w, int frame, struct fv_error *err) {
     int top = fv_objective_top(&d->obj), c = d->c, rc = FV_OK;
@@ -73,20 +110,24 @@ static int dream_image(const struct dream *d, float *u, int h, int w, int frame,
     int dh = 0, dw = 0; /* size of the current detail */
     for (int k = n_oct - 1; k >= 0 && !rc && !fv_interrupted(); k--) {
         int H = oh[k], W = ow[k];
-        size_t cnt = (size_t)H * W * c, pixels = (size_t)H * W;
+        size_t cnt = (size_t)H * W * c;
         fv_resize_bilinear(u, h, w, base, H, W, c, 1);
         if (dh) fv_resize_bilinear(dsmall, dh, dw, detail, H, W, c, 1);
         else memset(detail, 0, cnt * sizeof *detail);
         for (size_t i = 0; i < cnt; i++) src[i] = base[i] + detail[i];
-        struct fv_plan p;
         /* ReLUs in place (half the memory) unless the objective reads before one */
         int flags = FV_PLAN_GRAD | (fv_objective_reads_pre_relu(&d->obj, d->m) ? 0 : FV_PLAN_FUSE);
-        if ((rc = fv_plan_init_upto(&p, d->m, 1, H, W, flags, top, err))) {
+        struct fv_bands bands = {0};
+        struct fv_plan p;
+        if ((rc = octave_bands(d, H, W, flags, &bands, err)) ||
+            (rc = fv_plan_init_upto(&p, d->m, 1, bands.n ? bands.rows : H, W, flags, top, err))) {
             fv_error_prefix(err, "octave %d (%dx%d)", k, H, W);
+            fv_bands_free(&bands);
             break;
         }
         if ((rc = fv_objective_check(&d->obj, &p, err))) {
             fv_plan_free(&p);
+            fv_bands_free(&bands);
             break;
         }
         int jit = (int)(d->jitter < 1 ? d->jitter * (float)(H > W ? H : W) : d->jitter);
@@ -94,14 +135,9 @@ static int dream_image(const struct dream *d, float *u, int h, int w, int frame,
             struct fv_rng r;
             fv_rng_seed(&r, d->seed, FV_RNG_USER, (uint64_t)frame * 64 + (uint64_t)k, (uint64_t)s);
             int oy = jit ? fv_rng_int(&r, -jit, jit) : 0, ox = jit ? fv_rng_int(&r, -jit, jit) : 0;
-            roll(src, tmp, H, W, c, oy, ox);
-            synth_to_model(d->pp, tmp, p.x, pixels, c);
-            fv_forward(&p, top);
-            fv_grad_zero(&p);
-            fv_objective_seed(&d->obj, &p, 0, 1.0f);
-            fv_backward(&p, top);
+            roll(src, g, H, W, c, oy, ox);
             memset(tmp, 0, cnt * sizeof *tmp);
-            synth_to_model_backward(d->pp, p.dx, tmp, pixels, c);
+            gradient(d, &p, &bands, g, tmp, H, W);
             roll(tmp, g, H, W, c, -oy, -ox); /* un-roll the gradient */
             double mean_abs = 0;
             for (size_t i = 0; i < cnt; i++) mean_abs += fabs((double)g[i]);
@@ -113,6 +149,7 @@ static int dream_image(const struct dream *d, float *u, int h, int w, int frame,
             }
             fv_progress_add(1);
         }
+        fv_bands_free(&bands);
         fv_plan_free(&p);
         for (size_t i = 0; i < cnt; i++) dsmall[i] = src[i] - base[i];
         dh = H, dw = W;
@@ -150,6 +187,7 @@ int fv_job_dream(const struct fv_settings *s, struct fv_error *err) {
     d.lr = (float)fv_get_float(s, "dream", "lr");
     d.jitter = (float)fv_get_float(s, "dream", "jitter");
     d.seed = (uint64_t)fv_get_int(s, "dream", "seed");
+    d.max_mb = fv_get_int(s, "dream", "max_mb");
     const char *input = fv_get_str(s, "dream", "input"), *layer = fv_get_str(s, "dream", "layer"),
                *objective = fv_get_str(s, "dream", "objective"), *dir = fv_get_str(s, "output", "dir");
     if (m.in_rank != 3 || (c != 1 && c != 3)) {

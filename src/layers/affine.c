@@ -42,4 +42,5 @@ const struct fv_layer_ops fv_affine_ops = {
     .forward = affine_forward,
     .backward = affine_backward,
     .flops = affine_flops,
+    .rows = fv_rows_elementwise,
 };

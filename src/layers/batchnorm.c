@@ -84,6 +84,11 @@ static void bn_backward(const struct fv_layer *l, const struct fv_io *io) {
     }
 }
 
+/* per channel (any axis but the rows): position by position */
+static int batchnorm_rows(const struct fv_layer *l, const struct fv_io *io, struct fv_rows *r) {
+    return l->p.bn.axis != 0 && fv_rows_elementwise(l, io, r);
+}
+
 const struct fv_layer_ops fv_batchnorm_ops = {
     .kind = "batchnorm",
     .need = FV_NEED_ANY,
@@ -91,4 +96,5 @@ const struct fv_layer_ops fv_batchnorm_ops = {
     .forward = bn_forward,
     .backward = bn_backward,
     .flops = bn_flops,
+    .rows = batchnorm_rows,
 };

@@ -81,6 +81,11 @@ static void concat_backward(const struct fv_layer *l, const struct fv_io *io) {
     }
 }
 
+/* joined along channels or columns: row r of the output is row r of every input */
+static int concat_rows(const struct fv_layer *l, const struct fv_io *io, struct fv_rows *r) {
+    return l->p.merge.axis != 0 && fv_rows_elementwise(l, io, r);
+}
+
 const struct fv_layer_ops fv_concat_ops = {
     .kind = "concat",
     .need = FV_NEED_ANY,
@@ -88,4 +93,5 @@ const struct fv_layer_ops fv_concat_ops = {
     .forward = concat_forward,
     .backward = concat_backward,
     .flops = NULL,
+    .rows = concat_rows,
 };

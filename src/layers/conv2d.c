@@ -87,6 +87,13 @@ int fv_conv_geom_init(const struct fv_layer *l, const struct fv_shape *in, int n
     return FV_OK;
 }
 
+int fv_conv_rows(const struct fv_layer *l, const struct fv_io *io, struct fv_rows *r) {
+    struct fv_conv_geom g;
+    if (io->n_in != 1 || fv_conv_geom_init(l, &io->in[0], io->n, &g, NULL) != FV_OK) return 0;
+    r->stride = g.sh, r->pad = g.pt, r->extent = (g.kh - 1) * g.dh + 1;
+    return 1;
+}
+
 /* ---- Conv2D ---- */
 
 struct conv_dims {
@@ -749,4 +756,5 @@ const struct fv_layer_ops fv_conv2d_ops = {
     .masks_dx = 1,
     .picks = 1,
     .flops = conv2d_flops,
+    .rows = fv_conv_rows,
 };

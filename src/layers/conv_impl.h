@@ -11,6 +11,9 @@
 int fv_conv_geom_init(const struct fv_layer *l, const struct fv_shape *in, int n,
                       struct fv_conv_geom *g, struct fv_error *err);
 
+/* ops->rows of Conv2D, DepthwiseConv2D and SeparableConv2D (conv2d.c). */
+int fv_conv_rows(const struct fv_layer *l, const struct fv_io *io, struct fv_rows *r);
+
 /* Depthwise kernel w[0] (KH, KW, C, M) against g->c input channels: sets
  * *mult = M (checked against p.conv.multiplier when that is > 0) and checks
  * the output size. Errors name the layer. (depthwise.c) */

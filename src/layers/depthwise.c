@@ -192,4 +192,5 @@ const struct fv_layer_ops fv_depthwise_ops = {
     .forward = depthwise_forward,
     .backward = depthwise_backward,
     .flops = depthwise_flops,
+    .rows = fv_conv_rows,
 };

@@ -40,4 +40,8 @@ extern const struct fv_layer_ops fv_identity_ops;/* Dropout & co, and standalone
 extern const struct fv_layer_ops fv_prelu_ops;
 extern const struct fv_layer_ops fv_affine_ops;  /* p.affine: x*scale+offset (Lambda replacement, Rescaling) */
 
+/* ops->rows of layers that work position by position on (H, W, C) images:
+ * row r of the output reads row r of each input. (rows.c) */
+int fv_rows_elementwise(const struct fv_layer *l, const struct fv_io *io, struct fv_rows *r);
+
 #endif

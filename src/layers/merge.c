@@ -141,4 +141,5 @@ const struct fv_layer_ops fv_merge_ops = {
     .forward = merge_forward,
     .backward = merge_backward,
     .flops = merge_flops,
+    .rows = fv_rows_elementwise,
 };

@@ -113,6 +113,19 @@ static void crop_backward(const struct fv_layer *l, const struct fv_io *io) {
         }
 }
 
+/* pad: output row r is input row r - top; crop: input row r + top */
+static int zeropad_rows(const struct fv_layer *l, const struct fv_io *io, struct fv_rows *r) {
+    (void)io;
+    r->stride = 1, r->pad = l->p.pad.top, r->extent = 1;
+    return 1;
+}
+
+static int crop_rows(const struct fv_layer *l, const struct fv_io *io, struct fv_rows *r) {
+    (void)io;
+    r->stride = 1, r->pad = -l->p.pad.top, r->extent = 1;
+    return 1;
+}
+
 const struct fv_layer_ops fv_zeropad_ops = {
     .kind = "zeropad2d",
     .need = FV_NEED_SPATIAL,
@@ -120,6 +133,7 @@ const struct fv_layer_ops fv_zeropad_ops = {
     .forward = zeropad_forward,
     .backward = zeropad_backward,
     .flops = NULL,
+    .rows = zeropad_rows,
 };
 
 const struct fv_layer_ops fv_crop_ops = {
@@ -129,4 +143,5 @@ const struct fv_layer_ops fv_crop_ops = {
     .forward = crop_forward,
     .backward = crop_backward,
     .flops = NULL,
+    .rows = crop_rows,
 };

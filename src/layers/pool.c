@@ -374,6 +374,13 @@ static void avgpool_backward(const struct fv_layer *l, const struct fv_io *io) {
     }
 }
 
+static int pool_rows(const struct fv_layer *l, const struct fv_io *io, struct fv_rows *r) {
+    struct pool_geom g;
+    pool_geom(l, io, &g);
+    r->stride = g.SH, r->pad = g.top, r->extent = g.PH;
+    return 1;
+}
+
 const struct fv_layer_ops fv_maxpool_ops = {
     .kind = "maxpool2d",
     .need = FV_NEED_SPATIAL,
@@ -383,6 +390,7 @@ const struct fv_layer_ops fv_maxpool_ops = {
     .assigns_dx = 1,
     .masks_dx = 1,
     .flops = pool_flops,
+    .rows = pool_rows,
 };
 
 const struct fv_layer_ops fv_avgpool_ops = {
@@ -392,4 +400,5 @@ const struct fv_layer_ops fv_avgpool_ops = {
     .forward = avgpool_forward,
     .backward = avgpool_backward,
     .flops = pool_flops,
+    .rows = pool_rows,
 };

@@ -183,4 +183,5 @@ const struct fv_layer_ops fv_identity_ops = {
     .forward = copy_forward,
     .backward = copy_backward,
     .flops = NULL,
+    .rows = fv_rows_elementwise,
 };

@@ -99,4 +99,5 @@ const struct fv_layer_ops fv_separable_ops = {
     .forward = separable_forward,
     .backward = separable_backward,
     .flops = separable_flops,
+    .rows = fv_conv_rows,
 };

@@ -88,6 +88,41 @@ static int shape_pass(const struct fv_model *m, int n, int h, int w, int grad,
     return FV_OK;
 }
 
+/* need[i]: node i is `upto` or something it depends on (all when upto < 0). */
+static void mark_upto(const struct fv_model *m, int upto, unsigned char *need) {
+    memset(need, upto < 0, (size_t)m->n_layers);
+    if (upto < 0) return;
+    need[upto] = 1;
+    for (int i = upto; i >= 0; i--)
+        for (int j = 0; need[i] && j < m->layers[i].n_in; j++) need[m->layers[i].in[j]] = 1;
+}
+
+/* Floats of a plan's block, from the shape pass. */
+static size_t plan_floats(const struct fv_model *m, int flags, const struct fv_io *io, const size_t *count,
+                          size_t ws) {
+    size_t total = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        size_t copies = (keeps_pre(&m->layers[i], flags) ? 2 : 1) * (flags & FV_PLAN_GRAD ? 2 : 1);
+        total += copies * round_up(count[i]) + (m->prepared ? 0 : round_up(io[i].cache_floats));
+    }
+    return total + round_up(ws);
+}
+
+int fv_plan_measure(const struct fv_model *m, int n, int h, int w, int flags, int upto, struct fv_io *io,
+                    size_t *floats, struct fv_error *err) {
+    int L = m->n_layers;
+    unsigned char *need = calloc((size_t)L, 1);
+    size_t *count = calloc((size_t)L, sizeof *count), ws;
+    memset(io, 0, (size_t)L * sizeof *io);
+    int rc = need && count ? FV_OK : fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    if (!rc) mark_upto(m, upto, need);
+    if (!rc) rc = shape_pass(m, n, h, w, flags & FV_PLAN_GRAD, upto < 0 ? NULL : need, io, count, &ws, err);
+    if (!rc) *floats = plan_floats(m, flags, io, count, ws);
+    free(need);
+    free(count);
+    return rc;
+}
+
 int fv_model_check(const struct fv_model *m, int h, int w, struct fv_error *err) {
     struct fv_io *io = calloc((size_t)m->n_layers, sizeof *io);
     size_t *count = calloc((size_t)m->n_layers, sizeof *count), ws;
@@ -145,19 +180,10 @@ int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h,
     }
     /* pass 1: shapes, sizes (only the nodes `upto` depends on, when given) */
     size_t total = 0, ws = 0;
-    memset(p->active, upto < 0, (size_t)L);
-    if (upto >= 0) {
-        p->active[upto] = 1;
-        for (int i = upto; i >= 0; i--)
-            for (int j = 0; p->active[i] && j < m->layers[i].n_in; j++) p->active[m->layers[i].in[j]] = 1;
-    }
     p->upto = upto;
+    mark_upto(m, upto, p->active);
     if ((rc = shape_pass(m, n, h, w, grad, upto < 0 ? NULL : p->active, p->io, count, &ws, err))) goto fail;
-    for (int i = 0; i < L; i++) {
-        size_t copies = (keeps_pre(&m->layers[i], flags) ? 2 : 1) * (grad ? 2 : 1);
-        total += copies * round_up(count[i]) + (m->prepared ? 0 : round_up(p->io[i].cache_floats));
-    }
-    total += round_up(ws);
+    total = plan_floats(m, flags, p->io, count, ws);
     p->mem_floats = total;
     if (!fv_mul_size(total, sizeof(float), &total) || !(p->mem = aligned_alloc(64, (total + 63) / 64 * 64))) {
         rc = fv_error_set(err, FV_ERR_NOMEM, "%s: out of memory: a batch of %d at %dx%d needs %zu MB",

@@ -207,7 +207,10 @@ double fv_objective_value(const struct fv_objective *o, const struct fv_plan *p,
     return total;
 }
 
-void fv_objective_seed(const struct fv_objective *o, struct fv_plan *p, int img, float scale) {
+/* Seeds rows [r0, r1) of filter and dream terms, whose means divide by
+ * full_h rows (r1 < 0: all rows, of the plan's own size). */
+static void seed_rows(const struct fv_objective *o, struct fv_plan *p, int img, float scale, int r0,
+                      int r1, int full_h) {
     for (int i = 0; i < o->n; i++) {
         const struct fv_term *t = &o->t[i];
         size_t per = fv_shape_count(&p->io[t->node].out);
@@ -215,22 +218,42 @@ void fv_objective_seed(const struct fv_objective *o, struct fv_plan *p, int img,
         const float *y = term_data(p, t, img);
         int hw, ch, h, w;
         dims(p, t->node, &hw, &ch, &h, &w);
+        int a = r1 < 0 ? 0 : r0, b = r1 < 0 ? h : r1, full = r1 < 0 ? h : full_h; /* rows seeded, rows in all */
+        size_t k0 = (size_t)a * (size_t)(hw / h), k1 = (size_t)b * (size_t)(hw / h); /* their positions */
         float wgt = t->weight * scale;
         switch (t->kind) {
         case FV_TERM_CLASS:
             g[t->channel] += wgt;
             break;
-        case FV_TERM_FILTER: /* d mean / d y[pos, F] = 1/HW */
-            for (int k = 0; k < hw; k++) g[(size_t)k * ch + t->channel] += wgt / (float)hw;
+        case FV_TERM_FILTER: { /* d mean / d y[pos, F] = 1/HW */
+            float d = wgt / (float)((size_t)full * (size_t)(hw / h));
+            for (size_t k = k0; k < k1; k++) g[k * (size_t)ch + (size_t)t->channel] += d;
             break;
-        case FV_TERM_NEURON:
+        }
+        case FV_TERM_NEURON: /* not in bands (fv_objective_bands_ok) */
             g[((size_t)t->y * w + t->x) * ch + t->channel] += wgt;
             break;
         case FV_TERM_DREAM: { /* d mean(y^2) / dy = 2y/N */
-            size_t n = (size_t)hw * ch;
-            for (size_t k = 0; k < n; k++) g[k] += wgt * 2.0f * y[k] / (float)n;
+            float n = (float)((size_t)full * (size_t)(hw / h) * (size_t)ch);
+            for (size_t k = k0 * (size_t)ch; k < k1 * (size_t)ch; k++) g[k] += wgt * 2.0f * y[k] / n;
             break;
         }
         }
     }
+}
+
+void fv_objective_seed(const struct fv_objective *o, struct fv_plan *p, int img, float scale) {
+    seed_rows(o, p, img, scale, 0, -1, 0);
+}
+
+int fv_objective_bands_ok(const struct fv_objective *o, int top) {
+    for (int i = 0; i < o->n; i++)
+        if (o->t[i].node != top || (o->t[i].kind != FV_TERM_FILTER && o->t[i].kind != FV_TERM_DREAM))
+            return 0;
+    return o->n > 0;
+}
+
+void fv_objective_seed_band(const struct fv_objective *o, struct fv_plan *p, int img, float scale,
+                            const struct fv_band *b, int top_h) {
+    seed_rows(o, p, img, scale, b->r0, b->r1, top_h);
 }
