@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/par.h"
 #include "featviz/jobs.h"
 #include "featviz/progress.h"
 #include "featviz/render.h"
@@ -368,7 +369,9 @@ int fv_job_activations(const struct fv_settings *s, struct fv_error *err) {
     ctx.probs = topn_is_prob(&m);
     ctx.k_out = (int)fv_shape_count(&p.io[m.output].out);
     wr = calloc((size_t)n_layers * (size_t)views, sizeof *wr);
-    tmp = malloc((size_t)batch * (max_per ? max_per : 1) * sizeof *tmp);  /* (batch, per) Keras order */
+    /* per thread (batch, per) in Keras order: the layers are converted and written side by side */
+    size_t tmp_floats = (size_t)batch * (max_per ? max_per : 1);
+    tmp = malloc((size_t)fv_omp_max_threads() * tmp_floats * sizeof *tmp);
     outs = malloc((size_t)batch * (size_t)ctx.k_out * sizeof *outs);     /* (batch, k_out) */
     if (!wr || !tmp || !outs) {
         rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
@@ -400,11 +403,19 @@ int fv_job_activations(const struct fv_settings *s, struct fv_error *err) {
             memset(p.x, 0, (size_t)batch * per_in * sizeof(float));
             if ((rc = fv_inputs_read(&in, src->first + first, count, p.x, err))) break;
             fv_forward(&p, -1);
-            for (int k = 0; npy && k < n_layers * views; k++) {
+            int views_all = npy ? n_layers * views : 0, first_bad = views_all;
+            FV_OMP("omp parallel for schedule(dynamic, 1)")
+            for (int k = 0; k < views_all; k++) {
                 int t = layers[k / views];
                 size_t per = fv_shape_count(&p.io[t].out);
-                fv_plan_read_keras(&p, t, k % views == 1, tmp);
-                if (!rc) rc = fv_npy_writer_write(&wr[k], tmp, count * per, err);
+                float *keras = tmp + (size_t)fv_omp_thread_num() * tmp_floats;
+                struct fv_error e = {0};
+                fv_plan_read_keras(&p, t, k % views == 1, keras);
+                int r = fv_npy_writer_write(&wr[k], keras, count * per, &e);
+                if (r) {
+                    FV_OMP("omp critical(activations_write)")
+                    if (k < first_bad) first_bad = k, *err = e, rc = r; /* the first layer's error */
+                }
             }
             if (png) {
                 fv_plan_read_keras(&p, m.output, 0, outs);

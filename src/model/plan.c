@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/par.h"
+#include "kernels/transpose.h"
 #include "featviz/model.h"
 
 #define ALIGN_FLOATS 16 /* 64 bytes */
@@ -274,6 +275,12 @@ static void permute_image(const float *src, float *dst, const struct fv_shape *p
     for (int a = 0; a < r; a++) kd[a] = (size_t)phys->d[perm[a]], identity &= perm[a] == a;
     if (identity || r == 0) {
         memcpy(dst, src, s * sizeof(float));
+        return;
+    }
+    if (r == 3 && perm[0] == 2 && perm[1] == 0 && perm[2] == 1) { /* (H, W, C) <-> (C, H, W) */
+        size_t hw = (size_t)phys->d[0] * (size_t)phys->d[1], c = (size_t)phys->d[2];
+        if (to_keras) fv_transpose(src, dst, hw, c);
+        else fv_transpose(src, dst, c, hw);
         return;
     }
     /* Keras-order runs along the last Keras axis: one physical stride each */

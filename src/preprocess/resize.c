@@ -157,6 +157,12 @@ int fv_image_resize(const struct fv_image *src, int h, int w, enum fv_resize how
         n_out > SIZE_MAX / sizeof(float))
         return fv_error_set(err, FV_ERR_SHAPE, "resize: %dx%d image too large", h, w);
 
+    if (h == src->h && w == src->w) { /* PIL returns a copy */
+        if (!(dst->data = fv_malloc(n_out * sizeof(float), err))) return FV_ERR_NOMEM;
+        memcpy(dst->data, src->data, n_out * sizeof(float));
+        dst->h = h, dst->w = w, dst->c = src->c;
+        return FV_OK;
+    }
     struct axis_tab tx = {0}, ty = {0};
     float *tmp = NULL, *out = NULL;
     int rc;
