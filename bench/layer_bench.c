@@ -5,7 +5,8 @@
  *
  *   gcc -std=c11 -O3 -fopenmp -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc \
  *       bench/layer_bench.c src/core/error.c src/core/shape.c src/kernels/gemm.c \
- *       src/kernels/im2col.c src/kernels/winograd.c src/layers/conv2d.c src/layers/dense.c \
+ *       src/kernels/im2col.c src/kernels/winograd.c src/layers/conv2d.c src/layers/conv_pick.c \
+ *       src/layers/dense.c \
  *       src/layers/pool.c src/layers/depthwise.c src/layers/prepare.c -lm -o /tmp/layer_bench \
  *       && OMP_NUM_THREADS=2 /tmp/layer_bench [batch] [reps] [layer]
  */
