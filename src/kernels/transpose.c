@@ -13,12 +13,13 @@
     {F(b, 0), F(b, 1), F(b, 2), F(b, 3), F(b, 4), F(b, 5), F(b, 6), F(b, 7),                       \
      F(b, 8), F(b, 9), F(b, 10), F(b, 11), F(b, 12), F(b, 13), F(b, 14), F(b, 15)}
 
-static inline void swap_blocks(fv_vf *r, int b, fv_vi lo, fv_vi hi) {
+/* (masks by pointer: vectors passed by value would depend on the ABI) */
+static inline void swap_blocks(fv_vf *r, int b, const fv_vi *lo, const fv_vi *hi) {
     for (int i = 0; i < FV_VL; i++) {
         if (i & b) continue;
         fv_vf a = r[i], c = r[i + b];
-        r[i] = __builtin_shuffle(a, c, lo);
-        r[i + b] = __builtin_shuffle(a, c, hi);
+        r[i] = __builtin_shuffle(a, c, *lo);
+        r[i + b] = __builtin_shuffle(a, c, *hi);
     }
 }
 
@@ -30,10 +31,10 @@ FV_CLONES void fv_transpose(const float *src, float *dst, size_t rows, size_t co
         for (size_t j0 = 0; j0 < c16; j0 += FV_VL) {
             fv_vf r[FV_VL];
             for (int i = 0; i < FV_VL; i++) fv_vload(&r[i], src + (i0 + (size_t)i) * cols + j0);
-            swap_blocks(r, 1, lo1, hi1);
-            swap_blocks(r, 2, lo2, hi2);
-            swap_blocks(r, 4, lo4, hi4);
-            swap_blocks(r, 8, lo8, hi8);
+            swap_blocks(r, 1, &lo1, &hi1);
+            swap_blocks(r, 2, &lo2, &hi2);
+            swap_blocks(r, 4, &lo4, &hi4);
+            swap_blocks(r, 8, &lo8, &hi8);
             for (int j = 0; j < FV_VL; j++) fv_vstore(dst + (j0 + (size_t)j) * rows + i0, &r[j]);
         }
     for (size_t i = 0; i < rows; i++) /* the edges */
