@@ -1,6 +1,7 @@
 /* Image synthesis: the objective rises, the result is the same bytes whatever
  * the number of threads or the batch an image is in, and Ctrl-C stops the
  * command cleanly with the images reached so far. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <omp.h>
 #endif
 
+#include "featviz/image.h"
 #include "featviz/settings.h"
 #include "jobs/synth.h"
 #include "testutil.h"
@@ -173,6 +175,44 @@ static void test_cli_bytes_thread_independent(void **state) {
     }
 }
 
+/* `featviz dream` in bands of rows (a small dream.max_mb) gives the same
+ * bytes whatever the number of threads, and the whole image's step up to
+ * rounding. Rounding does differ (summation orders, Winograd tiles placed
+ * from each band's top), and on a photo's flat areas it can reroute a
+ * max-pool gradient between near-equal pixels, so a step differs at about 1%
+ * of the pixels; a band owning wrong rows would change whole rows instead. */
+static void test_dream_bands(void **state) {
+    (void)state;
+    static const struct { const char *name; int threads, max_mb; const char *lr; } runs[] = {
+        {"whole", 2, 0, "0.01"}, {"bands_t1", 1, 5, "0.01"}, {"bands_t2", 2, 5, "0.01"}, {"start", 2, 0, "0"}};
+    enum { RUNS = sizeof runs / sizeof runs[0] };
+    struct fv_image img[RUNS];
+    for (int k = 0; k < RUNS; k++) {
+        char *out = NULL, path[1024];
+        snprintf(path, sizeof path, "%sdream_%s.png", tmp_path(""), runs[k].name);
+        int rc = run_capture(&out, "OMP_NUM_THREADS=%d %s dream %s %s --layer conv2d_3 --size 200 --octaves 1 --steps 1 --lr %s --max-mb %d -o %s",
+                             runs[k].threads, FV_BINARY, data_path("golden/cl_wide.h5"),
+                             shared_path("gtsrb/samples/14_stop.png"), runs[k].lr, runs[k].max_mb, path);
+        printf("%s", out);
+        assert_int_equal(rc, 0);
+        assert_true((strstr(out, " bands of ") != NULL) == (runs[k].max_mb > 0)); /* bands used, or not */
+        free(out);
+        struct fv_error err = {0};
+        assert_int_equal(fv_image_load(path, &img[k], &err), FV_OK);
+    }
+    size_t n = (size_t)img[0].h * (size_t)img[0].w * (size_t)img[0].c;
+    for (int k = 1; k < RUNS; k++) assert_int_equal(n, (size_t)img[k].h * (size_t)img[k].w * (size_t)img[k].c);
+    assert_memory_equal(img[1].data, img[2].data, n * sizeof(float)); /* 1 or 2 threads */
+    double diff = 0, moved = 0;
+    for (size_t i = 0; i < n; i++) {
+        diff += fabs((double)img[0].data[i] - (double)img[1].data[i]);
+        moved += fabs((double)img[0].data[i] - (double)img[3].data[i]);
+    }
+    printf("  mean |banded - whole| %.4f levels; the step itself moved %.4f\n", diff / (double)n, moved / (double)n);
+    assert_true(moved / (double)n > 0.5 && diff < 0.05 * moved);
+    for (int k = 0; k < RUNS; k++) fv_image_free(&img[k]);
+}
+
 /* Ctrl-C (SIGINT) ends a long run cleanly, writing what it has. */
 static void test_interrupt_writes_results(void **state) {
     (void)state;
@@ -200,6 +240,7 @@ int main(void) {
         cmocka_unit_test(test_same_result_any_threads_or_batch),
         cmocka_unit_test(test_lanes_reused_same_result),
         cmocka_unit_test(test_cli_bytes_thread_independent),
+        cmocka_unit_test(test_dream_bands),
         cmocka_unit_test(test_interrupt_writes_results),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -132,7 +132,8 @@ int fv_plan_pick(struct fv_plan *p, int t, const int *channels);
 
 /* What fv_plan_init_upto would plan, without the memory: io (m->n_layers
  * entries) gets the shapes of every node `upto` needs, *floats the size of
- * the plan's block. */
+ * the plan's block without the layers' scratch (which grows with the number
+ * of threads: decisions made on *floats do not). */
 int fv_plan_measure(const struct fv_model *m, int n, int h, int w, int flags, int upto,
                     struct fv_io *io, size_t *floats, struct fv_error *err);
 

@@ -24,6 +24,7 @@ struct dream {
     int c, octaves, steps, max_mb;
     float octave_scale, lr, jitter;
     uint64_t seed;
+    int bands, band_rows; /* the most bands an octave ran in, and their rows (for the report) */
 };
 
 /* Circular shift by (dy, dx): dst[y][x] = src[y - dy][x - dx]. */
@@ -91,7 +92,7 @@ static void gradient(const struct dream *d, struct fv_plan *p, const struct fv_b
 }
 
 /* Runs the octaves on u (h, w) in place. */
-static int dream_image(const struct dream *d, float *u, int h, int w, int frame, struct fv_error *err) {
+static int dream_image(struct dream *d, float *u, int h, int w, int frame, struct fv_error *err) {
     int top = fv_objective_top(&d->obj), c = d->c, rc = FV_OK;
     int oh[32], ow[32], n_oct = d->octaves;
     for (int k = 0; k < n_oct; k++) {
@@ -125,6 +126,7 @@ static int dream_image(const struct dream *d, float *u, int h, int w, int frame,
             fv_bands_free(&bands);
             break;
         }
+        if (bands.n > d->bands) d->bands = bands.n, d->band_rows = bands.rows;
         if ((rc = fv_objective_check(&d->obj, &p, err))) {
             fv_plan_free(&p);
             fv_bands_free(&bands);
@@ -246,7 +248,9 @@ int fv_job_dream(const struct fv_settings *s, struct fv_error *err) {
         rc = job_write_image(fp, u, h, w, c, 1, err);
     }
     fv_progress_end();
-    if (!rc) printf("dream on %s (%dx%d, %s): %s%s\n", input, w, h, text, path, fv_interrupted() ? " (stopped early by Ctrl-C)" : "");
+    char in_bands[96] = "";
+    if (d.bands) snprintf(in_bands, sizeof in_bands, ", in up to %d bands of %d rows", d.bands, d.band_rows);
+    if (!rc) printf("dream on %s (%dx%d, %s%s): %s%s\n", input, w, h, text, in_bands, path, fv_interrupted() ? " (stopped early by Ctrl-C)" : "");
 done:
     free(u);
     free(tmp);

@@ -98,15 +98,14 @@ static void mark_upto(const struct fv_model *m, int upto, unsigned char *need) {
         for (int j = 0; need[i] && j < m->layers[i].n_in; j++) need[m->layers[i].in[j]] = 1;
 }
 
-/* Floats of a plan's block, from the shape pass. */
-static size_t plan_floats(const struct fv_model *m, int flags, const struct fv_io *io, const size_t *count,
-                          size_t ws) {
+/* Floats of a plan's block but the layers' scratch, from the shape pass. */
+static size_t plan_floats(const struct fv_model *m, int flags, const struct fv_io *io, const size_t *count) {
     size_t total = 0;
     for (int i = 0; i < m->n_layers; i++) {
         size_t copies = (keeps_pre(&m->layers[i], flags) ? 2 : 1) * (flags & FV_PLAN_GRAD ? 2 : 1);
         total += copies * round_up(count[i]) + (m->prepared ? 0 : round_up(io[i].cache_floats));
     }
-    return total + round_up(ws);
+    return total;
 }
 
 int fv_plan_measure(const struct fv_model *m, int n, int h, int w, int flags, int upto, struct fv_io *io,
@@ -118,7 +117,7 @@ int fv_plan_measure(const struct fv_model *m, int n, int h, int w, int flags, in
     int rc = need && count ? FV_OK : fv_error_set(err, FV_ERR_NOMEM, "out of memory");
     if (!rc) mark_upto(m, upto, need);
     if (!rc) rc = shape_pass(m, n, h, w, flags & FV_PLAN_GRAD, upto < 0 ? NULL : need, io, count, &ws, err);
-    if (!rc) *floats = plan_floats(m, flags, io, count, ws);
+    if (!rc) *floats = plan_floats(m, flags, io, count);
     free(need);
     free(count);
     return rc;
@@ -184,7 +183,7 @@ int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h,
     p->upto = upto;
     mark_upto(m, upto, p->active);
     if ((rc = shape_pass(m, n, h, w, grad, upto < 0 ? NULL : p->active, p->io, count, &ws, err))) goto fail;
-    total = plan_floats(m, flags, p->io, count, ws);
+    total = plan_floats(m, flags, p->io, count) + round_up(ws);
     p->mem_floats = total;
     if (!fv_mul_size(total, sizeof(float), &total) || !(p->mem = aligned_alloc(64, (total + 63) / 64 * 64))) {
         rc = fv_error_set(err, FV_ERR_NOMEM, "%s: out of memory: a batch of %d at %dx%d needs %zu MB",
