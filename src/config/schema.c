@@ -110,7 +110,7 @@ const struct fv_key fv_keys[] = {
     {"dream", "lr", FV_KEY_FLOAT, "0.01", NULL, 0, 100, "step size (normalized gradient, in 0..1 pixel units)"},
     {"dream", "jitter", FV_KEY_FLOAT, "0.125", NULL, 0, 4096, "random roll each step (px, or fraction of the size if < 1)"},
     {"dream", "seed", FV_KEY_INT, "0", NULL, 0, 2000000000, "random seed"},
-    {"dream", "max_mb", FV_KEY_INT, "64", NULL, 0, 1048576, "memory for one pass through the network: a bigger image runs in bands of rows with the same gradient (0: whole images)"},
+    {"dream", "max_mb", FV_KEY_INT, "64", NULL, 0, 1048576, "memory for one pass through the network: a bigger image runs in bands of rows with the same gradient, tall enough that their overlap at most doubles the work (0: whole images)"},
     {"dream", "frames", FV_KEY_INT, "0", NULL, 0, 10000, "also write this many zoomed frames (dream, zoom, dream again)"},
     {"dream", "zoom", FV_KEY_FLOAT, "1.05", NULL, 1, 4, "zoom between frames"},
     {"dream", "out", FV_KEY_PATH, NULL, NULL, NORANGE, "output PNG (default: <output.dir>/dream.png)"},

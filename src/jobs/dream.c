@@ -68,8 +68,15 @@ static int octave_bands(const struct dream *d, int H, int W, int flags, struct f
     free(io);
     double mb = (double)floats * sizeof(float) / (1 << 20);
     if (rc || mb <= d->max_mb) return rc;
-    int rows = (int)((double)H * d->max_mb / mb); /* memory grows with the rows */
-    return fv_bands_make(d->m, top, H, W, rows < 1 ? 1 : rows, b, err);
+    /* Memory grows with the rows. Bands overlap by the network's reach: for
+     * a network that sees far, take taller bands than max_mb allows, the
+     * shortest whose overlap at most doubles the work. */
+    for (double rows = (double)H * d->max_mb / mb; !rc && rows < H; rows = rows * 1.25 + 1) {
+        if ((rc = fv_bands_make(d->m, top, H, W, rows < 1 ? 1 : (int)rows, b, err))) break;
+        if (b->n && (long long)b->n * b->rows <= 2LL * H) break;
+        fv_bands_free(b);
+    }
+    return rc;
 }
 
 /* The objective's gradient with respect to the display image v (H, W, c),
