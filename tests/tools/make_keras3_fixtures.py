@@ -146,7 +146,8 @@ def fields(cls):
                 ('moving_mean_initializer', ZEROS()), ('moving_variance_initializer', ONES()),
                 ('beta_regularizer', None), ('gamma_regularizer', None),
                 ('beta_constraint', None), ('gamma_constraint', None),
-                ('synchronized', False)]
+                ('synchronized', False), ('renorm', False), ('renorm_clipping', None),
+                ('renorm_momentum', 0.99)]
     if cls in ('MaxPooling2D', 'AveragePooling2D'):
         return [('pool_size', [2, 2]), ('padding', 'valid'), ('strides', 'POOL'),
                 ('data_format', 'channels_last')]
@@ -170,16 +171,15 @@ def fields(cls):
         return [('axis', [-1]), ('invert', False), ('mean', None), ('variance', None)]
     if cls == 'Resizing':
         return [('height', REQ), ('width', REQ), ('interpolation', 'bilinear'),
-                ('data_format', 'channels_last'), ('crop_to_aspect_ratio', False),
-                ('pad_to_aspect_ratio', False), ('fill_mode', 'constant'),
-                ('fill_value', 0.0), ('antialias', False)]
+                ('crop_to_aspect_ratio', False), ('pad_to_aspect_ratio', False),
+                ('fill_mode', 'constant'), ('fill_value', 0.0), ('antialias', False),
+                ('data_format', 'channels_last')]
     if cls == 'RandomFlip':
         return [('seed', None), ('mode', 'horizontal_and_vertical'),
                 ('data_format', 'channels_last')]
     if cls == 'RandomRotation':
         return [('factor', REQ), ('data_format', 'channels_last'), ('fill_mode', 'reflect'),
-                ('fill_value', 0.0), ('interpolation', 'bilinear'), ('seed', None),
-                ('value_range', [0, 255])]
+                ('fill_value', 0.0), ('interpolation', 'bilinear'), ('seed', None)]
     if cls == 'RandomZoom':
         return [('height_factor', REQ), ('width_factor', None), ('fill_mode', 'reflect'),
                 ('interpolation', 'bilinear'), ('seed', None), ('fill_value', 0.0),
@@ -1336,7 +1336,9 @@ def main():
         ent = {'routes': {'keras': name + '.keras', 'folder': name + '_unzipped',
                           'weights': name + '.weights.h5', 'arch': name + '.config.json'},
                'class': net.cls, 'input_shape': [2] + list(model.batch_shape[1:]),
-               'input_layout': 'NHWC float32', 'output_dtype': 'float64',
+               'input_layout': 'NHWC float32',
+               'input_range': list(spec.get('input_range', (-1.0, 1.0))),
+               'output_dtype': 'float64',
                'inner_layers_dtype': 'float32', 'grad_dtype': 'float64',
                'weight_keys': key_map}
         ent.update(files)
