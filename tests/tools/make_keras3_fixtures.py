@@ -6,16 +6,18 @@ references computed by an independent PyTorch float64 forward/backward pass.
 
     /usr/bin/python3 tests/tools/make_keras3_fixtures.py   # rewrites tests/data/keras3/
 
-Deterministic (fixed seeds, fixed zip dates). Each fixture <m> is written four ways:
+Deterministic (fixed seeds, fixed zip dates). Each fixture <m> is written three ways:
   <m>.keras                       zip: metadata.json, config.json, model.weights.h5 (stored)
   <m>_unzipped/                   the same three files in a folder
   <m>.weights.h5 + <m>.config.json  what model.save_weights() / model.to_json() write
+plus its references (<m>.input.npy, .output.npy, .<layer>.npy, .grad_*.npy), all listed
+in manifest.json, and the bad archives in bad/. tests/data/keras3/README.md describes them.
 
 The layout of model.weights.h5 (saving_lib._save_state / _save_container_state):
   /vars                           @name = model name, no datasets
   /layers/<key>/vars/0,1,..       @name = the layer's real name; trainable, then non-trainable
   /layers/<key>/layers/<key>/...  nested models recurse (their own /vars @name too)
-  /optimizer/vars/0,..            @name = 'adam': iterations, learning_rate, (m, v) per variable
+  /optimizer/vars/0,..            @name = 'adam': iterations, learning_rate[, (m, v) per variable]
 <key> is NOT the layer name: it is the snake_case class name, made unique per container in
 the order of the container's `layers` (conv2d, conv2d_1, ...). For a Functional model that
 order is Keras' map_graph order, which is also the order of config.layers (InputLayer
@@ -78,9 +80,16 @@ def init(cls, config=None):
     return k3obj('keras.initializers', cls, config if config is not None else {})
 
 
-GLOROT = lambda: init('GlorotUniform', {'seed': None, 'input_axes': None, 'output_axes': None})  # noqa
-ZEROS = lambda: init('Zeros')  # noqa
-ONES = lambda: init('Ones')  # noqa
+def GLOROT():
+    return init('GlorotUniform', {'seed': None, 'input_axes': None, 'output_axes': None})
+
+
+def ZEROS():
+    return init('Zeros')
+
+
+def ONES():
+    return init('Ones')
 
 
 class Policy:
@@ -271,7 +280,6 @@ class Net:
         self.rng = np.random.default_rng(seed)
         self.policy = Policy(policy)
         self.input_shape = tuple(input_shape)
-        self.calls = []            # (layer, [Tensor], merge) in call order
         self.layers_seq = []       # Sequential: layers in order
         self.input_layer = None
         self.first_weighted = True
@@ -352,7 +360,6 @@ class Net:
                  else self.out_shape(L, [i.shape for i in ins]))
         t = Tensor(L, len(L.nodes), shape, dt)
         L.nodes.append((ins, merge, t, kwargs or {}))
-        self.calls.append((L, ins, merge, t))
         return t
 
     def __call__(self, cls, x, name=None, **kw):
@@ -417,7 +424,8 @@ class Net:
         if self.kind == 'sequential':
             layers = []
             if getattr(self, 'with_input', True):
-                layers.append(input_layer_entry(self.seq_input_name, [None] + list(self.input_shape)))
+                layers.append(input_layer_entry(self.seq_input_name,
+                                                [None] + list(self.input_shape)))
             layers += [L.serialize(top=False) if isinstance(L, Net) else L.serialize()
                        for L in self.layers_seq]
             cfg = {'name': self.name, 'trainable': True, 'dtype': self.policy.serialize(),
@@ -703,7 +711,8 @@ class RModel:
                     pending.append((proto, k, ins))
             # execution order: repeat until every call has its inputs (shared layers)
             done = {(self.input, 0)}
-            nested = {e['name'] for e in c['layers'] if e['class_name'] in ('Functional', 'Sequential')}
+            nested = {e['name'] for e in c['layers']
+                      if e['class_name'] in ('Functional', 'Sequential')}
             while pending:
                 rest = []
                 for proto, k, ins in pending:
