@@ -5,7 +5,6 @@
 
 #include "featviz/jobs.h"
 #include "jobs/common.h"
-#include "layers/layers.h"
 
 /* The Keras layer feeding input j of node i (skipping featviz's Permutes). */
 static const struct fv_layer *source(const struct fv_model *m, const struct fv_layer *l, int j) {
@@ -26,8 +25,8 @@ static void shape_text(const struct fv_plan *p, int i, const struct fv_model *m,
 /* Layers with an activation setting show it, "linear" included. */
 static const char *act_text(const struct fv_layer *l) {
     if (l->act.kind != FV_ACT_LINEAR) return fv_act_name(&l->act);
-    int has = l->ops == &fv_conv2d_ops || l->ops == &fv_depthwise_ops || l->ops == &fv_separable_ops ||
-              l->ops == &fv_dense_ops || !strcmp(l->keras_class, "Activation");
+    int has = (l->ops && (l->ops->flags & (FV_OPF_FILTERS | FV_OPF_UNITS))) ||
+              !strcmp(l->keras_class, "Activation");
     return has ? "linear" : "";
 }
 

@@ -1,5 +1,5 @@
 /* The layer types featviz computes. Each lives in one file with its shape,
- * forward and backward side by side; the Keras loader (src/model/keras_layers.c)
+ * forward and backward side by side; the format front ends (src/formats/, e.g. keras/keras_layers.c)
  * maps Keras classes onto them and converts weights to the layouts below.
  *
  * Weight layouts (fv_layer.w[i]):

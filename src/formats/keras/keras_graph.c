@@ -5,7 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/keras.h"
+#include "formats/front_ends.h"
+#include "formats/keras/keras.h"
 
 struct wcache {                /* all weights of one top-level group (nested models) */
     char *group;
@@ -118,7 +119,7 @@ static int make_input_node(struct builder *b, const json_t *cfg, const char *nam
     if (i < 0) return -1;
     snprintf(b->nodes[i].keras_class, sizeof b->nodes[i].keras_class, "InputLayer");
     b->nodes[i].act.max_value = -1;
-    b->specs[i].is_input = 1;
+    b->specs[i].node.is_input = 1;
     b->specs[i].min_inputs = b->specs[i].max_inputs = 0;
     b->nodes[i].out_rank = b->in_rank;
     b->input = i;
@@ -151,7 +152,7 @@ static int add_layer_call(struct builder *b, const json_t *entry, const char *gr
     int rc = fv_keras_make_layer(&b->ctx, cls, cfg, l, &b->specs[i], err);
     if (rc) return rc;
     const struct fv_kspec *s = &b->specs[i];
-    if (s->is_input) { /* an InputLayer inside a nested model: just the incoming tensor */
+    if (s->node.is_input) { /* an InputLayer inside a nested model: just the incoming tensor */
         b->n--;
         free(b->wgroup[i]);
         *out_node = ins[0];
@@ -443,7 +444,7 @@ static int load_weights(struct builder *b, struct fv_error *err) {
     for (int i = 0; i < b->n && !rc; i++) {
         struct fv_kspec *s = &b->specs[i];
         int want = s->n_trainable + s->n_fixed;
-        if (s->is_input || !b->wgroup[i] || !want) continue;
+        if (s->node.is_input || !b->wgroup[i] || !want) continue;
         const char *group = b->wgroup[i];
         int listed = 0;
         for (int k = 0; k < n_names; k++) listed |= !strcmp(names[k], group);
@@ -546,8 +547,23 @@ static void builder_free(struct builder *b) {
     cache_free(b);
 }
 
-int fv_model_load(struct fv_model *m, const char *path, const struct fv_load_opts *opts,
-                  struct fv_error *err) {
+/* Hands the graph to fv_graph_finish (which takes the nodes over). */
+static int finish(struct builder *b, struct fv_model *m, int out, struct fv_error *err) {
+    struct fv_node_spec *specs = malloc((size_t)(b->n ? b->n : 1) * sizeof *specs);
+    if (!specs) return fv_error_set(err, FV_ERR_NOMEM, "%s: out of memory", b->ctx.path);
+    for (int i = 0; i < b->n; i++) specs[i] = b->specs[i].node;
+    snprintf(m->path, sizeof m->path, "%s", b->ctx.path);
+    m->in_rank = b->in_rank;
+    memcpy(m->in_dims, b->in_dims, sizeof m->in_dims);
+    struct fv_layer *nodes = b->nodes;
+    int n = b->n;
+    b->nodes = NULL;
+    b->n = 0;
+    return fv_graph_finish(m, nodes, specs, n, b->input, out, err);
+}
+
+int fv_keras_h5_load(struct fv_model *m, const char *path, const struct fv_load_opts *opts,
+                     struct fv_error *err) {
     memset(m, 0, sizeof *m);
     struct fv_load_opts none = {.flip_kernels = -1};
     if (!opts) opts = &none;
@@ -598,6 +614,8 @@ int fv_model_load(struct fv_model *m, const char *path, const struct fv_load_opt
     if (!backend && (rc = fv_h5_attr_string(b.h5, wattr, "backend", &backend, err))) goto fail;
     if (!version && jstr(root, "keras_version")) version = strdup(jstr(root, "keras_version"));
     if (!backend && jstr(root, "backend")) backend = strdup(jstr(root, "backend"));
+    snprintf(m->format, sizeof m->format, "Keras HDF5");
+    snprintf(m->producer, sizeof m->producer, "Keras %s", version ? version : "1.x");
     snprintf(m->keras_version, sizeof m->keras_version, "%s", version ? version : "");
     snprintf(m->backend, sizeof m->backend, "%s", backend ? backend : "");
     b.ctx.keras_major = version_major(version);
@@ -614,30 +632,7 @@ int fv_model_load(struct fv_model *m, const char *path, const struct fv_load_opt
         goto fail;
     }
     if ((rc = load_weights(&b, err))) goto fail;
-    free_groups(&b);
-    cache_free(&b);
-    int input = b.input;
-    if ((rc = fv_resolve_layouts(&b.nodes, &b.specs, &b.n, &input, &out, path, err))) goto fail;
-
-    snprintf(m->path, sizeof m->path, "%s", path);
-    m->layers = b.nodes;
-    m->n_layers = b.n;
-    m->input = input;
-    m->output = out;
-    m->in_rank = b.in_rank;
-    memcpy(m->in_dims, b.in_dims, sizeof m->in_dims);
-    b.nodes = NULL;
-    b.n = 0;
-    /* a model whose declared input does not fit its layers is refused now */
-    int h, w, c, declared = 1;
-    for (int i = 0; i < m->in_rank; i++) declared &= m->in_dims[i] > 0;
-    fv_model_input_hwc(m, &h, &w, &c);
-    if (declared && (rc = fv_model_check(m, h, w, err))) goto fail;
-    if (!(m->prepared = calloc((size_t)m->n_layers, sizeof *m->prepared))) {
-        rc = fv_error_set(err, FV_ERR_NOMEM, "%s: out of memory", path);
-        goto fail;
-    }
-    rc = FV_OK;
+    rc = finish(&b, m, out, err);
 fail:
     builder_free(&b);
     json_decref(root);
@@ -647,14 +642,4 @@ fail:
     fv_h5_close(b.h5);
     if (rc) fv_model_free(m);
     return rc;
-}
-
-void fv_model_free(struct fv_model *m) {
-    if (!m) return;
-    for (int i = 0; i < m->n_layers; i++)
-        for (int k = 0; k < m->layers[i].n_w; k++) free(m->layers[i].w[k]);
-    for (int i = 0; m->prepared && i < m->n_layers; i++) free(m->prepared[i].data);
-    free(m->prepared);
-    free(m->layers);
-    memset(m, 0, sizeof *m);
 }

@@ -1,8 +1,8 @@
 /* Queries on a loaded model: layers by name, where the logits are. */
+#include <stdlib.h>
 #include <string.h>
 
-#include "featviz/model.h"
-#include "layers/layers.h"
+#include "featviz/graph.h"
 
 int fv_model_find(const struct fv_model *m, const char *name) {
     for (int i = 0; i < m->n_layers; i++)
@@ -12,7 +12,7 @@ int fv_model_find(const struct fv_model *m, const char *name) {
 
 /* Dropout & co: identity ops without an activation. */
 static int passthrough(const struct fv_layer *l) {
-    return l->ops == &fv_identity_ops && l->act.kind == FV_ACT_LINEAR && l->n_in == 1;
+    return l->ops && (l->ops->flags & FV_OPF_IDENTITY) && l->act.kind == FV_ACT_LINEAR && l->n_in == 1;
 }
 
 int fv_model_logits(const struct fv_model *m, int *pre) {
@@ -20,7 +20,7 @@ int fv_model_logits(const struct fv_model *m, int *pre) {
     for (;;) {
         const struct fv_layer *l = &m->layers[t];
         if (l->act.kind == FV_ACT_SOFTMAX) {
-            if (l->ops == &fv_identity_ops) { /* Activation('softmax') / Softmax layer */
+            if (l->ops && (l->ops->flags & FV_OPF_IDENTITY)) { /* Activation('softmax') / Softmax layer */
                 *pre = 0;
                 return l->in[0];
             }
@@ -32,4 +32,14 @@ int fv_model_logits(const struct fv_model *m, int *pre) {
     }
     *pre = 0;
     return m->output;
+}
+
+void fv_model_free(struct fv_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_layers; i++)
+        for (int k = 0; k < m->layers[i].n_w; k++) free(m->layers[i].w[k]);
+    for (int i = 0; m->prepared && i < m->n_layers; i++) free(m->prepared[i].data);
+    free(m->prepared);
+    free(m->layers);
+    memset(m, 0, sizeof *m);
 }

@@ -1,4 +1,4 @@
-/* The only interface to libhdf5 (src/model/h5.c is the only file that includes
+/* The only interface to libhdf5 (src/formats/keras/h5.c is the only file that includes
  * <hdf5.h>). It reads what a Keras loader needs and nothing else: string
  * attributes in every storage variant Keras ever wrote, chunked name lists,
  * and weight datasets in `weight_names` order, converted to float32.

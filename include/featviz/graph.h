@@ -1,33 +1,24 @@
-/* A loaded Keras model as a graph of fv_layer nodes in topological order, and
- * a plan: the memory for one batch size and input size, with forward and
- * backward passes over it.
+/* A loaded model as a graph of fv_layer nodes in topological order, and a
+ * plan: the memory for one batch size and input size, with forward and
+ * backward passes over it. Nothing here knows which file format the model
+ * came from.
  *
- *   load (src/model/) -> graph (struct fv_model) -> plan (n, H, W) -> forward/backward
+ *   format front end (src/formats/) -> graph (struct fv_model, src/graph/)
+ *     -> plan (n, H, W) -> forward/backward
  */
-#ifndef FEATVIZ_MODEL_H
-#define FEATVIZ_MODEL_H
+#ifndef FEATVIZ_GRAPH_H
+#define FEATVIZ_GRAPH_H
 
 #include <stddef.h>
 
 #include "featviz/error.h"
 #include "featviz/layer.h"
 
-/* How to run a Lambda layer, declared by the user (Lambda holds Python bytecode). */
-struct fv_lambda_decl {
-    char name[FV_NAME_MAX];
-    int identity;            /* else x*scale+offset */
-    float scale, offset;
-};
-
-struct fv_load_opts {
-    const char *arch_json;   /* model.to_json() file for weights-only .h5, or NULL */
-    const struct fv_lambda_decl *lambdas;
-    int n_lambdas;
-    int flip_kernels;        /* -1 auto (Theano), 0 never, 1 always */
-};
-
 struct fv_model {
     char path[1024];
+    char format[32];         /* the front end's name for the file: "Keras HDF5",
+                                "Keras 3 archive", "Keras 3 folder", "ONNX", ... */
+    char producer[96];       /* the framework that wrote it, as the file says */
     char keras_version[64];  /* "" when the file does not say (Keras 1) */
     char backend[64];
     char model_class[64];    /* "Sequential", "Functional", "Model" */
@@ -54,8 +45,6 @@ struct fv_model {
     } *prepared;
 };
 
-int fv_model_load(struct fv_model *m, const char *path, const struct fv_load_opts *opts,
-                  struct fv_error *err);
 void fv_model_free(struct fv_model *m);
 
 /* Node index of a layer by Keras name; -1 when absent. Nested layers can also

@@ -6,7 +6,7 @@
  * fv_h5_close asserts that nothing is left open. HDF5's own error printing is
  * switched off; failures are reported as one line that names the file and the
  * group/attribute/dataset. */
-#include "model/h5.h"
+#include "formats/keras/h5.h"
 
 #include <errno.h>
 #include <stdint.h>

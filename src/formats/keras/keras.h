@@ -6,8 +6,9 @@
 
 #include <jansson.h>
 
-#include "featviz/model.h"
-#include "model/h5.h"
+#include "featviz/formats.h"
+#include "formats/keras/h5.h"
+#include "graph/build.h"
 
 /* What the file tells about how to read its layers. */
 struct fv_kctx {
@@ -24,11 +25,7 @@ struct fv_kctx {
 struct fv_kspec {
     int n_trainable;         /* weights in weight_names order: trainable first ... */
     int n_fixed;             /* ... then non-trainable (BN moving statistics) */
-    int is_input;            /* InputLayer */
-    int keras_axis;          /* raw Keras axis (BN, Concatenate), resolved in layout.c */
-    int flatten;             /* Flatten: needs Keras order (or channels_last order when cf) */
-    int permute_dims[FV_MAX_RANK]; /* Keras Permute layer dims (0-based, no batch) */
-    int is_permute;
+    struct fv_node_spec node;/* InputLayer, Keras axis (BN, Concatenate), Flatten, Permute */
     int th_kernel;           /* Keras 1 dim_ordering th: kernel stored (out,in,kh,kw) */
     int flip;                /* rotate conv kernels by 180 degrees (Theano) */
     int bn_scale, bn_center; /* BatchNormalization gamma/beta present */
@@ -48,14 +45,5 @@ int fv_keras_make_layer(const struct fv_kctx *ctx, const char *cls, const json_t
 int fv_keras_set_weights(const struct fv_kctx *ctx, struct fv_layer *l,
                          const struct fv_kspec *spec, struct fv_h5_weight *w, int n,
                          struct fv_error *err);
-
-/* Output rank of a layer given its input rank (-1 when it cannot be applied). */
-int fv_keras_out_rank(const struct fv_layer *l, const struct fv_kspec *spec, int in_rank);
-
-/* Decides every node's physical layout (kperm), inserts Permute nodes where a
- * layer needs another order, and resolves Keras axes to physical axes.
- * nodes/specs are reallocated; *n grows. */
-int fv_resolve_layouts(struct fv_layer **nodes, struct fv_kspec **specs, int *n, int *input,
-                       int *output, const char *path, struct fv_error *err);
 
 #endif

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "layers/layers.h"
-#include "model/keras.h"
+#include "formats/keras/keras.h"
 
 /* ---- config access ---- */
 
@@ -295,7 +295,7 @@ static int make_bn(const struct fv_kctx *c, const char *cls, const json_t *cfg,
         return fv_error_set(err, FV_ERR_UNSUPPORTED,
                             "Keras 1 BatchNormalization mode %d uses batch statistics at inference; only mode 0 can be reproduced", m);
     (void)c;
-    s->keras_axis = axis;
+    s->node.axis = axis;
     s->bn_scale = cfg_bool(cfg, KEYS("scale"), 1);
     s->bn_center = cfg_bool(cfg, KEYS("center"), 1);
     s->bn_epsilon = cfg_float(cfg, KEYS("epsilon"), 1e-3f);
@@ -384,7 +384,7 @@ static int make_flatten(const struct fv_kctx *c, const char *cls, const json_t *
     l->ops = &fv_reshape_ops;
     l->p.reshape.rank = 1;
     l->p.reshape.d[0] = -1;
-    s->flatten = 1;
+    s->node.flatten = 1;
     return FV_OK;
 }
 
@@ -418,9 +418,9 @@ static int make_permute(const struct fv_kctx *c, const char *cls, const json_t *
         if (!cfg_int(json_array_get(v, (size_t)i), &d) || d < 1 || d > n || (seen & (1 << d)))
             FAIL("dims is not a permutation of 1..%d", n);
         seen |= 1 << d;
-        s->permute_dims[i] = d - 1;
+        s->node.permute_dims[i] = d - 1;
     }
-    s->is_permute = 1;
+    s->node.is_permute = 1;
     l->p.reshape.rank = n;  /* remembered for the rank check */
     l->ops = &fv_identity_ops;
     return FV_OK;
@@ -446,7 +446,7 @@ static int make_merge(const struct fv_kctx *c, const char *cls, const json_t *cf
         const json_t *ax = get(cfg, KEYS("axis", "concat_axis"));
         if (ax && !cfg_int(ax, &axis)) FAIL("axis is not an int");
         if (axis == 0) FAIL("concatenation along the batch axis");
-        s->keras_axis = axis;
+        s->node.axis = axis;
         l->ops = &fv_concat_ops;
         return FV_OK;
     }
@@ -495,7 +495,7 @@ static int make_lambda(const struct fv_kctx *c, const char *cls, const json_t *c
 static int make_input(const struct fv_kctx *c, const char *cls, const json_t *cfg,
                       struct fv_layer *l, struct fv_kspec *s, struct fv_error *err) {
     (void)c, (void)cls, (void)cfg, (void)err;
-    s->is_input = 1;
+    s->node.is_input = 1;
     l->ops = NULL;
     return FV_OK;
 }
@@ -571,17 +571,6 @@ int fv_keras_make_layer(const struct fv_kctx *ctx, const char *cls, const json_t
     return fv_error_set(err, FV_ERR_UNSUPPORTED,
                         "%s: layer '%s' has class '%s', which featviz does not support", ctx->path,
                         l->name, cls);
-}
-
-int fv_keras_out_rank(const struct fv_layer *l, const struct fv_kspec *s, int in_rank) {
-    const struct fv_layer_ops *o = l->ops;
-    if (!o) return in_rank;
-    if (o == &fv_gavgpool_ops || o == &fv_gmaxpool_ops)
-        return in_rank == 3 ? (l->p.pool.keepdims ? 3 : 1) : -1;
-    if (o->need == FV_NEED_SPATIAL && !s->flatten) return in_rank == 3 ? 3 : -1;
-    if (o == &fv_reshape_ops) return l->p.reshape.rank;
-    if (s->is_permute) return in_rank == l->p.reshape.rank ? in_rank : -1;
-    return in_rank;
 }
 
 /* ---- weights ---- */

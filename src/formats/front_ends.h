@@ -1,0 +1,12 @@
+/* The format front ends fv_model_load chooses from (src/formats/load.c). Each
+ * builds its graph and ends with fv_graph_finish (src/graph/build.h). */
+#ifndef FEATVIZ_FRONT_ENDS_H
+#define FEATVIZ_FRONT_ENDS_H
+
+#include "featviz/formats.h"
+
+/* Keras HDF5: model.save("x.h5") of every generation, save_weights() + --arch. */
+int fv_keras_h5_load(struct fv_model *m, const char *path, const struct fv_load_opts *opts,
+                     struct fv_error *err);
+
+#endif
