@@ -31,6 +31,7 @@ struct fv_kspec {
     int flip;                /* rotate conv kernels by 180 degrees (Theano) */
     int bn_scale, bn_center; /* BatchNormalization gamma/beta present */
     float bn_epsilon;
+    int norm, norm_invert;   /* Normalization (weights: mean, variance, count) */
     int min_inputs, max_inputs;
 };
 

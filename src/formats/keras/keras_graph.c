@@ -23,6 +23,9 @@ struct builder {
     char **wgroup;             /* per node: top-level layer whose group holds its weights */
     char **store;              /* per node: Keras 3 weights path "layers/<key>[/layers/<key>]" */
     int keras3_store;          /* weights in the Keras 3 layout (model.weights.h5) */
+    struct fv_group *groups;   /* nested models met so far */
+    int n_groups;
+    int cur_group;             /* 1 + the one being built; 0: top level */
     int n, cap;
     int input;
     int in_rank, in_dims[FV_MAX_RANK];
@@ -72,6 +75,7 @@ static int add_node(struct builder *b, const char *name, const char *group, cons
     struct fv_layer *l = &b->nodes[i];
     memset(l, 0, sizeof *l);
     memset(&b->specs[i], 0, sizeof b->specs[i]);
+    l->group = b->cur_group;
     snprintf(l->name, sizeof l->name, "%s", name);
     for (int k = 1; find_node(b, l->name) >= 0; k++) snprintf(l->name, sizeof l->name, "%s@%d", name, k);
     b->wgroup[i] = group ? strdup(group) : NULL;
@@ -212,7 +216,20 @@ static int add_layer_call(struct builder *b, const json_t *entry, const char *gr
     if (is_model_class(cls)) {
         if (n_in != 1)
             return fv_error_set(err, FV_ERR_UNSUPPORTED, "%s: nested model '%s' is called on %d inputs; featviz takes one", b->ctx.path, name, n_in);
-        return build_model(b, entry, group ? group : name, store, ins[0], out_node, err);
+        struct fv_group *gs = realloc(b->groups, (size_t)(b->n_groups + 1) * sizeof *gs);
+        if (!gs) return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+        b->groups = gs;
+        int g = b->n_groups++;
+        memset(&gs[g], 0, sizeof gs[g]);
+        snprintf(gs[g].name, sizeof gs[g].name, "%s", name);
+        snprintf(gs[g].cls, sizeof gs[g].cls, "%s", cls);
+        gs[g].parent = b->cur_group;
+        int outer = b->cur_group;
+        b->cur_group = g + 1;
+        rc = build_model(b, entry, group ? group : name, store, ins[0], out_node, err);
+        b->cur_group = outer;
+        if (!rc) snprintf(b->groups[g].output, sizeof b->groups[g].output, "%s", b->nodes[*out_node].name);
+        return rc;
     }
     int i = add_node(b, name, group ? group : name, store, err);
     if (i < 0) return err->code;
@@ -599,6 +616,7 @@ static void builder_free(struct builder *b) {
         for (int k = 0; k < b->nodes[i].n_w; k++) free(b->nodes[i].w[k]);
     free(b->nodes);
     free(b->specs);
+    free(b->groups);
     cache_free(b);
 }
 
@@ -610,6 +628,9 @@ static int finish(struct builder *b, struct fv_model *m, int out, struct fv_erro
     snprintf(m->path, sizeof m->path, "%s", b->ctx.path);
     m->in_rank = b->in_rank;
     memcpy(m->in_dims, b->in_dims, sizeof m->in_dims);
+    m->groups = b->groups;
+    m->n_groups = b->n_groups;
+    b->groups = NULL;
     struct fv_layer *nodes = b->nodes;
     int n = b->n;
     b->nodes = NULL;
