@@ -542,9 +542,15 @@ def keyed_layers(layers):
     return out
 
 
+# Keras 3's saving_lib before the name metadata wrote vars groups without @name;
+# fixtures with Net.vars_names = False are written that way (set while writing one).
+WRITE_NAMES = [True]
+
+
 def write_vars(group, name, weights):
     g = group.create_group('vars')
-    g.attrs['name'] = name                      # h5py: str -> vlen UTF-8 scalar, as Keras
+    if WRITE_NAMES[0]:
+        g.attrs['name'] = name                  # h5py: str -> vlen UTF-8 scalar, as Keras
     for i, (_, a) in enumerate(weights):
         if isinstance(a, Bf16):
             d = g.create_dataset(str(i), data=a.bits.view(np.dtype((np.void, 2))))
@@ -580,6 +586,7 @@ def weights_h5_bytes(net, rng, optimizer='adam_unbuilt'):
     Adam). A loader ignores optimizer/ whatever it holds."""
     bio = io.BytesIO()
     key_map = {}
+    WRITE_NAMES[0] = getattr(net, 'vars_names', True)
     with h5py.File(bio, 'w') as h5:
         write_model_vars(h5, '', net, key_map)
         if optimizer == 'adam_unbuilt':
@@ -600,6 +607,7 @@ def weights_h5_bytes(net, rng, optimizer='adam_unbuilt'):
             write_vars(h5.create_group('optimizer/inner_optimizer'), 'adam', opt)
         else:
             write_vars(h5.create_group('optimizer'), 'adam', opt)
+    WRITE_NAMES[0] = True
     return bio.getvalue(), key_map
 
 
@@ -672,7 +680,8 @@ class RModel:
         self.name = obj['config']['name']
         self.cls = obj['class_name']
         c = obj['config']
-        assert h5[(path + '/vars') if path else 'vars'].attrs['name'] == self.name
+        vars_name = h5[(path + '/vars') if path else 'vars'].attrs.get('name', self.name)
+        assert vars_name == self.name, (vars_name, self.name)
         if self.cls == 'Sequential':
             entries = c['layers']
             weighted = [e for e in entries if e['class_name'] != 'InputLayer']
@@ -748,7 +757,7 @@ class RModel:
             sub = RModel(e, h5, path)
             return RNode(cfg['name'], cls, cfg, {}, None, sub)
         g = h5[path + '/vars']
-        assert g.attrs['name'] == cfg['name'], (path, g.attrs['name'], cfg['name'])
+        assert g.attrs.get('name', cfg['name']) == cfg['name'], (path, cfg['name'])
         vals = read_vars(g)
         roles = layer_roles(cls, cfg)
         assert len(vals) == len(roles), (cfg['name'], len(vals), roles)
@@ -1098,10 +1107,13 @@ def fixture_shared():
 
 def fixture_seq(with_input):
     """f) the same small Sequential with and without an InputLayer entry (without:
-    the input shape is only in build_input_shape / build_config)."""
+    the input shape is only in build_input_shape / build_config). The one without also
+    has no @name on its vars groups, as Keras 3 wrote them before the name metadata: the
+    class-derived keys alone must find the weights."""
     n = Net('sequential_small', 'sequential', (11, 11, 2), seed=307)
     n.seq_input_name = 'input_layer'
     n.with_input = with_input
+    n.vars_names = with_input   # without InputLayer: also without the vars @name (older writers)
     n.add('Conv2D', 'c1', filters=4, kernel_size=[3, 3], activation='relu', gain=1.5)
     n.add('MaxPooling2D', 'max_pooling2d', pool_size=[2, 2])
     n.add('Conv2D', 'features', filters=6, kernel_size=[3, 3], activation='relu', gain=1.5)
