@@ -31,6 +31,52 @@ static const char *act_text(const struct fv_layer *l) {
     return has ? "linear" : "";
 }
 
+/* The model as JSON (featviz info --json, and the report's model table). */
+void job_info_json(FILE *f, const struct fv_model *m, const struct fv_plan *p) {
+    size_t trainable = 0, fixed = 0;
+    double flops = 0;
+    char shape[128];
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct fv_layer *l = &m->layers[i];
+        trainable += l->params_trainable, fixed += l->params_fixed;
+        if (l->ops && l->ops->flops) flops += l->ops->flops(l, &p->io[i]);
+    }
+    fprintf(f, "{\"path\": ");
+    job_json_string(f, m->path);
+    fprintf(f, ", \"keras_version\": ");
+    job_json_string(f, m->keras_version);
+    fprintf(f, ", \"backend\": ");
+    job_json_string(f, m->backend);
+    fprintf(f, ", \"class\": ");
+    job_json_string(f, m->model_class);
+    fprintf(f, ", \"name\": ");
+    job_json_string(f, m->name);
+    fprintf(f, ", \"layers\": [");
+    int first = 1;
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct fv_layer *l = &m->layers[i];
+        if (l->hidden) continue;
+        shape_text(p, i, m, shape, sizeof shape);
+        fprintf(f, "%s\n  {\"name\": ", first ? "" : ",");
+        first = 0;
+        job_json_string(f, l->name);
+        fprintf(f, ", \"class\": ");
+        job_json_string(f, l->keras_class);
+        fprintf(f, ", \"output_shape\": ");
+        job_json_string(f, shape);
+        fprintf(f, ", \"params\": %zu, \"activation\": ", l->params_trainable + l->params_fixed);
+        job_json_string(f, act_text(l));
+        fprintf(f, ", \"flops\": %.0f, \"inputs\": [", l->ops && l->ops->flops ? l->ops->flops(l, &p->io[i]) : 0.0);
+        for (int j = 0; j < l->n_in; j++) {
+            fprintf(f, "%s", j ? ", " : "");
+            job_json_string(f, source(m, l, j)->name);
+        }
+        fprintf(f, "]}");
+    }
+    fprintf(f, "\n], \"total_params\": %zu, \"trainable_params\": %zu, \"non_trainable_params\": %zu, \"flops\": %.0f}\n",
+           trainable + fixed, trainable, fixed, flops);
+}
+
 int fv_job_info(const struct fv_settings *s, struct fv_error *err) {
     struct fv_model m;
     int rc = job_load_model(s, &m, err);
@@ -53,40 +99,7 @@ int fv_job_info(const struct fv_settings *s, struct fv_error *err) {
     int json = fv_get_bool(s, "info", "json");
     char shape[128];
     if (json) {
-        printf("{\"path\": ");
-        job_json_string(stdout, m.path);
-        printf(", \"keras_version\": ");
-        job_json_string(stdout, m.keras_version);
-        printf(", \"backend\": ");
-        job_json_string(stdout, m.backend);
-        printf(", \"class\": ");
-        job_json_string(stdout, m.model_class);
-        printf(", \"name\": ");
-        job_json_string(stdout, m.name);
-        printf(", \"layers\": [");
-        int first = 1;
-        for (int i = 0; i < m.n_layers; i++) {
-            const struct fv_layer *l = &m.layers[i];
-            if (l->hidden) continue;
-            shape_text(&p, i, &m, shape, sizeof shape);
-            printf("%s\n  {\"name\": ", first ? "" : ",");
-            first = 0;
-            job_json_string(stdout, l->name);
-            printf(", \"class\": ");
-            job_json_string(stdout, l->keras_class);
-            printf(", \"output_shape\": ");
-            job_json_string(stdout, shape);
-            printf(", \"params\": %zu, \"activation\": ", l->params_trainable + l->params_fixed);
-            job_json_string(stdout, act_text(l));
-            printf(", \"flops\": %.0f, \"inputs\": [", l->ops && l->ops->flops ? l->ops->flops(l, &p.io[i]) : 0.0);
-            for (int j = 0; j < l->n_in; j++) {
-                printf("%s", j ? ", " : "");
-                job_json_string(stdout, source(&m, l, j)->name);
-            }
-            printf("]}");
-        }
-        printf("\n], \"total_params\": %zu, \"trainable_params\": %zu, \"non_trainable_params\": %zu, \"flops\": %.0f}\n",
-               trainable + fixed, trainable, fixed, flops);
+        job_info_json(stdout, &m, &p);
     } else {
         printf("Model: \"%s\" (%s) from %s\n", m.name, m.model_class, m.path);
         printf("Written by Keras %s, backend %s\n", *m.keras_version ? m.keras_version : "1.x (not recorded)",
