@@ -285,9 +285,9 @@
     const whole = el('div', { class: 'whole' }, img(t.file, 'image ' + t.image));
     const sx = 96 / iw, sy = 96 / ih;
     whole.append(el('div', { class: 'box', style: 'left:' + box[1] * sx + 'px;top:' + box[0] * sy + 'px;width:' + bw * sx + 'px;height:' + bh * sy + 'px' }));
-    return el('div', { class: 'example card' }, crop,
-      el('button', { class: 'thumb', type: 'button', style: 'width:96px;aspect-ratio:auto', 'aria-label': 'enlarge image ' + t.image, onclick: () => lightbox.open(gallery, i) }, whole),
-      el('div', { class: 'meta' }, el('div', { text: 'max ' + num(t.value, 3) }), el('div', { text: t.input })));
+    return el('div', { class: 'example card' }, el('div', { class: 'pair' }, crop,
+      el('button', { class: 'thumb', type: 'button', style: 'width:96px;height:96px', 'aria-label': 'enlarge image ' + t.image, onclick: () => lightbox.open(gallery, i) }, whole)),
+      el('div', { class: 'meta', title: t.input, text: '#' + (i + 1) + ' · max ' + num(t.value, 3) + ' · ' + t.input.split('/').pop() }));
   }
 
   function histogram(h) {

@@ -189,7 +189,9 @@ async function main() {
     }
     /* dream and saliency */
     await page.goto(url + '#dream', { waitUntil: 'load' });
-    check(await page.$$eval('#dream-grid img', (i) => i.length) >= 1 && await page.$$eval('#saliency-grid img', (i) => i.length) >= 2, 'dream and saliency pictures shown');
+    const pngs = (d) => (fs.existsSync(path.join(dir, d)) ? fs.readdirSync(path.join(dir, d)).filter((f) => f.endsWith('.png')).length : 0);
+    check(await page.$$eval('#dream-grid img', (i) => i.length) === pngs('dream') && await page.$$eval('#saliency-grid img', (i) => i.length) === pngs('saliency') && pngs('dream') > 0,
+      'the ' + pngs('dream') + ' DeepDream and ' + pngs('saliency') + ' saliency pictures shown');
     check((await allImagesLoaded(page)).length === 0, 'dream: every picture loads');
 
     /* every file the page can show exists */
