@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "featviz/model.h"
+#include "featviz/formats.h"
 
 #define FWD_TOL 1e-5
 #define GRAD_TOL 1e-4

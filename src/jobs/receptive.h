@@ -2,7 +2,7 @@
 #ifndef FEATVIZ_JOBS_RECEPTIVE_H
 #define FEATVIZ_JOBS_RECEPTIVE_H
 
-#include "featviz/model.h"
+#include "featviz/graph.h"
 
 /* Input rows [*lo, *hi] (clipped to the image) that rows a..b of node t read,
  * following every path back to the input through the layers' ops->rows; a

@@ -119,7 +119,6 @@ static json_t *model_section(const struct fv_settings *s, const struct fv_model 
         fv_error_set(err, FV_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    json_object_set_new(info, "format", json_string("Keras HDF5 (.h5)"));
     json_t *in = json_array();
     for (int d = 0; d < m->in_rank; d++) json_array_append_new(in, m->in_dims[d] > 0 ? json_integer(m->in_dims[d]) : json_null());
     json_object_set_new(info, "input_shape", in);

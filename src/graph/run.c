@@ -5,7 +5,7 @@
  * values may have seeded), then the ops add J^T dpre into their inputs' dy. */
 #include <string.h>
 
-#include "featviz/model.h"
+#include "featviz/graph.h"
 
 /* Marks `t` and everything it depends on (all nodes when t < 0). */
 static void mark_needed(struct fv_plan *p, int t) {

@@ -6,7 +6,7 @@
 
 #include "core/par.h"
 #include "kernels/transpose.h"
-#include "featviz/model.h"
+#include "featviz/graph.h"
 
 #define ALIGN_FLOATS 16 /* 64 bytes */
 

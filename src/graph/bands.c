@@ -1,4 +1,4 @@
-/* Bands of rows (see model.h): which crop of input rows computes which rows
+/* Bands of rows (see featviz/graph.h): which crop of input rows computes which rows
  * of node `top` exactly as the whole image would.
  *
  * For a crop starting at input row y0, every node's crop rows are its whole-
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "featviz/model.h"
+#include "featviz/graph.h"
 
 struct geom {
     const struct fv_model *m;

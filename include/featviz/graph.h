@@ -1,33 +1,34 @@
-/* A loaded Keras model as a graph of fv_layer nodes in topological order, and
- * a plan: the memory for one batch size and input size, with forward and
- * backward passes over it.
+/* A loaded model as a graph of fv_layer nodes in topological order, and a
+ * plan: the memory for one batch size and input size, with forward and
+ * backward passes over it. Nothing here knows which file format the model
+ * came from.
  *
- *   load (src/model/) -> graph (struct fv_model) -> plan (n, H, W) -> forward/backward
+ *   format front end (src/formats/) -> graph (struct fv_model, src/graph/)
+ *     -> plan (n, H, W) -> forward/backward
  */
-#ifndef FEATVIZ_MODEL_H
-#define FEATVIZ_MODEL_H
+#ifndef FEATVIZ_GRAPH_H
+#define FEATVIZ_GRAPH_H
 
 #include <stddef.h>
 
 #include "featviz/error.h"
 #include "featviz/layer.h"
 
-/* How to run a Lambda layer, declared by the user (Lambda holds Python bytecode). */
-struct fv_lambda_decl {
+/* A model nested in the model (Keras' base_model inside a Sequential): its
+ * layers are nodes of the one graph; it is addressed by its name, meaning
+ * its output. */
+struct fv_group {
     char name[FV_NAME_MAX];
-    int identity;            /* else x*scale+offset */
-    float scale, offset;
-};
-
-struct fv_load_opts {
-    const char *arch_json;   /* model.to_json() file for weights-only .h5, or NULL */
-    const struct fv_lambda_decl *lambdas;
-    int n_lambdas;
-    int flip_kernels;        /* -1 auto (Theano), 0 never, 1 always */
+    char cls[64];                /* "Functional", "Sequential" */
+    char output[FV_NAME_MAX];    /* name of the node that is its output */
+    int parent;                  /* 1 + index of the enclosing group; 0: top level */
 };
 
 struct fv_model {
     char path[1024];
+    char format[32];         /* the front end's name for the file: "Keras HDF5",
+                                "Keras 3 archive", "Keras 3 folder", "ONNX", ... */
+    char producer[96];       /* the framework that wrote it, as the file says */
     char keras_version[64];  /* "" when the file does not say (Keras 1) */
     char backend[64];
     char model_class[64];    /* "Sequential", "Functional", "Model" */
@@ -42,6 +43,9 @@ struct fv_model {
     int in_rank;
     int in_dims[FV_MAX_RANK];
 
+    int n_groups;
+    struct fv_group *groups; /* nested models, outer ones first */
+
     void *weights_mem;       /* one block holding every weight */
 
     /* Per layer, the kernel in the forms the passes multiply by (transposed,
@@ -54,12 +58,11 @@ struct fv_model {
     } *prepared;
 };
 
-int fv_model_load(struct fv_model *m, const char *path, const struct fv_load_opts *opts,
-                  struct fv_error *err);
 void fv_model_free(struct fv_model *m);
 
-/* Node index of a layer by Keras name; -1 when absent. Nested layers can also
- * be named by their path "outer/inner". */
+/* Node index of a layer by name; -1 when absent. A nested model's name
+ * stands for its output node, and its layers can also be named by their path
+ * "outer/inner". */
 int fv_model_find(const struct fv_model *m, const char *name);
 
 /* The node whose output is the last softmax's input (the logits) and whether

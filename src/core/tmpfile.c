@@ -1,7 +1,7 @@
 /* Atomic file writing: every writer goes through "<path>.tmp.XXXXXX" in the
  * same directory (so the final rename cannot cross file systems), and the
  * output appears whole or not at all. */
-#include "featviz/image.h"
+#include "featviz/tmpfile.h"
 
 #include <errno.h>
 #include <stdio.h>

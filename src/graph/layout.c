@@ -4,11 +4,12 @@
  * its input in another order (a channels_first conv after a channels_last one,
  * Flatten of a channels_first tensor, ...) and Keras axes become physical axes.
  * Keras' data_format is per layer and honoured literally (format notes §5.2). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph/build.h"
 #include "layers/layers.h"
-#include "model/keras.h"
 
 static void identity(int *p, int rank) {
     for (int i = 0; i < FV_MAX_RANK; i++) p[i] = i < rank ? i : 0;
@@ -26,7 +27,7 @@ static int same_perm(const int *a, const int *b, int rank) {
 }
 
 /* The order node l needs for its inputs, given input 0's layout. */
-static int required_perm(const struct fv_layer *l, const struct fv_kspec *s, const int *in_perm,
+static int required_perm(const struct fv_layer *l, const struct fv_node_spec *s, const int *in_perm,
                          int in_rank, int *req) {
     enum fv_layout_need need = l->ops ? l->ops->need : FV_NEED_ANY;
     if (s->flatten) {
@@ -45,22 +46,32 @@ static int required_perm(const struct fv_layer *l, const struct fv_kspec *s, con
     return 1;
 }
 
-/* Keras axis (counting the batch axis; negative from the end) -> physical. */
-static int physical_axis(int keras_axis, int rank, const int *perm, int *out) {
-    int a = keras_axis > 0 ? keras_axis - 1 : rank + keras_axis;
+/* Logical axis (counting the batch axis; negative from the end) -> physical. */
+static int physical_axis(int axis, int rank, const int *perm, int *out) {
+    int a = axis > 0 ? axis - 1 : rank + axis;
     if (a < 0 || a >= rank) return 0;
     *out = perm[a];
     return 1;
 }
 
-int fv_resolve_layouts(struct fv_layer **nodes_io, struct fv_kspec **specs_io, int *n_io,
+/* Output rank of l for an input of in_rank dims (-1: it cannot take it). */
+static int out_rank(const struct fv_layer *l, const struct fv_node_spec *s, int in_rank) {
+    const struct fv_layer_ops *o = l->ops;
+    if (!o) return in_rank;
+    if (o->out_rank) return o->out_rank(l, in_rank);
+    if (o->need == FV_NEED_SPATIAL && !s->flatten) return in_rank == 3 ? 3 : -1;
+    if (s->is_permute) return in_rank == l->p.reshape.rank ? in_rank : -1;
+    return in_rank;
+}
+
+int fv_resolve_layouts(struct fv_layer **nodes_io, struct fv_node_spec **specs_io, int *n_io,
                        int *input, int *output, const char *path, struct fv_error *err) {
     struct fv_layer *in = *nodes_io;
-    struct fv_kspec *ins = *specs_io;
+    struct fv_node_spec *ins = *specs_io;
     int n = *n_io, cap = n + 4, m = 0;
     for (int i = 0; i < n; i++) cap += in[i].n_in;
     struct fv_layer *out = calloc((size_t)cap, sizeof *out);
-    struct fv_kspec *outs = calloc((size_t)cap, sizeof *outs);
+    struct fv_node_spec *outs = calloc((size_t)cap, sizeof *outs);
     int *map = malloc((size_t)n * sizeof *map);   /* old index -> new index */
     int *rank = malloc((size_t)cap * sizeof *rank);
     if (!out || !outs || !map || !rank) {
@@ -70,7 +81,7 @@ int fv_resolve_layouts(struct fv_layer **nodes_io, struct fv_kspec **specs_io, i
     int rc = FV_OK;
     for (int i = 0; i < n; i++) {
         struct fv_layer l = in[i];
-        struct fv_kspec s = ins[i];
+        struct fv_node_spec s = ins[i];
         if (s.is_input) {
             int cf = 0;
             for (int k = i + 1; k < n; k++)
@@ -126,7 +137,7 @@ int fv_resolve_layouts(struct fv_layer **nodes_io, struct fv_kspec **specs_io, i
             }
             l.in[j] = found;
         }
-        int orank = fv_keras_out_rank(&l, &s, r0);
+        int orank = out_rank(&l, &s, r0);
         if (orank < 1) {
             rc = fv_error_set(err, FV_ERR_SHAPE, "%s: layer '%s' (%s) cannot take a %d-dimensional input", path, l.name, l.keras_class, r0);
             goto done;
@@ -142,12 +153,8 @@ int fv_resolve_layouts(struct fv_layer **nodes_io, struct fv_kspec **specs_io, i
         } else {
             identity(l.kperm, orank);
         }
-        if (l.ops == &fv_batchnorm_ops && !physical_axis(s.keras_axis, r0, req, &l.p.bn.axis)) {
-            rc = fv_error_set(err, FV_ERR_SHAPE, "%s: layer '%s': axis %d does not exist in a %d-dimensional input", path, l.name, s.keras_axis, r0);
-            goto done;
-        }
-        if (l.ops == &fv_concat_ops && !physical_axis(s.keras_axis, r0, req, &l.p.merge.axis)) {
-            rc = fv_error_set(err, FV_ERR_SHAPE, "%s: layer '%s': axis %d does not exist in a %d-dimensional input", path, l.name, s.keras_axis, r0);
+        if (l.ops && l.ops->axis && !physical_axis(s.axis, r0, req, l.ops->axis(&l))) {
+            rc = fv_error_set(err, FV_ERR_SHAPE, "%s: layer '%s': axis %d does not exist in a %d-dimensional input", path, l.name, s.axis, r0);
             goto done;
         }
         rank[m] = orank;

@@ -6,8 +6,10 @@
 
 #include <jansson.h>
 
-#include "featviz/model.h"
-#include "model/h5.h"
+#include "featviz/formats.h"
+#include "formats/keras/h5.h"
+#include "core/textfile.h"
+#include "graph/build.h"
 
 /* What the file tells about how to read its layers. */
 struct fv_kctx {
@@ -24,15 +26,12 @@ struct fv_kctx {
 struct fv_kspec {
     int n_trainable;         /* weights in weight_names order: trainable first ... */
     int n_fixed;             /* ... then non-trainable (BN moving statistics) */
-    int is_input;            /* InputLayer */
-    int keras_axis;          /* raw Keras axis (BN, Concatenate), resolved in layout.c */
-    int flatten;             /* Flatten: needs Keras order (or channels_last order when cf) */
-    int permute_dims[FV_MAX_RANK]; /* Keras Permute layer dims (0-based, no batch) */
-    int is_permute;
+    struct fv_node_spec node;/* InputLayer, Keras axis (BN, Concatenate), Flatten, Permute */
     int th_kernel;           /* Keras 1 dim_ordering th: kernel stored (out,in,kh,kw) */
     int flip;                /* rotate conv kernels by 180 degrees (Theano) */
     int bn_scale, bn_center; /* BatchNormalization gamma/beta present */
     float bn_epsilon;
+    int norm, norm_invert;   /* Normalization (weights: mean, variance, count) */
     int min_inputs, max_inputs;
 };
 
@@ -49,13 +48,30 @@ int fv_keras_set_weights(const struct fv_kctx *ctx, struct fv_layer *l,
                          const struct fv_kspec *spec, struct fv_h5_weight *w, int n,
                          struct fv_error *err);
 
-/* Output rank of a layer given its input rank (-1 when it cannot be applied). */
-int fv_keras_out_rank(const struct fv_layer *l, const struct fv_kspec *spec, int in_rank);
+/* Where a Keras model comes from: the config JSON and the open weights file. */
+struct fv_keras_source {
+    const char *path;         /* the file or folder the user named (messages) */
+    const char *format;       /* fv_model.format */
+    const char *config;       /* model config JSON text */
+    const char *config_file;  /* file the JSON came from when not `path` (--arch), or NULL */
+    const char *config_what;  /* "model_config", "config.json", ... (messages) */
+    const char *version;      /* keras_version, or NULL (then read from the JSON) */
+    const char *backend;
+    struct fv_h5 *h5;         /* the weights */
+    int keras3_store;         /* weights as Keras 3 saves them (layers/<key>/vars/<i>) ... */
+    const char *wroot;        /* ... or legacy: under this group ("model_weights" or "") */
+};
 
-/* Decides every node's physical layout (kperm), inserts Permute nodes where a
- * layer needs another order, and resolves Keras axes to physical axes.
- * nodes/specs are reallocated; *n grows. */
-int fv_resolve_layouts(struct fv_layer **nodes, struct fv_kspec **specs, int *n, int *input,
-                       int *output, const char *path, struct fv_error *err);
+#define FV_KERAS_MAX_JSON ((size_t)64 << 20)
+
+/* Config -> graph -> weights -> fv_graph_finish (keras_graph.c). */
+int fv_keras_build(struct fv_model *m, const struct fv_keras_source *src,
+                   const struct fv_load_opts *opts, struct fv_error *err);
+
+/* Keras 3 weights (keras3_weights.c): each node with weights reads
+ * <store[i]>/vars/0, 1, ... (trainable first, then non-trainable). */
+int fv_keras3_weights(const struct fv_kctx *ctx, struct fv_h5 *h5, struct fv_layer *nodes,
+                      const struct fv_kspec *specs, char *const *store, int n,
+                      struct fv_error *err);
 
 #endif
