@@ -263,7 +263,7 @@
       el('td', { text: pct(1 - c.zero_fraction) }), el('td', { text: c.dead ? 'dead' : '' })));
     const names = { mean: 'mean activation', fires: 'firing rate (fraction of images where it fires)', max: 'largest value' };
     return section('Statistics',
-      el('p', { class: 'note', text: 'Over ' + S.images + ' images' + (S.interrupted ? ' (interrupted)' : '') + '. ' + S.fires + '.' }),
+      el('p', { class: 'note', text: 'Over ' + S.images + ' images' + (S.interrupted ? ' (interrupted)' : '') + ': ' + S.fires + '.' }),
       el('div', { class: 'toolbar' },
         el('label', {}, 'layer ', select('stats-layer', S.layers.map((l) => [l.layer, l.layer + ' (' + l.dead.length + ' of ' + l.channels + ' dead)']), cur.layer, (v) => { location.hash = '#stats/' + v + '?' + metric; })),
         el('label', {}, 'bars ', select('stats-metric', Object.entries(names), metric, (v) => { location.hash = '#stats/' + cur.layer + '?' + v; }))),
