@@ -1,7 +1,8 @@
 /* The report of a run folder: OUTPUT_DIR/report.json, one manifest of what
  * the jobs wrote there (the model, its preprocessing and layers, the run's
  * configuration, the class images with their top-3, filter patterns,
- * activation maps, statistics with dataset examples, dreams, saliency maps),
+ * activation maps, statistics with dataset examples, dreams, saliency maps,
+ * the transfer rates of the class images where tools/transfer.py measured them),
  * and OUTPUT_DIR/index.html: the page of src/report/ (embedded at build time)
  * with that manifest inlined, so it opens from file:// with no server.
  *
@@ -212,6 +213,23 @@ static int classes_section(const char *root, const struct fv_model *m, const str
     free_names(names, n);
     if (!(rc = job_path(path, sizeof path, err, "%s/classes/classes.npy", root)) && is_file(path))
         rc = class_top3(m, pp, labels, path, items, err);
+    /* transfer rates, where tools/transfer.py --judge measured them */
+    json_t *tr = NULL;
+    if (!rc && !(rc = job_path(path, sizeof path, err, "%s/classes/transfer.json", root)) &&
+        !(rc = load_json(path, &tr, err)) && tr) {
+        size_t j;
+        json_t *t;
+        json_array_foreach(json_object_get(tr, "classes"), j, t) {
+            json_t *c = json_object_get(t, "class");
+            json_array_foreach(items, i, it)
+                if (json_equal(json_object_get(it, "class"), c)) {
+                    static const char *keys[] = {"transfer_hits", "transfer_judges", "recognized_by"};
+                    for (int k = 0; k < 3; k++)
+                        if (json_object_get(t, keys[k])) json_object_set(it, keys[k], json_object_get(t, keys[k]));
+                }
+        }
+        json_decref(tr);
+    }
     if (rc) {
         json_decref(items);
         return rc;

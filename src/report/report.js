@@ -149,7 +149,7 @@
 
   function renderClasses() {
     const items = M.classes.items;
-    const known = new Set(['class', 'label', 'objective', 'probability', 'rank', 'image', 'top']);
+    const known = new Set(['class', 'label', 'objective', 'probability', 'rank', 'image', 'top', 'transfer_hits', 'transfer_judges', 'recognized_by']);
     const grid = el('div', { class: 'grid', id: 'classes-grid' });
     const order = { value: 'class' };
     function draw() {
@@ -162,6 +162,8 @@
         el('div', { class: 'name', text: it.class + ' · ' + (it.label || 'class ' + it.class) }),
         el('div', { class: 'meta' }, 'p = ', el('span', { class: 'prob', text: prob(it.probability) }),
           ' · rank ' + it.rank + ' · objective ' + num(it.objective, 3)),
+        it.transfer_judges ? el('div', { class: 'meta transfer', title: 'recognized by: ' + (it.recognized_by || []).join(', '),
+          text: 'transfer: recognized by ' + it.transfer_hits + ' of ' + it.transfer_judges + ' other models' }) : null,
         Object.keys(it).filter((k) => !known.has(k) && typeof it[k] === 'number')
           .map((k) => el('div', { class: 'meta', text: k + ' ' + num(it[k], 3) })),
         it.top ? el('ol', { class: 'top3', title: 'the model\'s top 3 on this image' },
@@ -169,8 +171,11 @@
     }
     draw();
     const good = items.filter((it) => it.probability >= 0.9).length;
+    const judged = items.filter((it) => it.transfer_judges);
+    const rate = judged.length ? judged.reduce((a, it) => a + it.transfer_hits / it.transfer_judges, 0) / judged.length : 0;
     return section('Classes',
-      el('p', { class: 'note', text: items.length + ' synthesized class images; the model gives ' + good + ' of them probability ≥ 0.9 for their class. Click an image to enlarge it; arrow keys step through them.' }),
+      el('p', { class: 'note', text: items.length + ' synthesized class images; the model gives ' + good + ' of them probability ≥ 0.9 for their class' +
+        (judged.length ? '; other models recognize them at a mean rate of ' + rate.toFixed(2) + ' (tools/transfer.py)' : '') + '. Click an image to enlarge it; arrow keys step through them.' }),
       el('div', { class: 'toolbar' }, el('label', {}, 'order ', select('classes-sort',
         [['class', 'by class number'], ['prob-desc', 'by probability, highest first'], ['prob-asc', 'by probability, lowest first']],
         'class', (v) => { order.value = v; draw(); }))),

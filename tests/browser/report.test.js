@@ -98,6 +98,13 @@ async function main() {
     check(named === 43, 'classes: every card shows its class number and label name (' + named + ')');
     check(probs === 43, 'classes: every card shows the probability of classes.csv (' + probs + ')');
     check(top3 === 43, 'classes: every card lists the top 3 (' + top3 + ')');
+    const trFile = path.join(dir, 'classes', 'transfer.json');
+    if (fs.existsSync(trFile)) { /* written by tools/transfer.py --judge */
+      const tr = JSON.parse(fs.readFileSync(trFile, 'utf8')).classes;
+      const shown = await page.$$eval('#classes-grid .card', (cs) => cs.map((c) => (c.querySelector('.transfer') || {}).textContent || ''));
+      check(tr.every((t) => shown[cards.findIndex((c) => c.cls === t.class)].includes('recognized by ' + t.transfer_hits + ' of ' + t.transfer_judges)),
+        'classes: the transfer rates of transfer.json');
+    }
     const broken = await allImagesLoaded(page);
     check(broken.length === 0, 'classes: every image loads' + (broken.length ? ' (not: ' + broken.slice(0, 3).join(', ') + ')' : ''));
     await page.select('#classes-sort', 'prob-desc');
