@@ -26,6 +26,9 @@ struct builder {
     struct fv_group *groups;   /* nested models met so far */
     int n_groups;
     int cur_group;             /* 1 + the one being built; 0: top level */
+    const json_t *seq_build_shape; /* the Sequential's build_input_shape, or NULL */
+    const json_t *build_shape; /* Keras 3 build_input_shape / build_config.input_shape of the
+                                  Sequential being started, or NULL */
     int n, cap;
     int input;
     int in_rank, in_dims[FV_MAX_RANK];
@@ -96,6 +99,8 @@ static int read_input_shape(struct builder *b, const json_t *cfg, const char *ln
     const json_t *v = json_object_get(cfg, "batch_input_shape");
     int skip = 1;
     if (!json_is_array(v)) v = json_object_get(cfg, "batch_shape");
+    /* Keras 3 Sequential without an InputLayer: the shape the model was built with */
+    if (!json_is_array(v)) v = b->build_shape;
     if (!json_is_array(v)) v = json_object_get(cfg, "input_shape"), skip = 0;
     if (!json_is_array(v)) {
         const json_t *d = json_object_get(cfg, "input_dim");
@@ -264,9 +269,13 @@ static int build_sequential(struct builder *b, const json_t *layers, const char 
         if (!cls || !name || !json_is_object(cfg))
             return fv_error_set(err, FV_ERR_FORMAT, "%s: layer %zu of a Sequential model has no class_name, name or config", b->ctx.path, k);
         if (cur < 0) { /* the first layer declares the model input */
+            const json_t *bc = json_object_get(json_object_get(entry, "build_config"), "input_shape");
+            b->build_shape = json_is_array(bc) ? bc : b->seq_build_shape;
             char iname[FV_NAME_MAX + 8];
             snprintf(iname, sizeof iname, "%s%s", name, strcmp(cls, "InputLayer") ? "_input" : "");
-            if ((cur = make_input_node(b, cfg, iname, err)) < 0) return err->code;
+            cur = make_input_node(b, cfg, iname, err);
+            b->build_shape = NULL;
+            if (cur < 0) return err->code;
             if (!strcmp(cls, "InputLayer")) continue;
         }
         char path[1024];
@@ -440,6 +449,8 @@ static int build_model(struct builder *b, const json_t *model, const char *group
         return fv_error_set(err, FV_ERR_FORMAT, "%s: model_config has no class_name or config", b->ctx.path);
     if (!strcmp(cls, "Sequential")) {
         const json_t *layers = json_is_array(cfg) ? cfg : json_object_get(cfg, "layers");
+        const json_t *bis = json_object_get(cfg, "build_input_shape");
+        b->seq_build_shape = json_is_array(bis) ? bis : NULL;
         if (!json_is_array(layers))
             return fv_error_set(err, FV_ERR_FORMAT, "%s: Sequential config has no layer list", b->ctx.path);
         return build_sequential(b, layers, group, store, in_node, out_node, err);
@@ -683,6 +694,8 @@ int fv_keras_build(struct fv_model *m, const struct fv_keras_source *src,
     else
         rc = load_weights(&b, err);
     if (rc) goto fail;
+    free_groups(&b);
+    cache_free(&b);
     rc = finish(&b, m, out, err);
 fail:
     builder_free(&b);

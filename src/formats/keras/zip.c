@@ -33,7 +33,7 @@ int fv_zip_open(struct fv_zip **out, const char *path, struct fv_error *err) {
         zip_error_t e;
         zip_error_init_with_code(&e, ze);
         int rc = fv_error_set(err, ze == ZIP_ER_OPEN || ze == ZIP_ER_NOENT ? FV_ERR_IO : FV_ERR_FORMAT,
-                              "%s: not a readable zip archive (%s)", path, zip_error_strerror(&e));
+                              "%s: not a readable zip archive, truncated or damaged (%s)", path, zip_error_strerror(&e));
         zip_error_fini(&e);
         return rc;
     }
@@ -46,9 +46,10 @@ int fv_zip_open(struct fv_zip **out, const char *path, struct fv_error *err) {
     for (zip_int64_t i = 0; i < n; i++) {
         const char *name = zip_get_name(z, (zip_uint64_t)i, ZIP_FL_ENC_RAW);
         if (!name || escapes(name)) {
-            zip_discard(z);
-            return fv_error_set(err, FV_ERR_FORMAT, "%s: archive entry '%s' points outside the archive",
-                                path, name ? name : "?");
+            int rc = fv_error_set(err, FV_ERR_FORMAT, "%s: archive entry '%s' points outside the archive",
+                                  path, name ? name : "?");
+            zip_discard(z); /* owns name */
+            return rc;
         }
     }
     struct fv_zip *r = calloc(1, sizeof *r);
