@@ -368,7 +368,12 @@ static int stats_section(const char *root, json_t **out, struct fv_error *err) {
     json_t *l, *c, *t;
     int examples = json_is_string(json_object_get(st, "examples"));
     json_array_foreach(json_object_get(st, "layers"), i, l) {
-        job_safe_name(json_string_value(json_object_get(l, "layer")), safe, sizeof safe);
+        const char *name = json_string_value(json_object_get(l, "layer"));
+        if (!name) {
+            json_decref(st);
+            return fv_error_set(err, FV_ERR_FORMAT, "%s: layer %zu has no name", path, i);
+        }
+        job_safe_name(name, safe, sizeof safe);
         snprintf(rel, sizeof rel, "stats/%s.chart.png", safe);
         json_object_set_new(l, "chart", file_ref(root, rel));
         json_array_foreach(json_object_get(l, "per_channel"), j, c) {
