@@ -223,25 +223,34 @@ static void hist_add(unsigned *h, float *w, float v) {
 }
 
 /* One image's output y (P, C) of the layer, from input item `item`.
- * imax, isum, iarg: (C) scratch. */
+ * imax, isum: (C) scratch. */
 static void accumulate(struct layer_stats *L, const float *y, size_t item, int k, float *imax,
-                       double *isum, int *iarg) {
+                       double *isum) {
     size_t C = (size_t)L->C;
-    for (size_t c = 0; c < C; c++) imax[c] = -INFINITY, isum[c] = 0, iarg[c] = 0;
+    for (size_t c = 0; c < C; c++) imax[c] = -INFINITY, isum[c] = 0;
     for (size_t q = 0; q < L->P; q++) {
         const float *row = y + q * C; /* (C) */
         for (size_t c = 0; c < C; c++) {
             isum[c] += (double)row[c];
-            if (row[c] > imax[c]) imax[c] = row[c], iarg[c] = (int)q;
+            if (row[c] > imax[c]) imax[c] = row[c];
         }
     }
     for (size_t c = 0; c < C; c++) {
         L->sum[c] += isum[c];
         if (imax[c] > L->max[c]) L->max[c] = imax[c];
         if (!(imax[c] > 0)) L->silent[c]++;
-        struct top_item x = {imax[c], item, iarg[c]};
-        heap_push(L->heap + c * (size_t)k, &L->hn[c], k, x);
         hist_add(L->hist + c * HIST_BINS, &L->hist_w[c], imax[c]);
+        struct top_item x = {imax[c], item, 0};
+        struct top_item *h = L->heap + c * (size_t)k;
+        if (L->hn[c] == k && !worse(&h[0], &x)) continue; /* not in the top k: where does not matter */
+        /* where: the first position of the maximum (looked for only now, so
+         * the loop above stays a plain max that vectorizes) */
+        for (size_t q = 0; q < L->P; q++)
+            if (y[q * C + c] == imax[c]) {
+                x.pos = (int)q;
+                break;
+            }
+        heap_push(h, &L->hn[c], k, x);
     }
 }
 
@@ -633,7 +642,6 @@ int fv_job_stats(const struct fv_settings *s, struct fv_error *err) {
     int *layers = NULL, n_layers = 0, n_ls = 0;
     float *imax = NULL;
     double *isum = NULL;
-    int *iarg = NULL;
     int rc = job_load_model(s, &m, err);
     if (rc) return rc;
     int h, w, c;
@@ -665,8 +673,7 @@ int fv_job_stats(const struct fv_settings *s, struct fv_error *err) {
     if (rc) goto done;
     imax = malloc((size_t)max_c * sizeof *imax);
     isum = malloc((size_t)max_c * sizeof *isum);
-    iarg = malloc((size_t)max_c * sizeof *iarg);
-    if (!imax || !isum || !iarg) {
+    if (!imax || !isum) {
         rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -683,7 +690,7 @@ int fv_job_stats(const struct fv_settings *s, struct fv_error *err) {
         for (int j = 0; j < n_ls; j++) {
             size_t per = fv_shape_count(&p.io[ls[j].t].out);
             for (size_t b = 0; b < count; b++)
-                accumulate(&ls[j], p.buf[ls[j].t].y + b * per, first + b, k, imax, isum, iarg);
+                accumulate(&ls[j], p.buf[ls[j].t].y + b * per, first + b, k, imax, isum);
         }
         seen += count;
         fv_progress_add(count);
@@ -725,7 +732,6 @@ done:
     free(ls);
     free(imax);
     free(isum);
-    free(iarg);
     free(layers);
     fv_plan_free(&pt);
     fv_plan_free(&p);
