@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/onnx/onnx.h"
 #include "model/keras.h"
 
 struct wcache {                /* all weights of one top-level group (nested models) */
@@ -548,6 +549,7 @@ static void builder_free(struct builder *b) {
 
 int fv_model_load(struct fv_model *m, const char *path, const struct fv_load_opts *opts,
                   struct fv_error *err) {
+    if (onnx_sniff(path)) return fv_onnx_load(m, path, opts, err); /* the ONNX front end */
     memset(m, 0, sizeof *m);
     struct fv_load_opts none = {.flip_kernels = -1};
     if (!opts) opts = &none;

@@ -7,6 +7,8 @@
 int fv_model_find(const struct fv_model *m, const char *name) {
     for (int i = 0; i < m->n_layers; i++)
         if (!m->layers[i].hidden && !strcmp(m->layers[i].name, name)) return i;
+    for (int i = 0; i < m->n_layers; i++) /* ONNX: the output tensor's name */
+        if (!m->layers[i].hidden && *m->layers[i].tensor && !strcmp(m->layers[i].tensor, name)) return i;
     return -1;
 }
 
