@@ -77,8 +77,20 @@ def references(model, x, inner, cls, filt):
     g_filt = torch.autograd.grad(acts[filt[0]][0, filt[1]].mean(), xd)[0]
     for h in hooks:
         h.remove()
+    # a gradient of zero (a dead channel) would test nothing
+    assert g_cls.abs().max() > 0 and g_filt.abs().max() > 0, "zero gradient"
     return out.detach().numpy(), [acts[s].detach().numpy() for s in inner], \
         g_cls.numpy(), g_filt.numpy()
+
+
+def live_channel(model, x, scope):
+    """The channel of a module's output with the largest spatial mean."""
+    acts = {}
+    h = dict(model.named_modules())[scope].register_forward_hook(lambda mod, i, o: acts.__setitem__(0, o))
+    with torch.no_grad():
+        model(torch.tensor(x, dtype=next(model.parameters()).dtype))
+    h.remove()
+    return int(acts[0][0].mean(dim=(1, 2)).argmax())
 
 
 def write_case(name, x, onnx_files, out, inner_names, inners, cls, g_cls, filt_node, ch, g_filt,
@@ -113,6 +125,7 @@ def torchvision_case(name, ctor, inner, filt, seed, size=64):
     n0, _ = scope_output(first, inner[0])
     _, t1 = scope_output(first, inner[1])
     fn, _ = scope_output(first, filt[0])
+    filt = (filt[0], live_channel(model, x, filt[0]))
     out, inners, g_cls, g_filt = references(model, x, inner, 3, filt)
     write_case(name, x, files, out, [n0, t1], inners, 3, g_cls, fn, filt[1], g_filt)
     return model, x
@@ -189,7 +202,7 @@ class Ops2(nn.Module):
         self.fc = nn.Linear(5, 7)
 
     def forward(self, x):
-        x = F.relu(self.bn(self.c1(x)))                           # 11x11
+        x = self.bn(F.relu(self.c1(x)))                           # 11x11 (BN after ReLU: not fused)
         x = F.max_pool2d(x, 2, stride=2, ceil_mode=True)          # 6x6
         x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         x = self.c2(x)
@@ -197,7 +210,7 @@ class Ops2(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
-def small_case(name, model, size, inner, filt, opsets, seed):
+def small_case(name, model, size, inner, filt, opsets, seed, fold=True):
     torch.manual_seed(seed)
     m = model().eval()
     seed_bn(m, seed + 1)
@@ -205,12 +218,13 @@ def small_case(name, model, size, inner, filt, opsets, seed):
     files = []
     for op in opsets:
         p = "%s_opset%d.onnx" % (name, op)
-        export(m, torch.tensor(x), os.path.join(OUT, p), op)
+        export(m, torch.tensor(x), os.path.join(OUT, p), op, fold=fold)
         files.append(p)
     first = os.path.join(OUT, files[-1])
     n0, _ = scope_output(first, inner[0])
     _, t1 = scope_output(first, inner[1])
     fn, _ = scope_output(first, filt[0])
+    filt = (filt[0], live_channel(m, x, filt[0]))
     out, inners, g_cls, g_filt = references(m, x, inner, 2, filt)
     write_case(name, x, files, out, [n0, t1], inners, 2, g_cls, fn, filt[1], g_filt)
     return m, x, files
@@ -286,14 +300,17 @@ def hand_graph():
 
     m = Ref()
     x = rs.uniform(0, 1, (1, 3, 8, 8)).astype(np.float32)
-    out, inners, _, g_filt = references(m, x, ["conv"], 1, ("conv", 2))
+    ch = live_channel(m, x, "conv")
+    out, inners, _, g_filt = references(m, x, ["conv"], 1, ("conv", ch))
     # the class objective on a Softmax output is the logit: its input
     md = m.double()
     xd = torch.tensor(x, dtype=torch.float64, requires_grad=True)
     y = torch.relu(md.conv(xd) * torch.tensor(scale, dtype=torch.float64) + torch.tensor(shift, dtype=torch.float64))
     logit = F.adaptive_max_pool2d(y, 1).flatten(1)
-    g_cls = torch.autograd.grad(logit[0, 1], xd)[0].numpy()
-    write_case("hand", x, ["hand_opset11.onnx"], out, ["conv"], inners, 1, g_cls, "conv", 2, g_filt)
+    cls = int(logit[0].argmax())
+    g_cls = torch.autograd.grad(logit[0, cls], xd)[0].numpy()
+    assert abs(g_cls).max() > 0
+    write_case("hand", x, ["hand_opset11.onnx"], out, ["conv"], inners, cls, g_cls, "conv", ch, g_filt)
 
 
 hand_graph()
