@@ -32,6 +32,8 @@ struct fv_model {
     char backend[64];
     char model_class[64];    /* "Sequential", "Functional", "Model" */
     char name[FV_NAME_MAX];
+    char format[16];         /* front end: "" for Keras, "onnx" */
+    char producer[128];      /* ONNX: the tool that wrote the file and the opset */
 
     int n_layers;
     struct fv_layer *layers; /* topological order; layers[input] is the InputLayer */

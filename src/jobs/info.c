@@ -61,8 +61,18 @@ int fv_job_info(const struct fv_settings *s, struct fv_error *err) {
         job_json_string(stdout, m.backend);
         printf(", \"class\": ");
         job_json_string(stdout, m.model_class);
+        if (*m.format) {
+            printf(", \"format\": ");
+            job_json_string(stdout, m.format);
+            printf(", \"producer\": ");
+            job_json_string(stdout, m.producer);
+        }
         printf(", \"name\": ");
         job_json_string(stdout, m.name);
+        printf(", \"input\": ");
+        job_json_string(stdout, m.layers[m.input].name);
+        printf(", \"output\": ");
+        job_json_string(stdout, m.layers[m.output].name);
         printf(", \"layers\": [");
         int first = 1;
         for (int i = 0; i < m.n_layers; i++) {
@@ -74,6 +84,10 @@ int fv_job_info(const struct fv_settings *s, struct fv_error *err) {
             job_json_string(stdout, l->name);
             printf(", \"class\": ");
             job_json_string(stdout, l->keras_class);
+            if (*l->tensor) {
+                printf(", \"tensor\": ");
+                job_json_string(stdout, l->tensor);
+            }
             printf(", \"output_shape\": ");
             job_json_string(stdout, shape);
             printf(", \"params\": %zu, \"activation\": ", l->params_trainable + l->params_fixed);
@@ -89,8 +103,12 @@ int fv_job_info(const struct fv_settings *s, struct fv_error *err) {
                trainable + fixed, trainable, fixed, flops);
     } else {
         printf("Model: \"%s\" (%s) from %s\n", m.name, m.model_class, m.path);
-        printf("Written by Keras %s, backend %s\n", *m.keras_version ? m.keras_version : "1.x (not recorded)",
-               *m.backend ? m.backend : "not recorded");
+        if (*m.format)
+            printf("Written by %s (%s)\nGraph input: %s, output: %s (tensor %s)\n", m.producer, m.format,
+                   m.layers[m.input].name, m.layers[m.output].name, m.layers[m.output].tensor);
+        else
+            printf("Written by Keras %s, backend %s\n", *m.keras_version ? m.keras_version : "1.x (not recorded)",
+                   *m.backend ? m.backend : "not recorded");
         if (planned) printf("Input size is not declared; shapes below are for %dx%d.\n", h, w);
         printf("%-46s %-22s %12s  %-12s %-24s\n", "Layer (type)", "Output Shape", "Param #", "Activation", "Connected to");
         for (int i = 0; i < 120; i++) putchar('=');

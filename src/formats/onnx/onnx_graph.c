@@ -446,8 +446,8 @@ int fv_onnx_load(struct fv_model *m, const char *path, const struct fv_load_opts
     free(specs);
     snprintf(m->path, sizeof m->path, "%s", path);
     snprintf(m->model_class, sizeof m->model_class, "ONNX");
-    snprintf(m->backend, sizeof m->backend, "opset %d", f->opset);
-    snprintf(m->keras_version, sizeof m->keras_version, "%.63s", f->producer);
+    snprintf(m->format, sizeof m->format, "onnx");
+    snprintf(m->producer, sizeof m->producer, "%.100s, opset %d", *f->producer ? f->producer : "unknown tool", f->opset);
     snprintf(m->name, sizeof m->name, "%s", *f->graph_name ? f->graph_name : "model");
     m->layers = nodes;
     m->n_layers = n;
