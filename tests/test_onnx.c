@@ -172,12 +172,56 @@ static void test_bad_files(void **s) {
     }
 }
 
+/* The numbers of a text, in order (paths and labels are the same on both sides). */
+static size_t numbers(const char *text, double *v, size_t cap) {
+    size_t n = 0;
+    for (const char *c = text; *c && n < cap;) {
+        char *end;
+        double x = strtod(c, &end);
+        if (end != c) v[n++] = x, c = end;
+        else c++;
+    }
+    return n;
+}
+
+static void same_numbers(const char *what, const char *a, const char *b) {
+    static double va[20000], vb[20000];
+    size_t na = numbers(a, va, 20000), nb = numbers(b, vb, 20000);
+    printf("%s: %zu numbers\n", what, na);
+    assert_true(na > 10);
+    assert_int_equal(na, nb);
+    for (size_t i = 0; i < na; i++)
+        if (fabs(va[i] - vb[i]) > 1e-4) fail_msg("%s: number %zu is %.6g from the .h5, %.6g from the .onnx", what, i, va[i], vb[i]);
+}
+
+/* models/gtsrb32.onnx (the .h5's weights, exported by tools/train_gtsrb.py)
+ * gives the probabilities of models/gtsrb32.h5: predict on the examples with
+ * every class, and classes (synthesis, then the model's probability). */
+static void test_gtsrb_onnx_as_h5(void **s) {
+    (void)s;
+    const char *fmt[2] = {"%s predict '%s/models/gtsrb32.%s' '%s/examples' --top 43",
+                          "%s classes '%s/models/gtsrb32.%s' --targets 0,14,33 --steps 32 -o '%s/%s' >/dev/null && cat '%s/%s/classes.csv'"};
+    for (int k = 0; k < 2; k++) {
+        char *out[2] = {NULL, NULL};
+        const char *ext[2] = {"h5", "onnx"};
+        for (int e = 0; e < 2; e++) {
+            int rc = k == 0 ? run_capture(&out[e], fmt[0], FV_BINARY, FV_SOURCE_DIR, ext[e], FV_SOURCE_DIR)
+                            : run_capture(&out[e], fmt[1], FV_BINARY, FV_SOURCE_DIR, ext[e], tmp_path(""), ext[e], tmp_path(""), ext[e]);
+            if (rc) fail_msg("%s", out[e] ? out[e] : "");
+        }
+        same_numbers(k ? "classes" : "predict", out[0], out[1]);
+        free(out[0]);
+        free(out[1]);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hand),          cmocka_unit_test(test_ops1),
         cmocka_unit_test(test_ops1v9),        cmocka_unit_test(test_ops2),
         cmocka_unit_test(test_resnet18),      cmocka_unit_test(test_mobilenet_v2),
         cmocka_unit_test(test_squeezenet1_1), cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_gtsrb_onnx_as_h5),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
