@@ -11,7 +11,8 @@
 #include <string.h>
 
 #include "featviz/image.h"
-#include "featviz/model.h"
+#include "featviz/formats.h"
+#include "featviz/graph.h"
 #include "testutil.h"
 
 static const char *onnx_path(const char *file) {

@@ -14,7 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "featviz/model.h"
+#include "featviz/formats.h"
+#include "graph/build.h"
 
 #define ONNX_MAX_RANK 8
 
@@ -88,8 +89,9 @@ struct onnx_file {
 #define ONNX_MAX_FILE ((size_t)2 << 30)
 int onnx_file_read(struct onnx_file *f, const char *path, struct fv_error *err);
 void onnx_file_free(struct onnx_file *f);
-/* 1 when the first bytes look like an ONNX ModelProto rather than HDF5. */
-int onnx_sniff(const char *path);
+/* 1 when a file's first bytes look like an ONNX ModelProto (HDF5 and zip
+ * files start otherwise). */
+int onnx_sniff(const unsigned char *head, size_t len);
 
 /* Attribute by name, or NULL. */
 const struct onnx_attr *onnx_attr_get(const struct onnx_node *n, const char *name);
@@ -148,13 +150,11 @@ int onnx_op_known(const char *op);
 int onnx_add_node(struct onnx_builder *b, const char *name, const char *op, const struct onnx_val *ins,
                   int n_in, struct fv_error *err);
 struct fv_layer *onnx_node_at(struct onnx_builder *b, int i);
-struct fv_kspec *onnx_spec_at(struct onnx_builder *b, int i);
+struct fv_node_spec *onnx_spec_at(struct onnx_builder *b, int i);
 const char *onnx_path(const struct onnx_builder *b);
 int onnx_opset(const struct onnx_builder *b);
 /* Hands a malloc'd weight array to layer i. */
 void onnx_node_weight(struct onnx_builder *b, int i, float *w, size_t len);
 
-int fv_onnx_load(struct fv_model *m, const char *path, const struct fv_load_opts *opts,
-                 struct fv_error *err);
 
 #endif

@@ -7,12 +7,13 @@
  * ONNX tensors are (N, C, H, W): the logical order without the batch axis is
  * (C, H, W), which is the Keras channels_first convention, so spatial layers
  * are cf = 1 and everything after the graph runs as for a Keras model. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "formats/onnx/onnx.h"
 #include "layers/layers.h"
-#include "model/keras.h"
+#include "formats/front_ends.h"
 
 enum { V_UNSET = 0, V_RUNTIME, V_CONST, V_INIT, V_DEAD };
 
@@ -29,7 +30,7 @@ struct onnx_builder {
     struct onnx_file f;
     const char *path;
     struct fv_layer *nodes;
-    struct fv_kspec *specs;
+    struct fv_node_spec *specs;
     int n, cap;
     struct value *vals;
     int n_vals, cap_vals;
@@ -41,7 +42,7 @@ struct onnx_builder {
 };
 
 struct fv_layer *onnx_node_at(struct onnx_builder *b, int i) { return &b->nodes[i]; }
-struct fv_kspec *onnx_spec_at(struct onnx_builder *b, int i) { return &b->specs[i]; }
+struct fv_node_spec *onnx_spec_at(struct onnx_builder *b, int i) { return &b->specs[i]; }
 const char *onnx_path(const struct onnx_builder *b) { return b->path; }
 int onnx_opset(const struct onnx_builder *b) { return b->f.opset; }
 
@@ -64,7 +65,7 @@ int onnx_add_node(struct onnx_builder *b, const char *name, const char *op, cons
         int cap = b->cap ? b->cap * 2 : 64;
         struct fv_layer *nodes = realloc(b->nodes, (size_t)cap * sizeof *nodes);
         if (nodes) b->nodes = nodes;
-        struct fv_kspec *specs = realloc(b->specs, (size_t)cap * sizeof *specs);
+        struct fv_node_spec *specs = realloc(b->specs, (size_t)cap * sizeof *specs);
         if (specs) b->specs = specs;
         if (!nodes || !specs) return fv_error_set(err, FV_ERR_NOMEM, "out of memory building the graph"), -1;
         b->cap = cap;
@@ -81,7 +82,6 @@ int onnx_add_node(struct onnx_builder *b, const char *name, const char *op, cons
     l->act_axis = -1;
     l->n_in = n_in;
     for (int k = 0; k < n_in; k++) l->in[k] = ins[k].node;
-    b->specs[i].min_inputs = b->specs[i].max_inputs = n_in;
     b->n++;
     return i;
 }
@@ -432,42 +432,19 @@ int fv_onnx_load(struct fv_model *m, const char *path, const struct fv_load_opts
     int input = b.input, out = ov->rt.node;
     free(order);
     order = NULL;
+    snprintf(m->path, sizeof m->path, "%s", path);
+    snprintf(m->format, sizeof m->format, "ONNX");
+    snprintf(m->producer, sizeof m->producer, "%.60s, opset %d", *f->producer ? f->producer : "an unknown tool", f->opset);
+    snprintf(m->model_class, sizeof m->model_class, "graph");
+    snprintf(m->name, sizeof m->name, "%s", *f->graph_name ? f->graph_name : "model");
+    m->in_rank = b.in_rank;
+    for (int i = 0; i < m->in_rank; i++) m->in_dims[i] = b.in_dims[i] > 0 ? (int)b.in_dims[i] : -1;
     struct fv_layer *nodes = b.nodes;
-    struct fv_kspec *specs = b.specs;
+    struct fv_node_spec *specs = b.specs;
     int n = b.n;
     b.nodes = NULL, b.specs = NULL, b.n = 0;
-    if ((rc = fv_resolve_layouts(&nodes, &specs, &n, &input, &out, path, err))) {
-        for (int i = 0; i < n; i++)
-            for (int k = 0; k < nodes[i].n_w; k++) free(nodes[i].w[k]);
-        free(nodes);
-        free(specs);
-        goto fail;
-    }
-    free(specs);
-    snprintf(m->path, sizeof m->path, "%s", path);
-    snprintf(m->model_class, sizeof m->model_class, "ONNX");
-    snprintf(m->format, sizeof m->format, "onnx");
-    snprintf(m->producer, sizeof m->producer, "%.100s, opset %d", *f->producer ? f->producer : "unknown tool", f->opset);
-    snprintf(m->name, sizeof m->name, "%s", *f->graph_name ? f->graph_name : "model");
-    m->layers = nodes;
-    m->n_layers = n;
-    m->input = input;
-    m->output = out;
-    m->in_rank = nodes[input].out_rank;
-    for (int i = 0; i < m->in_rank; i++) m->in_dims[i] = b.in_dims[i] > 0 ? (int)b.in_dims[i] : -1;
     builder_free(&b);
-    int h, w, c, declared = 1;
-    for (int i = 0; i < m->in_rank; i++) declared &= m->in_dims[i] > 0;
-    fv_model_input_hwc(m, &h, &w, &c);
-    if (declared && (rc = fv_model_check(m, h, w, err))) goto fail_model;
-    if (!(m->prepared = calloc((size_t)m->n_layers, sizeof *m->prepared))) {
-        rc = fv_error_set(err, FV_ERR_NOMEM, "%s: out of memory", path);
-        goto fail_model;
-    }
-    return FV_OK;
-fail_model:
-    fv_model_free(m);
-    return rc;
+    return fv_graph_finish(m, nodes, specs, n, input, out, err); /* takes nodes and specs */
 fail_rc:
     rc = err->code;
 fail:

@@ -14,12 +14,12 @@
  *   Transpose          permute (the batch axis stays first)
  *   Pad, Resize, Upsample, Concat, ReduceMean, BatchNormalization, Dropout, Identity */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "formats/onnx/onnx.h"
 #include "layers/layers.h"
-#include "model/keras.h"
 
 #define FAIL(code, ...) return fv_error_set(err, code, __VA_ARGS__)
 
@@ -407,7 +407,7 @@ static int op_arith(struct onnx_builder *b, const struct onnx_node *n, struct on
         free(scale), free(shift);
     } else {
         l->ops = &fv_batchnorm_ops;
-        onnx_spec_at(b, i)->keras_axis = axis + 1;
+        onnx_spec_at(b, i)->axis = axis + 1;
         onnx_node_weight(b, i, scale, len);
         onnx_node_weight(b, i, shift, len);
         l->params_trainable = 0;
@@ -451,7 +451,7 @@ static int op_batchnorm(struct onnx_builder *b, const struct onnx_node *n, struc
     }
     onnx_node_at(b, i)->ops = &fv_batchnorm_ops;
     onnx_node_at(b, i)->p.bn.epsilon = eps;
-    onnx_spec_at(b, i)->keras_axis = 1;
+    onnx_spec_at(b, i)->axis = 1;
     onnx_node_weight(b, i, scale, len);
     onnx_node_weight(b, i, shift, len);
     onnx_node_at(b, i)->params_trainable = 2 * len;
@@ -488,7 +488,7 @@ static int op_merge_n(struct onnx_builder *b, const struct onnx_node *n, struct 
         if (axis < 0) axis += r;
         if (axis < 1 || axis >= r) FAIL(FV_ERR_UNSUPPORTED, "%s: node '%s' (Concat): axis %lld (featviz cannot join along the batch)", onnx_path(b), node_name(n), (long long)axis);
         l->ops = &fv_concat_ops;
-        onnx_spec_at(b, i)->keras_axis = (int)axis;
+        onnx_spec_at(b, i)->axis = (int)axis;
         out->dims[axis - 1] = 0;
         for (int k = 0; k < n->n_in; k++)
             out->dims[axis - 1] = rt[k]->dims[axis - 1] < 0 || out->dims[axis - 1] < 0 ? -1 : out->dims[axis - 1] + rt[k]->dims[axis - 1];
@@ -697,7 +697,7 @@ static int op_transpose(struct onnx_builder *b, const struct onnx_node *n, struc
     int i = emit(b, n, x, 1, err);
     if (i < 0) return err->code;
     struct fv_layer *l = onnx_node_at(b, i);
-    struct fv_kspec *s = onnx_spec_at(b, i);
+    struct fv_node_spec *s = onnx_spec_at(b, i);
     l->ops = &fv_identity_ops;
     l->p.reshape.rank = x->rank;
     s->is_permute = 1;

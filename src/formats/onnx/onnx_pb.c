@@ -10,17 +10,12 @@
 #include "formats/onnx/onnx.h"
 #include "onnx.pb-c.h"
 
-int onnx_sniff(const char *path) {
-    size_t len = strlen(path);
-    if (len >= 5 && !strcmp(path + len - 5, ".onnx")) return 1;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return 0;
-    unsigned char b[8] = {0};
-    size_t got = fread(b, 1, sizeof b, fp);
-    fclose(fp);
-    if (got >= 8 && !memcmp(b, "\x89HDF\r\n\x1a\n", 8)) return 0;
-    /* ModelProto starts with ir_version (field 1, varint): byte 0x08 */
-    return got >= 2 && b[0] == 0x08 && b[1] < 0x80;
+int onnx_sniff(const unsigned char *head, size_t len) {
+    if (len < 2) return 0;
+    /* a ModelProto starts with one of its fields: ir_version (1, varint, small),
+     * producer_name (2), producer_version (3), graph (7) or opset_import (8) */
+    return (head[0] == 0x08 && head[1] < 0x80) || head[0] == 0x12 || head[0] == 0x1a ||
+           head[0] == 0x3a || head[0] == 0x42;
 }
 
 const struct onnx_attr *onnx_attr_get(const struct onnx_node *n, const char *name) {
