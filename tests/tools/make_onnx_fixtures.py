@@ -256,8 +256,9 @@ small_case("ops1v9", Ops1v9, (32, 32), ["c2", "dw"], ("dw", 5), [9], 12)
 
 def hand_graph():
     """conv (float16 kernel through Cast) -> Dropout -> Identity -> Mul by a
-    Constant node -> Add Constant (per channel) -> Relu -> Squeeze(attr form,
-    opset 11) of a pooled (N,C,1,1) -> Softmax."""
+    Constant node -> Add Constant (per channel) -> Relu -> AveragePool with
+    count_include_pad=1 -> MaxPool with pads and ceil_mode -> Squeeze (attr
+    form, opset 11) of a pooled (N,C,1,1) -> Softmax."""
     rs = np.random.RandomState(5)
     w16 = (rs.randn(4, 3, 3, 3) * 0.4).astype(np.float16)
     b = rs.randn(4).astype(np.float32) * 0.1
@@ -276,7 +277,11 @@ def hand_graph():
                          value=numpy_helper.from_array(shift, "shift")),
         helper.make_node("Add", ["shift", "mul_out"], ["add_out"], name="add"),
         helper.make_node("Relu", ["add_out"], ["relu_out"], name="relu"),
-        helper.make_node("GlobalMaxPool", ["relu_out"], ["gp"], name="gmax"),
+        helper.make_node("AveragePool", ["relu_out"], ["avg_out"], name="avg", kernel_shape=[3, 3],
+                         pads=[1, 1, 1, 1], strides=[1, 1], count_include_pad=1),
+        helper.make_node("MaxPool", ["avg_out"], ["max_out"], name="maxp", kernel_shape=[3, 3],
+                         pads=[1, 0, 0, 1], strides=[2, 2], ceil_mode=1),
+        helper.make_node("GlobalMaxPool", ["max_out"], ["gp"], name="gmax"),
         helper.make_node("Squeeze", ["gp"], ["sq"], name="squeeze", axes=[2, 3]),
         helper.make_node("Softmax", ["sq"], ["logits"], name="softmax", axis=1),
     ]
@@ -296,6 +301,8 @@ def hand_graph():
 
         def forward(self, x):
             y = torch.relu(self.conv(x) * torch.tensor(scale, dtype=x.dtype) + torch.tensor(shift, dtype=x.dtype))
+            y = F.avg_pool2d(y, 3, 1, 1, count_include_pad=True)
+            y = F.max_pool2d(F.pad(y, (0, 1, 1, 0), value=-float("inf")), 3, 2, ceil_mode=True)
             return torch.softmax(F.adaptive_max_pool2d(y, 1).flatten(1), 1)
 
     m = Ref()
@@ -306,6 +313,8 @@ def hand_graph():
     md = m.double()
     xd = torch.tensor(x, dtype=torch.float64, requires_grad=True)
     y = torch.relu(md.conv(xd) * torch.tensor(scale, dtype=torch.float64) + torch.tensor(shift, dtype=torch.float64))
+    y = F.avg_pool2d(y, 3, 1, 1, count_include_pad=True)
+    y = F.max_pool2d(F.pad(y, (0, 1, 1, 0), value=-float("inf")), 3, 2, ceil_mode=True)
     logit = F.adaptive_max_pool2d(y, 1).flatten(1)
     cls = int(logit[0].argmax())
     g_cls = torch.autograd.grad(logit[0, cls], xd)[0].numpy()
