@@ -139,6 +139,13 @@ int onnx_const_eval(const struct onnx_node *n, struct onnx_const **in, int n_in,
         }
         return FV_OK;
     }
+    if (!strcmp(op, "Shape")) { /* of a constant */
+        int64_t d = x->rank;
+        if ((rc = alloc_out(o, 1, &d, err))) return rc;
+        for (int i = 0; i < x->rank; i++) o->v[i] = (double)x->dims[i];
+        o->is_int = 1;
+        return FV_OK;
+    }
     if (!strcmp(op, "Gather")) {
         if (n_in < 2 || !in[1]) BAD("%s", path, n->name, op, "needs indices");
         int axis;

@@ -261,7 +261,6 @@ static int order_nodes(struct onnx_builder *b, int *order, struct fv_error *err)
             if (!done[i])
                 rc = fv_error_set(err, FV_ERR_FORMAT, "%s: the graph has a cycle through node '%s' (%s)", b->path, f->nodes[i].name, f->nodes[i].op);
     }
-    /* the table entries added while ordering are re-made in order below */
     free(done);
     return rc;
 }
@@ -412,9 +411,7 @@ int fv_onnx_load(struct fv_model *m, const char *path, const struct fv_load_opts
         rc = fv_error_set(err, FV_ERR_FORMAT, "%s: the graph has no input", path);
         goto fail;
     }
-    int base_vals = b.n_vals;
     if ((rc = order_nodes(&b, order, err))) goto fail;
-    (void)base_vals;
     for (int k = 0; k < f->n_nodes; k++) {
         rc = run_node(&b, &f->nodes[order[k]], err);
         tmp_free(&b);
