@@ -145,6 +145,7 @@ static void test_ops1(void **s) { (void)s, run_case("ops1"); }
 static void test_ops1v9(void **s) { (void)s, run_case("ops1v9"); }
 static void test_ops2(void **s) { (void)s, run_case("ops2"); }
 static void test_hand(void **s) { (void)s, run_case("hand"); }
+static void test_upsample9(void **s) { (void)s, run_case("upsample9"); }
 
 /* Bad files through the CLI: exit 1, one line naming the problem. */
 static void test_bad_files(void **s) {
@@ -222,7 +223,7 @@ int main(void) {
         cmocka_unit_test(test_ops1v9),        cmocka_unit_test(test_ops2),
         cmocka_unit_test(test_resnet18),      cmocka_unit_test(test_mobilenet_v2),
         cmocka_unit_test(test_squeezenet1_1), cmocka_unit_test(test_bad_files),
-        cmocka_unit_test(test_gtsrb_onnx_as_h5),
+        cmocka_unit_test(test_gtsrb_onnx_as_h5), cmocka_unit_test(test_upsample9),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -325,6 +325,53 @@ def hand_graph():
 hand_graph()
 
 
+def upsample_linear_v9():
+    """opset 9 Upsample 'linear' is asymmetric (src = dst / scale), unlike
+    PyTorch's interpolate: the reference is that rule as interpolation
+    matrices in float64 (A_h x A_w^T), then a 1x1 conv and a Gemm."""
+    rs = np.random.RandomState(7)
+    H, W, sh, sw = 5, 4, 2, 3
+    wc = rs.randn(3, 2, 1, 1).astype(np.float32)
+    wg = rs.randn(4, 3 * H * sh * W * sw).astype(np.float32) * 0.1
+    nodes = [
+        helper.make_node("Constant", [], ["scales"], name="scales",
+                         value=numpy_helper.from_array(np.array([1, 1, sh, sw], np.float32), "s")),
+        helper.make_node("Upsample", ["input", "scales"], ["up"], name="up", mode="linear"),
+        helper.make_node("Conv", ["up", "wc"], ["conv"], name="conv", kernel_shape=[1, 1]),
+        helper.make_node("Flatten", ["conv"], ["flat"], name="flat"),
+        helper.make_node("Gemm", ["flat", "wg"], ["logits"], name="fc", transB=1),
+    ]
+    g = helper.make_graph(nodes, "upsample9", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 2, H, W])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])],
+                          [numpy_helper.from_array(wc, "wc"), numpy_helper.from_array(wg, "wg")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 9)])
+    onnx.save(model, os.path.join(OUT, "upsample9_opset9.onnx"))
+
+    def interp(n, s):
+        A = np.zeros((n * s, n))
+        for o in range(n * s):
+            src = o / s
+            i0 = int(np.floor(src))
+            i1 = min(i0 + 1, n - 1)
+            A[o, i0] += 1 - (src - i0)
+            A[o, i1] += src - i0
+        return torch.tensor(A)
+
+    Ah, Aw = interp(H, sh), interp(W, sw)
+    x = rs.uniform(-1, 1, (1, 2, H, W)).astype(np.float32)
+    xd = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    up = Ah @ xd @ Aw.T
+    conv = F.conv2d(up, torch.tensor(wc, dtype=torch.float64))
+    out = conv.flatten(1) @ torch.tensor(wg, dtype=torch.float64).T
+    g_cls = torch.autograd.grad(out[0, 1], xd, retain_graph=True)[0]
+    g_filt = torch.autograd.grad(up[0, 1].mean(), xd)[0]
+    write_case("upsample9", x, ["upsample9_opset9.onnx"], out.detach().numpy(), ["up", "conv"],
+               [up.detach().numpy(), conv.detach().numpy()], 1, g_cls.numpy(), "up", 1, g_filt.numpy())
+
+
+upsample_linear_v9()
+
+
 # ---- bad files ----
 
 def bad(name, data):
