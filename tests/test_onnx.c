@@ -217,6 +217,27 @@ static void test_gtsrb_onnx_as_h5(void **s) {
     }
 }
 
+/* Layers by node name and by tensor name through the CLI; output files named
+ * by the node name made safe ('/' and other characters -> '_', leading '/'
+ * dropped); info lists the tensors and the graph's input and output. */
+static void test_cli_names(void **s) {
+    (void)s;
+    char *out = NULL;
+    const char *dir = tmp_path("onnx_names");
+    int rc = run_capture(&out, "rm -rf '%s' && %s filters '%s/models/gtsrb32.onnx' --layer /0/convs.2/Conv --filters 0 --steps 2 -o '%s/f' && "
+                         "%s activations '%s/models/gtsrb32.onnx' '%s/examples/14_stop.png' --layers /0/Relu_2_output_0 -o '%s/a' && "
+                         "ls '%s/f/0_convs.2_Conv.png' '%s/f/0_convs.2_Conv/filter_000.png' '%s/a/14_stop/0_Relu_2.grid.png'",
+                         dir, FV_BINARY, FV_SOURCE_DIR, dir, FV_BINARY, FV_SOURCE_DIR, FV_SOURCE_DIR, dir, dir, dir, dir);
+    if (rc) fail_msg("%s", out ? out : "");
+    free(out);
+    rc = run_capture(&out, "%s info '%s/models/gtsrb32.onnx'", FV_BINARY, FV_SOURCE_DIR);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "Graph input: input, output: probabilities (node /1/Softmax)"));
+    assert_non_null(strstr(out, "/0/fc1/Gemm (Gemm)"));
+    assert_non_null(strstr(out, "(None, 128, 2, 2)"));
+    free(out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hand),          cmocka_unit_test(test_ops1),
@@ -224,6 +245,7 @@ int main(void) {
         cmocka_unit_test(test_resnet18),      cmocka_unit_test(test_mobilenet_v2),
         cmocka_unit_test(test_squeezenet1_1), cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_gtsrb_onnx_as_h5), cmocka_unit_test(test_upsample9),
+        cmocka_unit_test(test_cli_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
