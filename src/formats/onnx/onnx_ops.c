@@ -21,7 +21,6 @@
 #include "formats/onnx/onnx_ops.h"
 #include "layers/layers.h"
 
-
 static const char *const refused[] = {
     "LSTM", "GRU", "RNN", "ConvTranspose", "Loop", "If", "Scan", "ConvInteger", "QLinearConv",
     "DeformConv", "NonMaxSuppression", "RoiAlign", "Attention", NULL};
