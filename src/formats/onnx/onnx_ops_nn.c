@@ -11,7 +11,6 @@
 
 struct pads {
     int t, b, l, r;
-    int same_upper;
 };
 
 /* pads / auto_pad of Conv and pooling, for an input of h x w (-1: unknown). */
