@@ -210,10 +210,19 @@ int job_index_list(const char *text, int n, const char *what, const char *origin
     return FV_OK;
 }
 
+/* Layer names as file names: every character other than letters, digits,
+ * '.', '-' and '_' becomes '_' (nested Keras "outer/inner" -> outer_inner),
+ * leading '/' of ONNX names are dropped ("/layer1/layer1.0/conv1/Conv" ->
+ * layer1_layer1.0_conv1_Conv), and a name starting with '.' gets a '_' first. */
 void job_safe_name(const char *layer, char *out, size_t cap) {
-    snprintf(out, cap, "%s", layer);
-    for (char *p = out; *p; p++)
-        if (*p == '/') *p = '_';
+    while (*layer == '/') layer++;
+    snprintf(out, cap, "%s%s", *layer == '.' || !*layer ? "_" : "", layer);
+    for (char *p = out; *p; p++) {
+        char c = *p;
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                 c == '-' || c == '_';
+        if (!ok) *p = '_';
+    }
 }
 
 int job_path(char *out, size_t cap, struct fv_error *err, const char *fmt, ...) {

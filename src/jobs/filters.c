@@ -108,8 +108,9 @@ static int write_layer(const struct fv_settings *s, const char *dir, const struc
                        int h, int w, int c, struct fv_error *err) {
     size_t img = (size_t)h * w * c;
     int min_size = fv_get_int(s, "filters", "min_size"), rc = FV_OK;
-    char sub[4200], path[4400];
-    snprintf(sub, sizeof sub, "%s/%s", dir, l->name);
+    char sub[4200], path[4400], fname[FV_NAME_MAX];
+    job_safe_name(l->name, fname, sizeof fname); /* ONNX names hold '/' */
+    snprintf(sub, sizeof sub, "%s/%s", dir, fname);
     if ((rc = job_mkdirs(sub, err))) return rc;
     struct ranked *r = malloc((size_t)n * sizeof *r);
     unsigned char *bytes = malloc((size_t)n * img);
@@ -142,17 +143,17 @@ static int write_layer(const struct fv_settings *s, const char *dir, const struc
                                      .captions = caps, .flagged = flag, .cols = fv_get_int(s, "filters", "cols"),
                                      .scale = fv_upscale_for(h > w ? h : w, min_size < 96 ? min_size : 96),
                                      .margin = -1, .title = title};
-        snprintf(path, sizeof path, "%s/%s.png", dir, l->name);
+        snprintf(path, sizeof path, "%s/%s.png", dir, fname);
         rc = fv_montage_write(path, &ms, err);
     }
     struct fv_tmpfile t;
-    snprintf(path, sizeof path, "%s/%s.csv", dir, l->name);
+    snprintf(path, sizeof path, "%s/%s.csv", dir, fname);
     if (!rc && !(rc = fv_tmpfile_open(&t, path, err))) {
         fprintf(t.fp, "layer,filter,objective,dead\n");
         for (int i = 0; i < n; i++) fprintf(t.fp, "%s,%d,%.6g,%d\n", l->name, filt[i], score[i], dead[i]);
         rc = fv_tmpfile_commit(&t, err);
     }
-    snprintf(path, sizeof path, "%s/%s.json", dir, l->name);
+    snprintf(path, sizeof path, "%s/%s.json", dir, fname);
     if (!rc && !(rc = fv_tmpfile_open(&t, path, err))) {
         fprintf(t.fp, "{\"layer\": ");
         job_json_string(t.fp, l->name);
@@ -241,8 +242,9 @@ int fv_job_filters(const struct fv_settings *s, struct fv_error *err) {
         for (int i = 0; i < n; i++) n_dead += dead[i] = !pre && relu_like(l) && score[i] <= 0;
         if (!rc) rc = write_layer(s, dir, l, filt, n, u, score, dead, h, w, c, err);
         if (!rc && layers[k] == first_conv) {
-            char path[4200];
-            snprintf(path, sizeof path, "%s/%s.kernels.png", dir, l->name);
+            char path[4200], fname[FV_NAME_MAX];
+            job_safe_name(l->name, fname, sizeof fname);
+            snprintf(path, sizeof path, "%s/%s.kernels.png", dir, fname);
             rc = write_kernels(path, l, err);
         }
         if (!rc) {

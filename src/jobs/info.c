@@ -88,6 +88,10 @@ void job_info_json(FILE *f, const struct fv_model *m, const struct fv_plan *p) {
     job_json_string(f, m->model_class);
     fprintf(f, ", \"name\": ");
     job_json_string(f, m->name);
+    fprintf(f, ", \"input\": ");
+    job_json_string(f, m->layers[m->input].name);
+    fprintf(f, ", \"output\": ");
+    job_json_string(f, m->layers[m->output].name);
     fprintf(f, ", \"layers\": [");
     int first = 1;
     for (int i = 0; i < m->n_layers; i++) {
@@ -99,6 +103,10 @@ void job_info_json(FILE *f, const struct fv_model *m, const struct fv_plan *p) {
         job_json_string(f, l->name);
         fprintf(f, ", \"class\": ");
         job_json_string(f, l->keras_class);
+        if (*l->tensor) {
+            fprintf(f, ", \"tensor\": ");
+            job_json_string(f, l->tensor);
+        }
         fprintf(f, ", \"output_shape\": ");
         job_json_string(f, shape);
         fprintf(f, ", \"params\": %zu, \"activation\": ", l->params_trainable + l->params_fixed);
@@ -156,6 +164,9 @@ int fv_job_info(const struct fv_settings *s, struct fv_error *err) {
     } else {
         printf("Model: \"%s\" (%s) from %s\n", m.name, m.model_class, m.path);
         printf("%s, written by %s%s%s\n", m.format, m.producer, *m.backend ? ", backend " : "", m.backend);
+        if (*m.layers[m.output].tensor) /* names of the graph's tensors (ONNX) */
+            printf("Graph input: %s, output: %s (node %s)\n", m.layers[m.input].tensor,
+                   m.layers[m.output].tensor, m.layers[m.output].name);
         if (planned) printf("Input size is not declared; shapes below are for %dx%d.\n", h, w);
         printf("%-46s %-22s %12s  %-12s %-24s\n", "Layer (type)", "Output Shape", "Param #", "Activation", "Connected to");
         for (int i = 0; i < 120; i++) putchar('=');
