@@ -226,10 +226,11 @@ int fv_color_stats_matrix(const struct fv_color_stats *s, float m[9], struct fv_
  * For PIXEL bases theta has the image layout, so theta itself can be resized.
  * ====================================================================== */
 
-/* dst (n, H, W, c) from src (n, h, w, c). */
-void fv_resize_bilinear(const float *src, int h, int w, float *dst, int H, int W, int c, int n);
-/* dsrc += J^T ddst. ACCUMULATES. */
-void fv_resize_bilinear_backward(const float *ddst, int H, int W, float *dsrc, int h, int w, int c,
+/* dst (n, H, W, c) from src (n, h, w, c). FV_ERR_NOMEM (nothing written) when
+ * its small tables cannot be allocated; FV_ERR_USAGE for sizes < 1. */
+int fv_resize_bilinear(const float *src, int h, int w, float *dst, int H, int W, int c, int n);
+/* dsrc += J^T ddst. ACCUMULATES. Errors as fv_resize_bilinear. */
+int fv_resize_bilinear_backward(const float *ddst, int H, int W, float *dsrc, int h, int w, int c,
                                  int n);
 
 /* ======================================================================
