@@ -36,6 +36,8 @@ static void config(struct synth_cfg *c, const char *param, int steps) {
     struct fv_error err = {0};
     fv_settings_init(&s);
     assert_int_equal(fv_settings_set(&s, "classes", "param", param, "test", &err), FV_OK);
+    assert_int_equal(fv_settings_set(&s, "classes", "size", "1x", "test", &err), FV_OK);
+    assert_int_equal(fv_settings_set(&s, "classes", "relative", "false", "test", &err), FV_OK);
     assert_int_equal(synth_cfg_read(&s, "classes", c, &err), FV_OK);
     c->steps = steps;
     fv_settings_free(&s);

@@ -78,6 +78,7 @@ struct fv_dft2 {
     float *ch, *sh; /* (h, h): cos/sin(2 pi ky y / h), indexed [ky*h + y] */
     float *cw, *sw; /* (wf, w): g_k cos(2 pi k x / w), -g_k sin(...), g_k = 1 for the
                        DC and Nyquist bins (whose sine row is exactly 0), 2 otherwise */
+    float *b2;      /* (2 wf, w): rows cw[0], sw[0], cw[1], sw[1], ... */
 };
 
 int fv_dft2_init(struct fv_dft2 *d, int h, int w, struct fv_error *err);

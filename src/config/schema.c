@@ -40,6 +40,8 @@
     {sec, "escape_steps", FV_KEY_INT, escape, NULL, 0, 1000000, "dead-ReLU escape: let gradients through switched-off ReLUs for this many steps"}, \
     {sec, "keep_best", FV_KEY_BOOL, "true", NULL, NORANGE, "keep the image with the best objective (judged without transforms)"}, \
     {sec, "batch", FV_KEY_INT, "64", NULL, 1, 4096, "images optimized together"},                            \
+    {sec, "size", FV_KEY_STRING, "auto", NULL, NORANGE, "size of the images made and written: pixels of the longer side (128), a multiple of the model input (4x), or auto (4x, at least 128 px); each step the model sees an anti-aliased downsample"}, \
+    {sec, "relative", FV_KEY_BOOL, "true", NULL, NORANGE, "penalty weights (l2, tv, diversity) are relative to the objective: its gradient is scaled to mean |g| = 1 per display value first"}, \
     {sec, "min_size", FV_KEY_INT, "128", NULL, 1, 4096, "images are upscaled (nearest) to at least this many pixels"}
 
 const struct fv_key fv_keys[] = {

@@ -36,14 +36,22 @@ static void expand(const char *tmpl, int k, char *out, size_t cap) {
     out[n] = 0;
 }
 
-/* Probability and rank (1 = top) of each target on the final images. */
+/* Probability and rank (1 = top) of each target on the final images u
+ * (n, H, W, c), downsampled (anti-aliased) to the model's h x w as in the
+ * optimization. */
 static int recognize(const struct fv_model *m, const struct fv_preproc *pp, const float *u, int n,
-                     int h, int w, int c, const int *target, double *prob, int *rank,
+                     int H, int W, int h, int w, int c, const int *target, double *prob, int *rank,
                      struct fv_error *err) {
     struct fv_plan p;
     int batch = n < 8 ? n : 8; /* a forward pass per 8 images keeps this plan small */
-    int rc = fv_plan_init(&p, m, batch, h, w, FV_PLAN_FUSE, err);
+    float *small = NULL;
+    int rc = synth_downsample(u, n, H, W, h, w, c, &small, err);
     if (rc) return rc;
+    u = small;
+    if ((rc = fv_plan_init(&p, m, batch, h, w, FV_PLAN_FUSE, err))) {
+        free(small);
+        return rc;
+    }
     int k = (int)fv_shape_count(&p.io[m->output].out);
     size_t img = (size_t)h * (size_t)w * (size_t)c;
     for (int first = 0; first < n; first += batch) {
@@ -60,6 +68,7 @@ static int recognize(const struct fv_model *m, const struct fv_preproc *pp, cons
         }
     }
     fv_plan_free(&p);
+    free(small);
     return FV_OK;
 }
 
@@ -123,7 +132,9 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
     if ((rc = job_index_list(fv_get_str(s, "classes", "targets"), k, "classes.targets",
                              fv_get_origin(s, "classes", "targets"), &target, &n, err)))
         goto done;
-    size_t img = (size_t)h * (size_t)w * (size_t)c;
+    int H, W; /* the images' size (synth_display_size); the model sees them downsampled */
+    synth_display_size(&cfg, h, w, &H, &W);
+    size_t img = (size_t)H * (size_t)W * (size_t)c;
     obj = calloc((size_t)n, sizeof *obj);
     u = malloc((size_t)n * img * sizeof *u);
     score = calloc((size_t)n, sizeof *score);
@@ -159,7 +170,7 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
         printf("%s: stopped by Ctrl-C before the first images were done\n", m.name);
         goto done;
     }
-    if (rc || (rc = recognize(&m, &pp, u, n, h, w, c, target, prob, rank, err))) goto done;
+    if (rc || (rc = recognize(&m, &pp, u, n, H, W, h, w, c, target, prob, rank, err))) goto done;
     /* pictures */
     int min_size = fv_get_int(s, "classes", "min_size");
     char **captions = calloc((size_t)n, sizeof *captions);
@@ -170,7 +181,7 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
         char slug[96], path[4400];
         job_slug(lab ? lab : "", slug, sizeof slug);
         snprintf(path, sizeof path, "%s/class_%02d%s%s.png", dir, target[i], *slug ? "_" : "", slug);
-        if (!rc) rc = job_write_image(path, u + (size_t)i * img, h, w, c, min_size, err);
+        if (!rc) rc = job_write_image(path, u + (size_t)i * img, H, W, c, min_size, err);
         synth_to_bytes(u + (size_t)i * img, bytes + (size_t)i * img, img);
         tiles[i] = bytes + (size_t)i * img;
         captions[i] = malloc(160);
@@ -181,10 +192,10 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
     if (!rc) {
         char title[512], path[4200];
         snprintf(title, sizeof title, "%s: class images (%d steps, seed %d)", m.name, cfg.steps, (int)cfg.seed);
-        struct fv_montage_spec ms = {.tiles = tiles, .n = n, .th = h, .tw = w, .channels = c,
+        struct fv_montage_spec ms = {.tiles = tiles, .n = n, .th = H, .tw = W, .channels = c,
                                      .captions = (const char *const *)captions,
                                      .cols = fv_get_int(s, "classes", "cols"),
-                                     .scale = fv_upscale_for(h > w ? h : w, min_size < 128 ? min_size : 128),
+                                     .scale = fv_upscale_for(H > W ? H : W, min_size < 128 ? min_size : 128),
                                      .margin = -1, .title = title};
         snprintf(path, sizeof path, "%s/montage.png", dir);
         rc = fv_montage_write(path, &ms, err);
@@ -194,7 +205,7 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
     free((void *)tiles);
     if (!rc) {
         char path[4200];
-        size_t dims[4] = {(size_t)n, (size_t)h, (size_t)w, (size_t)c};
+        size_t dims[4] = {(size_t)n, (size_t)H, (size_t)W, (size_t)c};
         snprintf(path, sizeof path, "%s/classes.npy", dir);
         rc = fv_npy_save(path, u, 4, dims, err);
     }

@@ -210,7 +210,9 @@ int fv_job_filters(const struct fv_settings *s, struct fv_error *err) {
         if (m.layers[i].ops == &fv_conv2d_ops) first_conv = i;
     fv_progress_start("filters", (size_t)total * (size_t)cfg.steps);
     int pre = fv_get_bool(s, "filters", "pre");
-    size_t img = (size_t)h * w * c;
+    int H, W; /* the images' size (synth_display_size) */
+    synth_display_size(&cfg, h, w, &H, &W);
+    size_t img = (size_t)H * W * c;
     for (int k = 0; k < n_layers && !rc && !fv_interrupted(); k++) {
         const struct fv_layer *l = &m.layers[layers[k]];
         int *filt = NULL, n = 0;
@@ -239,7 +241,7 @@ int fv_job_filters(const struct fv_settings *s, struct fv_error *err) {
         n = done;
         int n_dead = 0;
         for (int i = 0; i < n; i++) n_dead += dead[i] = !pre && relu_like(l) && score[i] <= 0;
-        if (!rc) rc = write_layer(s, dir, l, filt, n, u, score, dead, h, w, c, err);
+        if (!rc) rc = write_layer(s, dir, l, filt, n, u, score, dead, H, W, c, err);
         if (!rc && layers[k] == first_conv) {
             char path[4200];
             snprintf(path, sizeof path, "%s/%s.kernels.png", dir, l->name);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/par.h"
+#include "kernels/resample.h"
 #include "featviz/progress.h"
 
 int synth_cfg_read(const struct fv_settings *s, const char *sec, struct synth_cfg *c,
@@ -51,7 +52,32 @@ int synth_cfg_read(const struct fv_settings *s, const char *sec, struct synth_cf
     c->escape_steps = fv_get_int(s, sec, "escape_steps");
     c->keep_best = fv_get_bool(s, sec, "keep_best");
     c->batch = fv_get_int(s, sec, "batch");
+    c->relative = fv_get_bool(s, sec, "relative");
+    const char *size = fv_get_str(s, sec, "size");
+    char *end = NULL;
+    if (!strcmp(size, "auto")) { /* 4x the input, at least 128 px */
+        c->size = 4, c->size_times = 1, c->size_min = 128;
+        return FV_OK;
+    }
+    double v = strtod(size, &end);
+    c->size_times = end && (*end == 'x' || *end == 'X') && !end[1];
+    if (end == size || (*end && !c->size_times) || !(v > 0) || v > 65536 || (!c->size_times && v != floor(v)))
+        return fv_error_set(err, FV_ERR_USAGE, "%s: %s.size '%s': expected auto, pixels (such as 128) or a multiple of the model input (such as 4x)",
+                            fv_get_origin(s, sec, "size"), sec, size);
+    c->size = (float)v;
+    c->size_min = 0;
     return FV_OK;
+}
+
+void synth_display_size(const struct synth_cfg *cfg, int h, int w, int *H, int *W) {
+    int side = h > w ? h : w;
+    double target = cfg->size_times ? (double)cfg->size * (double)side : (double)cfg->size;
+    if (target < cfg->size_min) target = cfg->size_min;
+    if (cfg->size <= 0) target = side;
+    double f = target / (double)side;
+    *H = (int)lround((double)h * f), *W = (int)lround((double)w * f);
+    if (*H < 1) *H = 1;
+    if (*W < 1) *W = 1;
 }
 
 /* x[k] = (255 v[src] * scale + offset - mean[k]) / std[k] as x[k] = a[k] v[src] + b[k],
@@ -101,7 +127,10 @@ static float px(float v, int h, int w) { return v > 0.0f && v < 1.0f ? v * (floa
 
 /* Everything one batch needs, allocated once. */
 struct batch {
-    int n, h, w, c, hl, wl;    /* hl, wl: resolution of the coarse phase */
+    int n, h, w, c, hl, wl;    /* h, w: the display image; hl, wl: resolution of the coarse phase */
+    int mh, mw;                /* the model's input; the display image is downsampled to it */
+    struct fv_resample down;   /* anti-aliased (h, w) -> (mh, mw); unused when the sizes agree */
+    float *small, *dsmall;     /* (n, mh, mw, c) model-size image and its gradient, or NULL */
     size_t img, size;          /* floats per image: display image, theta */
     struct fv_param param, param_lo;
     struct fv_plan plan;
@@ -116,6 +145,9 @@ static void batch_free(struct batch *b) {
     fv_param_free(&b->param);
     fv_param_free(&b->param_lo);
     fv_plan_free(&b->plan);
+    fv_resample_free(&b->down);
+    free(b->small);
+    free(b->dsmall);
     free(b->warps);
     float *bufs[] = {b->theta, b->m, b->v, b->g, b->u, b->u_lo, b->warped, b->du, b->dv, b->du_lo, b->best, b->ws, b->blur_ws};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -132,14 +164,17 @@ static float *alloc_floats(size_t n, int *ok) {
 }
 
 static int batch_init(struct batch *b, const struct fv_model *m, const struct synth_cfg *cfg, int n,
-                      int h, int w, int c, int upto, int flags, struct fv_error *err) {
+                      int mh, int mw, int c, int upto, int flags, struct fv_error *err) {
     memset(b, 0, sizeof *b);
-    b->n = n, b->h = h, b->w = w, b->c = c;
+    int h, w;
+    synth_display_size(cfg, mh, mw, &h, &w);
+    b->n = n, b->h = h, b->w = w, b->c = c, b->mh = mh, b->mw = mw;
     int f = cfg->coarse > 0 && cfg->param.basis == FV_PARAM_PIXEL ? cfg->coarse_factor : 1;
     b->hl = (h + f - 1) / f, b->wl = (w + f - 1) / f;
     int rc = fv_param_init(&b->param, &cfg->param, h, w, c, err);
     if (!rc && f > 1) rc = fv_param_init(&b->param_lo, &cfg->param, b->hl, b->wl, c, err);
-    if (!rc) rc = fv_plan_init_upto(&b->plan, m, n, h, w, flags, upto, err);
+    if (!rc) rc = fv_plan_init_upto(&b->plan, m, n, mh, mw, flags, upto, err);
+    if (!rc && (h != mh || w != mw)) rc = fv_resample_init(&b->down, h, w, mh, mw, FV_RS_LINEAR_AA, err);
     struct fv_transform_config t = cfg->transform;
     t.unit = FV_UNIT_PX;
     t.pad = px(t.pad, h, w), t.jitter1 = px(t.jitter1, h, w), t.jitter2 = px(t.jitter2, h, w);
@@ -165,6 +200,10 @@ static int batch_init(struct batch *b, const struct fv_model *m, const struct sy
         b->u_lo = alloc_floats(N * (size_t)b->hl * (size_t)b->wl * (size_t)c, &ok);
         b->du_lo = alloc_floats(N * (size_t)b->hl * (size_t)b->wl * (size_t)c, &ok);
     }
+    if (h != mh || w != mw) {
+        b->small = alloc_floats(N * (size_t)mh * (size_t)mw * (size_t)c, &ok);
+        b->dsmall = alloc_floats(N * (size_t)mh * (size_t)mw * (size_t)c, &ok);
+    }
     b->t = calloc(N, sizeof *b->t);
     b->pick = calloc(N, sizeof *b->pick);
     b->best_score = calloc(N, sizeof *b->best_score);
@@ -175,11 +214,46 @@ static int batch_init(struct batch *b, const struct fv_model *m, const struct sy
 }
 
 /* Objectives of every image at display images u (no transforms). */
+/* Display images v (n, h, w, c) into the model's input: downsampled when larger. */
+static void to_model(struct batch *b, const struct fv_preproc *pp, const float *v) {
+    if (b->small) {
+        fv_resample_forward(&b->down, v, b->small, b->c, b->n, NULL);
+        v = b->small;
+    }
+    synth_to_model(pp, v, b->plan.x, (size_t)b->n * (size_t)b->mh * (size_t)b->mw, b->c);
+}
+
+/* dv = the transpose of to_model applied to the plan's input gradient (overwrites dv). */
+static void to_model_backward(struct batch *b, const struct fv_preproc *pp, float *dv) {
+    size_t model_px = (size_t)b->n * (size_t)b->mh * (size_t)b->mw;
+    memset(dv, 0, (size_t)b->n * b->img * sizeof(float));
+    if (!b->small) {
+        synth_to_model_backward(pp, b->plan.dx, dv, model_px, b->c);
+        return;
+    }
+    memset(b->dsmall, 0, model_px * (size_t)b->c * sizeof(float));
+    synth_to_model_backward(pp, b->plan.dx, b->dsmall, model_px, b->c);
+    fv_resample_backward(&b->down, b->dsmall, dv, b->c, b->n);
+}
+
 static void evaluate(struct batch *b, const struct fv_preproc *pp, const struct fv_objective *obj,
                      int top, const float *u, double *out) {
-    synth_to_model(pp, u, b->plan.x, (size_t)b->n * (size_t)b->h * (size_t)b->w, b->c);
+    to_model(b, pp, u);
     fv_forward(&b->plan, top);
     for (int i = 0; i < b->n; i++) out[i] = fv_objective_value(&obj[i], &b->plan, i);
+}
+
+/* Each image's gradient divided by its mean |g| (left alone when 0): the
+ * objective's scale no longer matters to the penalties added after it. */
+static void relative_gradient(float *g, int n, size_t count) {
+    for (int i = 0; i < n; i++) {
+        float *gi = g + (size_t)i * count;
+        double s = 0;
+        for (size_t k = 0; k < count; k++) s += fabs((double)gi[k]);
+        if (!(s > 0)) continue;
+        float inv = (float)((double)count / s);
+        for (size_t k = 0; k < count; k++) gi[k] *= inv;
+    }
 }
 
 /* One ascent step on all images. lo: the coarse phase. */
@@ -200,21 +274,24 @@ static void step(struct batch *b, const struct fv_preproc *pp, const struct synt
         fv_warp_from_params(&tp, b->h, b->w, &b->warps[i]);
     }
     fv_warp_forward(b->warps, &b->tcfg, b->u, b->warped, b->n, b->h, b->w, b->c);
-    synth_to_model(pp, b->warped, b->plan.x, pixels, b->c);
+    to_model(b, pp, b->warped);
     fv_forward(&b->plan, top);
     /* backward: objectives -> model input -> warped -> u (+ regularizers) -> theta */
     fv_grad_zero(&b->plan);
     for (int i = 0; i < b->n; i++) fv_objective_seed(&obj[i], &b->plan, i, 1.0f);
     b->plan.escape_relu = s < cfg->escape_steps;
     fv_backward(&b->plan, top);
-    memset(b->dv, 0, pixels * (size_t)b->c * sizeof(float));
     memset(b->du, 0, pixels * (size_t)b->c * sizeof(float));
-    synth_to_model_backward(pp, b->plan.dx, b->dv, pixels, b->c);
+    to_model_backward(b, pp, b->dv);
     fv_warp_backward(b->warps, &b->tcfg, b->dv, b->du, b->n, b->h, b->w, b->c);
-    if (cfg->l2 > 0) fv_reg_lp(b->u, b->n, b->img, cfg->p, cfg->l2_center, cfg->l2, b->du, NULL);
-    /* tv weighs the SUM of absolute neighbour differences (Lucid's
-     * total_variation); fv_reg_tv_l1 divides by the element count */
-    if (cfg->tv > 0) fv_reg_tv_l1(b->u, b->n, b->h, b->w, b->c, cfg->tv * (float)b->img, b->du, NULL);
+    if (cfg->relative) relative_gradient(b->du, b->n, b->img);
+    /* relative: the penalties' weights are per display value, against an
+     * objective gradient of mean |g| = 1 there; absolute: l2 weighs the MEAN
+     * of |u - centre|^p, tv the SUM of absolute neighbour differences
+     * (Lucid's total_variation). fv_reg_* divide by the element count. */
+    float per = (float)b->img;
+    if (cfg->l2 > 0) fv_reg_lp(b->u, b->n, b->img, cfg->p, cfg->l2_center, cfg->l2 * (cfg->relative ? per : 1.0f), b->du, NULL);
+    if (cfg->tv > 0) fv_reg_tv_l1(b->u, b->n, b->h, b->w, b->c, cfg->tv * per, b->du, NULL);
     size_t size = fv_param_size(param);
     memset(b->g, 0, (size_t)b->n * size * sizeof(float));
     if (lo) {
@@ -279,7 +356,7 @@ static int lane_run(struct batch *bb, const struct fv_model *m, const struct fv_
     for (int s = 0; s < cfg->steps && !fv_interrupted(); s++) {
         if (lo && s == switch_at) { /* coarse to fine: continue at full size */
             fv_param_forward(&bb->param_lo, bb->theta, bb->u_lo, n, bb->ws);
-            fv_resize_bilinear(bb->u_lo, bb->hl, bb->wl, bb->u, h, w, c, n);
+            fv_resize_bilinear(bb->u_lo, bb->hl, bb->wl, bb->u, bb->h, bb->w, c, n);
             memcpy(bb->theta, bb->u, (size_t)n * bb->img * sizeof(float)); /* pixel basis: theta = u */
             memset(bb->m, 0, (size_t)n * bb->size * sizeof(float));
             memset(bb->v, 0, (size_t)n * bb->size * sizeof(float));
@@ -303,13 +380,14 @@ static int lane_run(struct batch *bb, const struct fv_model *m, const struct fv_
     /* the result: the best image seen, or the last one */
     if (lo) {
         fv_param_forward(&bb->param_lo, bb->theta, bb->u_lo, n, bb->ws);
-        fv_resize_bilinear(bb->u_lo, bb->hl, bb->wl, bb->u, h, w, c, n);
+        fv_resize_bilinear(bb->u_lo, bb->hl, bb->wl, bb->u, bb->h, bb->w, c, n);
     } else {
         fv_param_forward(&bb->param, bb->theta, bb->u, n, bb->ws);
     }
     evaluate(bb, pp, obj, top, bb->u, now);
     for (int i = 0; i < n; i++) {
         int use_best = cfg->keep_best && bb->best_score[i] > now[i];
+        /* u is (n, display h, display w, c) */
         memcpy(u + (size_t)i * bb->img, (use_best ? bb->best : bb->u) + (size_t)i * bb->img, bb->img * sizeof(float));
         score[i] = use_best ? bb->best_score[i] : now[i];
     }
@@ -345,7 +423,9 @@ int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struc
         batch_free(&b);
         return rc;
     }
-    size_t img = (size_t)h * (size_t)w * (size_t)c;
+    int dh, dw;
+    synth_display_size(cfg, h, w, &dh, &dw);
+    size_t img = (size_t)dh * (size_t)dw * (size_t)c;
     int rc = FV_OK;
     FV_OMP("omp parallel")
     {
@@ -372,4 +452,25 @@ int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struc
         batch_free(&b);
     }
     return rc;
+}
+
+int synth_downsample(const float *u, int n, int H, int W, int h, int w, int c, float **out,
+                     struct fv_error *err) {
+    size_t count = (size_t)n * (size_t)h * (size_t)w * (size_t)c;
+    *out = fv_malloc((count ? count : 1) * sizeof(float), err);
+    if (!*out) return FV_ERR_NOMEM;
+    if (H == h && W == w) {
+        memcpy(*out, u, count * sizeof(float));
+        return FV_OK;
+    }
+    struct fv_resample r;
+    int rc = fv_resample_init(&r, H, W, h, w, FV_RS_LINEAR_AA, err);
+    if (rc) {
+        free(*out);
+        *out = NULL;
+        return rc;
+    }
+    fv_resample_forward(&r, u, *out, c, n, NULL);
+    fv_resample_free(&r);
+    return FV_OK;
 }
