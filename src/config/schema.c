@@ -57,6 +57,7 @@ const struct fv_key fv_keys[] = {
     {"model", "std", FV_KEY_FLOATS, "", NULL, NORANGE, "then the result is divided by this per-channel std"},
     {"model", "preprocess", FV_KEY_CHOICE, "none", "none|caffe|tf|torch", NORANGE, "a Keras named mode instead of scale/offset/mean/std: caffe (BGR, minus ImageNet means), tf (x/127.5-1), torch (x/255, ImageNet mean/std)"},
     {"model", "lambda", FV_KEY_STRING, NULL, NULL, NORANGE, "what Lambda layers compute: NAME=identity or NAME=SCALE,OFFSET (x*SCALE+OFFSET); several separated by spaces"},
+    {"model", "class_map", FV_KEY_PATH, NULL, NULL, NORANGE, "what each output means when the labels were permuted in training: one class index per line, output 0 first (used when the model is a transfer judge)"},
     {"model", "flip_kernels", FV_KEY_CHOICE, "auto", "auto|yes|no", NORANGE, "rotate convolution kernels by 180 degrees (Theano-trained files); auto decides from the file"},
 
     /* [output]: where results go */
@@ -125,6 +126,9 @@ const struct fv_key fv_keys[] = {
     {"saliency", "noise", FV_KEY_FLOAT, "0.15", NULL, 0, 10, "SmoothGrad noise sd as a fraction of the input's value range"},
     {"saliency", "gradcam", FV_KEY_STRING, NULL, NULL, NORANGE, "draw Grad-CAM of this conv layer instead of the gradient magnitude"},
     {"saliency", "seed", FV_KEY_INT, "0", NULL, 0, 2000000000, "seed of the SmoothGrad noise"},
+
+    {"transfer", "judges", FV_KEY_LIST, NULL, NULL, NORANGE, "the judge models: INI files with a [model] section (path, preprocessing, class_map), or .h5 files with the default preprocessing"},
+    {"transfer", "input", FV_KEY_PATH, NULL, NULL, NORANGE, "a featviz classes output directory (classes.npy, classes.csv); empty: make the class images first with [classes] into output.dir"},
 
     {NULL, NULL, 0, NULL, NULL, 0, 0, NULL},
 };
