@@ -95,7 +95,10 @@ const struct fv_key fv_keys[] = {
     SYNTH_KEYS("classes", "512", "0.05", "0.0625", "0.1", "0"),
     {"classes", "targets", FV_KEY_LIST, "all", NULL, NORANGE, "classes to draw: all, or a list such as 0,5,14"},
     {"classes", "objective", FV_KEY_STRING, "class:{c}", NULL, NORANGE, "objective per class; {c} is the class index (e.g. class:{c} - 0.2*class:13)"},
-    {"classes", "cols", FV_KEY_INT, "7", NULL, 1, 1000, "montage columns"},
+    {"classes", "cols", FV_KEY_INT, "7", NULL, 1, 1000, "montage columns (with per_class > 1: a multiple of per_class, the images of a class side by side)"},
+    {"classes", "per_class", FV_KEY_INT, "1", NULL, 1, 64, "distinct images per class (files class_NN_label_K.png; a diversity penalty keeps them apart)"},
+    {"classes", "diversity", FV_KEY_FLOAT, "0.5", NULL, 0, 1e6, "with per_class > 1: weight of Lucid's diversity penalty (cosine similarity of the Gram matrices of diversity_layer between the images of a class), times |objective|"},
+    {"classes", "diversity_layer", FV_KEY_STRING, "", NULL, NORANGE, "layer whose Gram matrices the diversity penalty compares; empty: the deepest layer with an image output"},
 
     SYNTH_KEYS("filters", "256", "0.05", "0.0625", "0", "128"),
     {"filters", "layer", FV_KEY_LIST, "all", NULL, NORANGE, "conv layers: one, several (comma-separated) or all"},

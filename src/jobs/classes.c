@@ -73,7 +73,7 @@ static int recognize(const struct fv_model *m, const struct fv_preproc *pp, cons
 }
 
 static int write_tables(const char *dir, const struct fv_labels *labels, const int *target,
-                        const double *score, const double *prob, const int *rank, int n,
+                        const double *score, const double *prob, const int *rank, int n, int per,
                         struct fv_error *err) {
     char path[4200];
     struct fv_tmpfile t;
@@ -81,10 +81,10 @@ static int write_tables(const char *dir, const struct fv_labels *labels, const i
     int rc = fv_tmpfile_open(&t, path, err);
     if (rc) return rc;
     FILE *f = t.fp;
-    fprintf(f, "class,label,objective,probability,rank\n");
+    fprintf(f, "class,label,objective,probability,rank,image\n");
     for (int i = 0; i < n; i++) {
         const char *lab = fv_labels_get(labels, target[i]);
-        fprintf(f, "%d,\"%s\",%.6g,%.6g,%d\n", target[i], lab ? lab : "", score[i], prob[i], rank[i]);
+        fprintf(f, "%d,\"%s\",%.6g,%.6g,%d,%d\n", target[i], lab ? lab : "", score[i], prob[i], rank[i], i % per);
     }
     if ((rc = fv_tmpfile_commit(&t, err))) return rc;
     snprintf(path, sizeof path, "%s/classes.json", dir);
@@ -96,7 +96,7 @@ static int write_tables(const char *dir, const struct fv_labels *labels, const i
         const char *lab = fv_labels_get(labels, target[i]);
         if (lab) job_json_string(f, lab);
         else fprintf(f, "null");
-        fprintf(f, ", \"objective\": %.6g, \"probability\": %.6g, \"rank\": %d}", score[i], prob[i], rank[i]);
+        fprintf(f, ", \"objective\": %.6g, \"probability\": %.6g, \"rank\": %d, \"image\": %d}", score[i], prob[i], rank[i], i % per);
     }
     fprintf(f, "\n]\n");
     return fv_tmpfile_commit(&t, err);
@@ -132,6 +132,19 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
     if ((rc = job_index_list(fv_get_str(s, "classes", "targets"), k, "classes.targets",
                              fv_get_origin(s, "classes", "targets"), &target, &n, err)))
         goto done;
+    int per = cfg.per_class; /* images per class, side by side */
+    if (per > 1) { /* image i draws class target[i / per] */
+        int *t = malloc((size_t)n * (size_t)per * sizeof *t);
+        if (!t) {
+            rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        for (int i = 0; i < n * per; i++) t[i] = target[i / per];
+        free(target);
+        target = t;
+        n *= per;
+        cfg.batch = cfg.batch < per ? per : cfg.batch / per * per; /* whole classes per batch */
+    }
     int H, W; /* the images' size (synth_display_size); the model sees them downsampled */
     synth_display_size(&cfg, h, w, &H, &W);
     size_t img = (size_t)H * (size_t)W * (size_t)c;
@@ -161,7 +174,8 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
         int cnt = n - first < cfg.batch ? n - first : cfg.batch;
         done_n = first + cnt;
         uint64_t keys[4096];
-        for (int i = 0; i < cnt; i++) keys[i] = (uint64_t)target[first + i];
+        for (int i = 0; i < cnt; i++) /* the first image of a class keys as without per_class */
+            keys[i] = (uint64_t)target[first + i] + (uint64_t)((first + i) % per) * 1000003u;
         rc = synth_run(&m, &pp, &cfg, obj + first, cnt, h, w, c, keys, u + (size_t)first * img, score + first, err);
     }
     n = done_n;
@@ -180,12 +194,15 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
         const char *lab = fv_labels_get(&labels, target[i]);
         char slug[96], path[4400];
         job_slug(lab ? lab : "", slug, sizeof slug);
-        snprintf(path, sizeof path, "%s/class_%02d%s%s.png", dir, target[i], *slug ? "_" : "", slug);
+        char copy[24] = "";
+        if (per > 1) snprintf(copy, sizeof copy, "_%d", i % per);
+        snprintf(path, sizeof path, "%s/class_%02d%s%s%s.png", dir, target[i], *slug ? "_" : "", slug, copy);
         if (!rc) rc = job_write_image(path, u + (size_t)i * img, H, W, c, min_size, err);
         synth_to_bytes(u + (size_t)i * img, bytes + (size_t)i * img, img);
         tiles[i] = bytes + (size_t)i * img;
         captions[i] = malloc(160);
-        if (captions[i]) snprintf(captions[i], 160, "%d %s", target[i], lab ? lab : "");
+        if (captions[i] && (per == 1 || i % per == 0)) snprintf(captions[i], 160, "%d %s", target[i], lab ? lab : "");
+        else if (captions[i]) snprintf(captions[i], 160, "%d (%d)", target[i], i % per + 1);
         good += prob[i] >= 0.9;
     }
     if (!captions || !tiles) rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
@@ -194,7 +211,8 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
         snprintf(title, sizeof title, "%s: class images (%d steps, seed %d)", m.name, cfg.steps, (int)cfg.seed);
         struct fv_montage_spec ms = {.tiles = tiles, .n = n, .th = H, .tw = W, .channels = c,
                                      .captions = (const char *const *)captions,
-                                     .cols = fv_get_int(s, "classes", "cols"),
+                                     .cols = per > 1 ? per * (fv_get_int(s, "classes", "cols") / per > 1 ? fv_get_int(s, "classes", "cols") / per : 1)
+                                                     : fv_get_int(s, "classes", "cols"),
                                      .scale = fv_upscale_for(H > W ? H : W, min_size < 128 ? min_size : 128),
                                      .margin = -1, .title = title};
         snprintf(path, sizeof path, "%s/montage.png", dir);
@@ -209,7 +227,7 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
         snprintf(path, sizeof path, "%s/classes.npy", dir);
         rc = fv_npy_save(path, u, 4, dims, err);
     }
-    if (!rc) rc = write_tables(dir, &labels, target, score, prob, rank, n, err);
+    if (!rc) rc = write_tables(dir, &labels, target, score, prob, rank, n, per, err);
     if (!rc)
         printf("%s: %d class images in %s/: the model gives %d of them probability >= 0.9%s\n", m.name, n, dir, good,
                fv_interrupted() ? " (stopped early by Ctrl-C)" : "");

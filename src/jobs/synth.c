@@ -53,6 +53,9 @@ int synth_cfg_read(const struct fv_settings *s, const char *sec, struct synth_cf
     c->keep_best = fv_get_bool(s, sec, "keep_best");
     c->batch = fv_get_int(s, sec, "batch");
     c->relative = fv_get_bool(s, sec, "relative");
+    c->per_class = fv_key_find(sec, "per_class") ? fv_get_int(s, sec, "per_class") : 1;
+    c->diversity = fv_key_find(sec, "diversity") ? (float)fv_get_float(s, sec, "diversity") : 0.0f;
+    c->diversity_layer = fv_key_find(sec, "diversity_layer") ? fv_get_str(s, sec, "diversity_layer") : NULL;
     const char *size = fv_get_str(s, sec, "size");
     char *end = NULL;
     if (!strcmp(size, "auto")) { /* 4x the input, at least 128 px */
@@ -131,6 +134,9 @@ struct batch {
     int mh, mw;                /* the model's input; the display image is downsampled to it */
     struct fv_resample down;   /* anti-aliased (h, w) -> (mh, mw); unused when the sizes agree */
     float *small, *dsmall;     /* (n, mh, mw, c) model-size image and its gradient, or NULL */
+    int div_node, div_ch;      /* diversity: the layer whose Gram matrices are compared (-1: off), its channels */
+    float *gram, *dgram;       /* (n, ch, ch) normalized Gram matrices; one image's gradient (ch, ch) */
+    double *gnorm;             /* (n) their norms before normalizing */
     size_t img, size;          /* floats per image: display image, theta */
     struct fv_param param, param_lo;
     struct fv_plan plan;
@@ -148,6 +154,9 @@ static void batch_free(struct batch *b) {
     fv_resample_free(&b->down);
     free(b->small);
     free(b->dsmall);
+    free(b->gram);
+    free(b->dgram);
+    free(b->gnorm);
     free(b->warps);
     float *bufs[] = {b->theta, b->m, b->v, b->g, b->u, b->u_lo, b->warped, b->du, b->dv, b->du_lo, b->best, b->ws, b->blur_ws};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -163,6 +172,88 @@ static float *alloc_floats(size_t n, int *ok) {
     return p;
 }
 
+/* The diversity layer: diversity_layer by name, or the deepest layer up to
+ * the objectives' with an image output of at least 2x2 (its Gram matrices
+ * describe textures, as Lucid's mixed4a does). */
+static int diversity_layer(struct batch *b, const struct fv_model *m, const struct synth_cfg *cfg, int upto,
+                           struct fv_error *err) {
+    int node = -1;
+    if (cfg->diversity_layer && *cfg->diversity_layer) {
+        node = fv_model_find(m, cfg->diversity_layer);
+        if (node < 0 || node > upto || b->plan.io[node].out.rank != 3)
+            return fv_error_set(err, FV_ERR_USAGE, "diversity_layer '%s': not a layer with an image output below the objectives",
+                                cfg->diversity_layer);
+    } else {
+        for (int i = upto; i > m->input && node < 0; i--)
+            if (b->plan.io[i].out.rank == 3 && b->plan.io[i].out.d[0] >= 2 && b->plan.io[i].out.d[1] >= 2) node = i;
+        if (node < 0) return FV_OK; /* nothing to compare: no diversity */
+    }
+    b->div_node = node;
+    b->div_ch = b->plan.io[node].out.d[2];
+    if (b->div_ch > 2048) return fv_error_set(err, FV_ERR_USAGE, "diversity layer '%s' has %d channels (at most 2048)", m->layers[node].name, b->div_ch);
+    return FV_OK;
+}
+
+/* Lucid's diversity penalty over each group of k images (one class):
+ *   D = (1/k) sum_i sum_{j != i} <g_i, g_j>,  g_i = G_i / |G_i|,  G_i = A_i^T A_i
+ * with A_i (hw, ch) image i's activations at the diversity layer. Seeds
+ * -weight_i dD/dA_i into that layer's gradient, weight_i = diversity * |f_i|
+ * (f_i the objective now), so it scales with the objective.
+ *   dD/dG_i = (2/k) sum_{j != i} (g_j - <g_i, g_j> g_i) / |G_i|,  dD/dA_i = 2 A_i dD/dG_i */
+static void diversity_seed(struct batch *b, const struct synth_cfg *cfg, const struct fv_objective *obj) {
+    int node = b->div_node, ch = b->div_ch, k = cfg->per_class;
+    size_t per = fv_shape_count(&b->plan.io[node].out), hw = per / (size_t)ch, cc = (size_t)ch * (size_t)ch;
+    const float *act = b->plan.buf[node].y;
+    for (int i = 0; i < b->n; i++) {
+        const float *a = act + (size_t)i * per;
+        float *g = b->gram + (size_t)i * cc;
+        memset(g, 0, cc * sizeof(float));
+        for (size_t p = 0; p < hw; p++) {
+            const float *ap = a + p * (size_t)ch;
+            for (int r = 0; r < ch; r++) {
+                float v = ap[r];
+                if (v == 0.0f) continue;
+                float *gr = g + (size_t)r * (size_t)ch;
+                for (int q = 0; q < ch; q++) gr[q] += v * ap[q];
+            }
+        }
+        double s = 0;
+        for (size_t q = 0; q < cc; q++) s += (double)g[q] * (double)g[q];
+        b->gnorm[i] = sqrt(s);
+        float inv = b->gnorm[i] > 0 ? (float)(1.0 / b->gnorm[i]) : 0.0f;
+        for (size_t q = 0; q < cc; q++) g[q] *= inv;
+    }
+    float *grad = fv_plan_grad(&b->plan, node, 0);
+    for (int i = 0; i < b->n; i++) {
+        int g0 = i / k * k;
+        if (!(b->gnorm[i] > 0)) continue;
+        const float *gi = b->gram + (size_t)i * cc;
+        memset(b->dgram, 0, cc * sizeof(float));
+        for (int j = g0; j < g0 + k && j < b->n; j++) {
+            if (j == i) continue;
+            const float *gj = b->gram + (size_t)j * cc;
+            double c = 0;
+            for (size_t q = 0; q < cc; q++) c += (double)gi[q] * (double)gj[q];
+            for (size_t q = 0; q < cc; q++) b->dgram[q] += gj[q] - (float)c * gi[q];
+        }
+        double f = fabs(fv_objective_value(&obj[i], &b->plan, i));
+        /* -weight * 2 A (2/k) dgram / |G| */
+        float scale = (float)(-(double)cfg->diversity * (f > 1e-6 ? f : 1e-6) * 4.0 / ((double)k * b->gnorm[i]));
+        const float *a = act + (size_t)i * per;
+        float *d = grad + (size_t)i * per;
+        for (size_t p = 0; p < hw; p++) {
+            const float *ap = a + p * (size_t)ch;
+            float *dp = d + p * (size_t)ch;
+            for (int r = 0; r < ch; r++) {
+                float v = ap[r];
+                if (v == 0.0f) continue;
+                const float *gr = b->dgram + (size_t)r * (size_t)ch;
+                for (int q = 0; q < ch; q++) dp[q] += scale * v * gr[q];
+            }
+        }
+    }
+}
+
 static int batch_init(struct batch *b, const struct fv_model *m, const struct synth_cfg *cfg, int n,
                       int mh, int mw, int c, int upto, int flags, struct fv_error *err) {
     memset(b, 0, sizeof *b);
@@ -175,6 +266,8 @@ static int batch_init(struct batch *b, const struct fv_model *m, const struct sy
     if (!rc && f > 1) rc = fv_param_init(&b->param_lo, &cfg->param, b->hl, b->wl, c, err);
     if (!rc) rc = fv_plan_init_upto(&b->plan, m, n, mh, mw, flags, upto, err);
     if (!rc && (h != mh || w != mw)) rc = fv_resample_init(&b->down, h, w, mh, mw, FV_RS_LINEAR_AA, err);
+    b->div_node = -1;
+    if (!rc && cfg->per_class > 1 && cfg->diversity > 0) rc = diversity_layer(b, m, cfg, upto, err);
     struct fv_transform_config t = cfg->transform;
     t.unit = FV_UNIT_PX;
     t.pad = px(t.pad, h, w), t.jitter1 = px(t.jitter1, h, w), t.jitter2 = px(t.jitter2, h, w);
@@ -199,6 +292,13 @@ static int batch_init(struct batch *b, const struct fv_model *m, const struct sy
     if (f > 1) {
         b->u_lo = alloc_floats(N * (size_t)b->hl * (size_t)b->wl * (size_t)c, &ok);
         b->du_lo = alloc_floats(N * (size_t)b->hl * (size_t)b->wl * (size_t)c, &ok);
+    }
+    if (b->div_node >= 0) {
+        size_t cc = (size_t)b->div_ch * (size_t)b->div_ch;
+        b->gram = alloc_floats(N * cc, &ok);
+        b->dgram = alloc_floats(cc, &ok);
+        b->gnorm = calloc(N, sizeof *b->gnorm);
+        if (!b->gnorm) ok = 0;
     }
     if (h != mh || w != mw) {
         b->small = alloc_floats(N * (size_t)mh * (size_t)mw * (size_t)c, &ok);
@@ -279,6 +379,7 @@ static void step(struct batch *b, const struct fv_preproc *pp, const struct synt
     /* backward: objectives -> model input -> warped -> u (+ regularizers) -> theta */
     fv_grad_zero(&b->plan);
     for (int i = 0; i < b->n; i++) fv_objective_seed(&obj[i], &b->plan, i, 1.0f);
+    if (b->div_node >= 0) diversity_seed(b, cfg, obj);
     b->plan.escape_relu = s < cfg->escape_steps;
     fv_backward(&b->plan, top);
     memset(b->du, 0, pixels * (size_t)b->c * sizeof(float));
@@ -414,9 +515,12 @@ int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struc
     for (int i = 0; i < n; i++)
         if (fv_objective_reads_pre_relu(&obj[i], m)) flags = FV_PLAN_GRAD;
     int threads = fv_omp_max_threads();
+    /* lanes hold whole groups of per_class images (one class: the diversity
+     * term compares them) */
+    int k = cfg->per_class > 1 && n % cfg->per_class == 0 ? cfg->per_class : 1, groups = n / k;
     int lanes = (n + SYNTH_LANE - 1) / SYNTH_LANE;
     lanes = (lanes + threads - 1) / threads * threads; /* every thread as busy */
-    if (lanes > n) lanes = n;
+    if (lanes > groups) lanes = groups;
     if (lanes <= 1 || threads <= 1) {
         struct batch b = {0};
         int rc = lane_run(&b, m, pp, cfg, obj, n, h, w, c, keys, top, flags, u, score, err);
@@ -431,9 +535,9 @@ int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struc
     {
         struct batch b = {0};
         FV_OMP("omp for schedule(dynamic, 1)")
-        for (int k = 0; k < lanes; k++) {
-            int first = (int)((long long)n * k / lanes);
-            int cnt = (int)((long long)n * (k + 1) / lanes) - first, failed;
+        for (int q = 0; q < lanes; q++) {
+            int first = (int)((long long)groups * q / lanes) * k;
+            int cnt = (int)((long long)groups * (q + 1) / lanes) * k - first, failed;
             FV_OMP("omp atomic read")
             failed = rc;
             if (failed) continue;

@@ -42,6 +42,9 @@ struct synth_cfg {
     float size;                /* display image: pixels of the longer side, or a multiple of the input */
     int size_times;            /* size is a multiple ("4x") */
     int size_min;              /* with a multiple: at least this many pixels */
+    int per_class;             /* images per objective, consecutive; lanes keep them together */
+    float diversity;           /* weight of the diversity penalty between them (x |objective|) */
+    const char *diversity_layer; /* its layer; NULL or "": the deepest image layer up to the objectives */
 };
 
 /* The display image's size (H, W) for a model input of h x w: the images are
