@@ -41,6 +41,7 @@
     {sec, "keep_best", FV_KEY_BOOL, "true", NULL, NORANGE, "keep the image with the best objective (judged without transforms)"}, \
     {sec, "batch", FV_KEY_INT, "64", NULL, 1, 4096, "images optimized together"},                            \
     {sec, "size", FV_KEY_STRING, "auto", NULL, NORANGE, "size of the images made and written: pixels of the longer side (128), a multiple of the model input (4x), or auto (4x, at least 128 px); each step the model sees an anti-aliased downsample"}, \
+    {sec, "spectrum_from", FV_KEY_PATH, "", NULL, NORANGE, "fourier: fix the magnitude spectrum to that of these images and optimize the phase only (MACO): a directory or .npy of 8-bit images, or a spectrum.npy that an earlier run wrote"}, \
     {sec, "relative", FV_KEY_BOOL, "true", NULL, NORANGE, "penalty weights (l2, tv, diversity) are relative to the objective: its gradient is scaled to mean |g| = 1 per display value first"}, \
     {sec, "min_size", FV_KEY_INT, "128", NULL, 1, 4096, "images are upscaled (nearest) to at least this many pixels"}
 

@@ -112,6 +112,7 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
     double *score = NULL, *prob = NULL;
     int *target = NULL, *rank = NULL, n = 0;
     unsigned char *bytes = NULL;
+    float *mag = NULL; /* MACO's magnitude spectrum, or NULL */
     int rc = job_load_model(s, &m, err);
     if (rc) return rc;
     int h, w, c;
@@ -168,6 +169,11 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
         }
     }
     if ((rc = job_mkdirs(dir, err)) || (rc = job_write_config(s, "classes", dir, err))) goto done;
+    const char *from = fv_get_str(s, "classes", "spectrum_from");
+    if (from && *from) {
+        if ((rc = synth_spectrum(from, fv_get_origin(s, "classes", "spectrum_from"), &cfg, H, W, c, dir, &mag, err))) goto done;
+        cfg.param.magnitude = mag;
+    }
     fv_progress_start("classes", (size_t)n * (size_t)cfg.steps);
     int done_n = 0; /* optimized so far: Ctrl-C keeps these */
     for (int first = 0; first < n && !rc && !fv_interrupted(); first += cfg.batch) {
@@ -232,6 +238,7 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
         printf("%s: %d class images in %s/: the model gives %d of them probability >= 0.9%s\n", m.name, n, dir, good,
                fv_interrupted() ? " (stopped early by Ctrl-C)" : "");
 done:
+    free(mag);
     free(obj);
     free(u);
     free(score);

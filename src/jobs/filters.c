@@ -212,6 +212,10 @@ int fv_job_filters(const struct fv_settings *s, struct fv_error *err) {
     int pre = fv_get_bool(s, "filters", "pre");
     int H, W; /* the images' size (synth_display_size) */
     synth_display_size(&cfg, h, w, &H, &W);
+    float *mag = NULL; /* MACO's magnitude spectrum, or NULL */
+    const char *from = fv_get_str(s, "filters", "spectrum_from");
+    if (from && *from && !(rc = synth_spectrum(from, fv_get_origin(s, "filters", "spectrum_from"), &cfg, H, W, c, dir, &mag, err)))
+        cfg.param.magnitude = mag;
     size_t img = (size_t)H * W * c;
     for (int k = 0; k < n_layers && !rc && !fv_interrupted(); k++) {
         const struct fv_layer *l = &m.layers[layers[k]];
@@ -259,6 +263,7 @@ int fv_job_filters(const struct fv_settings *s, struct fv_error *err) {
     fv_progress_end();
     if (!rc && fv_interrupted()) printf("stopped early by Ctrl-C; the layers above were written\n");
     free(chans);
+    free(mag);
 done:
     free(layers);
     fv_model_free(&m);

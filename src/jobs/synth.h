@@ -77,6 +77,14 @@ void synth_to_model_backward(const struct fv_preproc *pp, const float *dx, float
 int synth_downsample(const float *u, int n, int H, int W, int h, int w, int c, float **out,
                      struct fv_error *err);
 
+/* MACO's magnitude spectrum (*mag, malloc'd, (c, H, W/2+1)) for display images
+ * of H x W x c, from `from`: a directory or .npy array of 8-bit images (each
+ * resized to H x W), or a spectrum.npy of exactly that size. Written to
+ * out_dir/spectrum.npy when out_dir is not NULL. origin names the setting in
+ * errors. */
+int synth_spectrum(const char *from, const char *origin, const struct synth_cfg *cfg, int H, int W, int c,
+                   const char *out_dir, float **mag, struct fv_error *err);
+
 /* Display image (h, w, c) in [0,1] -> bytes (h, w, c), rounded. */
 void synth_to_bytes(const float *u, unsigned char *out, size_t count);
 
