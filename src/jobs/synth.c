@@ -356,9 +356,10 @@ static void relative_gradient(float *g, int n, size_t count) {
     }
 }
 
-/* One ascent step on all images. lo: the coarse phase. */
-static void step(struct batch *b, const struct fv_preproc *pp, const struct synth_cfg *cfg,
-                 const struct fv_objective *obj, int top, const uint64_t *keys, int s, int lo) {
+/* The gradient of step s's objectives (with penalties) with respect to theta,
+ * into b->g. */
+static void gradient(struct batch *b, const struct fv_preproc *pp, const struct synth_cfg *cfg,
+                     const struct fv_objective *obj, int top, const uint64_t *keys, int s, int lo) {
     const struct fv_param *param = lo ? &b->param_lo : &b->param;
     size_t pixels = (size_t)b->n * (size_t)b->h * (size_t)b->w;
     /* forward: theta -> u -> warped -> model */
@@ -399,10 +400,18 @@ static void step(struct batch *b, const struct fv_preproc *pp, const struct synt
         size_t nlo = (size_t)b->n * (size_t)b->hl * (size_t)b->wl * (size_t)b->c;
         memset(b->du_lo, 0, nlo * sizeof(float));
         fv_resize_bilinear_backward(b->du, b->h, b->w, b->du_lo, b->hl, b->wl, b->c, b->n);
-        fv_param_backward(param, b->u_lo, b->du_lo, b->g, b->n, b->ws);
+        fv_param_backward(param, b->theta, b->u_lo, b->du_lo, b->g, b->n, b->ws);
     } else {
-        fv_param_backward(param, b->u, b->du, b->g, b->n, b->ws);
+        fv_param_backward(param, b->theta, b->u, b->du, b->g, b->n, b->ws);
     }
+}
+
+/* One ascent step on all images. lo: the coarse phase. */
+static void step(struct batch *b, const struct fv_preproc *pp, const struct synth_cfg *cfg,
+                 const struct fv_objective *obj, int top, const uint64_t *keys, int s, int lo) {
+    const struct fv_param *param = lo ? &b->param_lo : &b->param;
+    size_t size = fv_param_size(param);
+    gradient(b, pp, cfg, obj, top, keys, s, lo);
     if (cfg->normalized) {
         fv_ascent_step(cfg->lr, FV_NORM_MEAN_ABS, b->theta, b->g, b->n, size);
     } else {
@@ -577,4 +586,33 @@ int synth_downsample(const float *u, int n, int H, int W, int h, int w, int c, f
     fv_resample_forward(&r, u, *out, c, n, NULL);
     fv_resample_free(&r);
     return FV_OK;
+}
+
+int synth_probe(const struct fv_model *m, const struct fv_preproc *pp, const struct synth_cfg *cfg,
+                const struct fv_objective *obj, int n, int h, int w, int c, const uint64_t *keys, int s,
+                const float *theta, double *value, float *grad, struct fv_error *err) {
+    struct batch b;
+    int top = -1;
+    for (int i = 0; i < n; i++)
+        if (fv_objective_top(&obj[i]) > top) top = fv_objective_top(&obj[i]);
+    int rc = batch_init(&b, m, cfg, n, h, w, c, top, FV_PLAN_GRAD, err);
+    for (int i = 0; !rc && i < n; i++) rc = fv_objective_check(&obj[i], &b.plan, err);
+    if (!rc) {
+        memcpy(b.theta, theta, (size_t)n * b.size * sizeof(float));
+        gradient(&b, pp, cfg, obj, top, keys, s, 0);
+        for (int i = 0; i < n; i++) value[i] = fv_objective_value(&obj[i], &b.plan, i);
+        if (grad) memcpy(grad, b.g, (size_t)n * b.size * sizeof(float));
+    }
+    batch_free(&b);
+    return rc;
+}
+
+size_t synth_theta_size(const struct synth_cfg *cfg, int h, int w, int c) {
+    int H, W;
+    struct fv_param p;
+    synth_display_size(cfg, h, w, &H, &W);
+    if (fv_param_init(&p, &cfg->param, H, W, c, NULL)) return 0;
+    size_t n = fv_param_size(&p);
+    fv_param_free(&p);
+    return n;
 }

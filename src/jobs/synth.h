@@ -77,6 +77,14 @@ void synth_to_model_backward(const struct fv_preproc *pp, const float *dx, float
 int synth_downsample(const float *u, int n, int H, int W, int h, int w, int c, float **out,
                      struct fv_error *err);
 
+/* For tests: step s's objective values of the warped, downsampled images
+ * (value[i]) and, unless grad is NULL, the gradient with respect to theta
+ * (n, synth_theta_size) the optimizer would ascend (no update is made). */
+int synth_probe(const struct fv_model *m, const struct fv_preproc *pp, const struct synth_cfg *cfg,
+                const struct fv_objective *obj, int n, int h, int w, int c, const uint64_t *keys, int s,
+                const float *theta, double *value, float *grad, struct fv_error *err);
+size_t synth_theta_size(const struct synth_cfg *cfg, int h, int w, int c);
+
 /* MACO's magnitude spectrum (*mag, malloc'd, (c, H, W/2+1)) for display images
  * of H x W x c, from `from`: a directory or .npy array of 8-bit images (each
  * resized to H x W), or a spectrum.npy of exactly that size. Written to
