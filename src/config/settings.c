@@ -10,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "featviz/image.h"
+#include "featviz/tmpfile.h"
 
 void fv_settings_init(struct fv_settings *s) { memset(s, 0, sizeof *s); }
 
