@@ -177,9 +177,17 @@ static int write_report(const char *dir, struct judge *jd, int nj, const int *ta
             fprintf(t.fp, "%d,%d,\"%s\",%d,%.6g,%d\n", i, target[i], jd[k].name, pr, prob[(size_t)k * n + i], pr == target[i]);
         }
     if ((rc = fv_tmpfile_commit(&t, err))) return rc;
+    /* the layout tools/transfer.py writes and `featviz report` reads
+     * (judges by name; per class transfer_hits, transfer_judges,
+     * recognized_by), plus the predictions and the rates */
     snprintf(path, sizeof path, "%s/transfer.json", dir);
     if ((rc = fv_tmpfile_open(&t, path, err))) return rc;
-    fprintf(t.fp, "{\"mean_transfer\": %.6g,\n \"judges\": [", mean);
+    fprintf(t.fp, "{\"judges\": [");
+    for (int k = 0; k < nj; k++) {
+        fprintf(t.fp, "%s", k ? ", " : "");
+        job_json_string(t.fp, jd[k].name);
+    }
+    fprintf(t.fp, "],\n \"mean_transfer\": %.6g,\n \"judge_rates\": [", mean);
     for (int k = 0; k < nj; k++) {
         int hits = 0;
         for (int i = 0; i < n; i++) hits += pred[(size_t)k * n + i] == target[i];
@@ -187,12 +195,19 @@ static int write_report(const char *dir, struct judge *jd, int nj, const int *ta
         job_json_string(t.fp, jd[k].name);
         fprintf(t.fp, ", \"recognized\": %d, \"images\": %d, \"rate\": %.6g}", hits, n, n ? (double)hits / n : 0.0);
     }
-    fprintf(t.fp, "],\n \"images\": [");
+    fprintf(t.fp, "],\n \"classes\": [");
     for (int i = 0; i < n; i++) {
         int hits = 0;
         for (int k = 0; k < nj; k++) hits += pred[(size_t)k * n + i] == target[i];
-        fprintf(t.fp, "%s\n  {\"image\": %d, \"class\": %d, \"rate\": %.6g, \"predicted\": [", i ? "," : "", i, target[i],
-                nj ? (double)hits / nj : 0.0);
+        fprintf(t.fp, "%s\n  {\"class\": %d, \"index\": %d, \"transfer_hits\": %d, \"transfer_judges\": %d, \"recognized_by\": [",
+                i ? "," : "", target[i], i, hits, nj);
+        for (int k = 0, first = 1; k < nj; k++)
+            if (pred[(size_t)k * n + i] == target[i]) {
+                fprintf(t.fp, "%s", first ? "" : ", ");
+                job_json_string(t.fp, jd[k].name);
+                first = 0;
+            }
+        fprintf(t.fp, "], \"predicted\": [");
         for (int k = 0; k < nj; k++) fprintf(t.fp, "%s%d", k ? ", " : "", pred[(size_t)k * n + i]);
         fprintf(t.fp, "]}");
     }
