@@ -11,9 +11,6 @@ permuted labels (its README); that mapping is recovered by majority vote of its
 predictions on the real GTSRB images of ../shared/gtsrb/train48_x.npy.
 Prints, per source model, how many of the 43 images each judge classifies as
 their class, and the mean transfer rate. A measurement tool, not a test.
-`featviz transfer` does the same natively for one source (judges as INI
-files: bench/judges/); this script runs every model as a source, at the
-models' input size (--size 1x is passed to featviz classes).
 """
 import argparse
 import json
@@ -86,7 +83,7 @@ def main():
             continue
         path, pre = MODELS[src]
         d = os.path.join(a.out, src)
-        run([a.featviz, "classes", path, "--steps", a.steps, "--size", "1x", "-o", d] + pre + a.extra)
+        run([a.featviz, "classes", path, "--steps", a.steps, "-o", d] + pre + a.extra)
         u = np.load(os.path.join(d, "classes.npy"))
         imgs = os.path.join(d, "classes_u8.npy")
         np.save(imgs, np.clip(np.rint(u * 255), 0, 255).astype(np.uint8))
