@@ -782,6 +782,7 @@ static void check_accumulates(const struct fv_layer *l, int n_in, const struct f
     float *dy = malloc(ny * sizeof(float));
     fill_uniform(dy, ny, 31, -1.f, 1.f);
     io.dy = dy;
+    io.ws = io.ws_floats ? malloc(io.ws_floats * sizeof(float)) : NULL; /* scratch, as a plan gives */
     float *d1[FV_MAX_IN], *d2[FV_MAX_IN];
     for (int i = 0; i < n_in; i++) {
         size_t c = fv_shape_count(&in[i]);
@@ -801,6 +802,7 @@ static void check_accumulates(const struct fv_layer *l, int n_in, const struct f
         free(d1[i]);
         free(d2[i]);
     }
+    free(io.ws);
     free(y);
     free(dy);
 }

@@ -15,6 +15,7 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err);
 int fv_job_filters(const struct fv_settings *s, struct fv_error *err);
 int fv_job_dream(const struct fv_settings *s, struct fv_error *err);
 int fv_job_saliency(const struct fv_settings *s, struct fv_error *err);
+int fv_job_transfer(const struct fv_settings *s, struct fv_error *err);
 
 /* featviz report: index.html and report.json for the run folder output.dir. */
 int fv_job_report(const struct fv_settings *s, struct fv_error *err);

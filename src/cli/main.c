@@ -38,6 +38,8 @@ static const struct command commands[] = {
      "DeepDream on a photo: amplify what a layer sees, over several octaves"},
     {"saliency", fv_job_saliency, "MODEL INPUT... [--objective OBJ] [-o FILE]", "saliency", "inputs", {"saliency", "model", "output"}, "saliency.out",
      "the input gradient of an objective as .npy and a heat map (SmoothGrad, Grad-CAM)"},
+    {"transfer", fv_job_transfer, "MODEL --judges J1.ini,J2.h5 [--input CLASSES_DIR] -o DIR", NULL, NULL, {"transfer", "classes", "model", "output"}, "output.dir",
+     "are the class images recognized by other models? (makes them first unless --input names a classes output)"},
     {"run", fv_job_run, "CONFIG", NULL, NULL, {"model", "output"}, "output.dir",
      "run every job section of an INI config file, in order, then write the report"},
     {"report", fv_job_report, "OUTPUT_DIR", NULL, NULL, {"model"}, NULL,

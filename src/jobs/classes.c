@@ -36,14 +36,22 @@ static void expand(const char *tmpl, int k, char *out, size_t cap) {
     out[n] = 0;
 }
 
-/* Probability and rank (1 = top) of each target on the final images. */
+/* Probability and rank (1 = top) of each target on the final images u
+ * (n, H, W, c), downsampled (anti-aliased) to the model's h x w as in the
+ * optimization. */
 static int recognize(const struct fv_model *m, const struct fv_preproc *pp, const float *u, int n,
-                     int h, int w, int c, const int *target, double *prob, int *rank,
+                     int H, int W, int h, int w, int c, const int *target, double *prob, int *rank,
                      struct fv_error *err) {
     struct fv_plan p;
     int batch = n < 8 ? n : 8; /* a forward pass per 8 images keeps this plan small */
-    int rc = fv_plan_init(&p, m, batch, h, w, FV_PLAN_FUSE, err);
+    float *small = NULL;
+    int rc = synth_downsample(u, n, H, W, h, w, c, &small, err);
     if (rc) return rc;
+    u = small;
+    if ((rc = fv_plan_init(&p, m, batch, h, w, FV_PLAN_FUSE, err))) {
+        free(small);
+        return rc;
+    }
     int k = (int)fv_shape_count(&p.io[m->output].out);
     size_t img = (size_t)h * (size_t)w * (size_t)c;
     for (int first = 0; first < n; first += batch) {
@@ -60,11 +68,12 @@ static int recognize(const struct fv_model *m, const struct fv_preproc *pp, cons
         }
     }
     fv_plan_free(&p);
+    free(small);
     return FV_OK;
 }
 
 static int write_tables(const char *dir, const struct fv_labels *labels, const int *target,
-                        const double *score, const double *prob, const int *rank, int n,
+                        const double *score, const double *prob, const int *rank, int n, int per,
                         struct fv_error *err) {
     char path[4200];
     struct fv_tmpfile t;
@@ -72,10 +81,10 @@ static int write_tables(const char *dir, const struct fv_labels *labels, const i
     int rc = fv_tmpfile_open(&t, path, err);
     if (rc) return rc;
     FILE *f = t.fp;
-    fprintf(f, "class,label,objective,probability,rank\n");
+    fprintf(f, "class,label,objective,probability,rank,image\n");
     for (int i = 0; i < n; i++) {
         const char *lab = fv_labels_get(labels, target[i]);
-        fprintf(f, "%d,\"%s\",%.6g,%.6g,%d\n", target[i], lab ? lab : "", score[i], prob[i], rank[i]);
+        fprintf(f, "%d,\"%s\",%.6g,%.6g,%d,%d\n", target[i], lab ? lab : "", score[i], prob[i], rank[i], i % per);
     }
     if ((rc = fv_tmpfile_commit(&t, err))) return rc;
     snprintf(path, sizeof path, "%s/classes.json", dir);
@@ -87,7 +96,7 @@ static int write_tables(const char *dir, const struct fv_labels *labels, const i
         const char *lab = fv_labels_get(labels, target[i]);
         if (lab) job_json_string(f, lab);
         else fprintf(f, "null");
-        fprintf(f, ", \"objective\": %.6g, \"probability\": %.6g, \"rank\": %d}", score[i], prob[i], rank[i]);
+        fprintf(f, ", \"objective\": %.6g, \"probability\": %.6g, \"rank\": %d, \"image\": %d}", score[i], prob[i], rank[i], i % per);
     }
     fprintf(f, "\n]\n");
     return fv_tmpfile_commit(&t, err);
@@ -103,6 +112,7 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
     double *score = NULL, *prob = NULL;
     int *target = NULL, *rank = NULL, n = 0;
     unsigned char *bytes = NULL;
+    float *mag = NULL; /* MACO's magnitude spectrum, or NULL */
     int rc = job_load_model(s, &m, err);
     if (rc) return rc;
     int h, w, c;
@@ -123,7 +133,22 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
     if ((rc = job_index_list(fv_get_str(s, "classes", "targets"), k, "classes.targets",
                              fv_get_origin(s, "classes", "targets"), &target, &n, err)))
         goto done;
-    size_t img = (size_t)h * (size_t)w * (size_t)c;
+    int per = cfg.per_class; /* images per class, side by side */
+    if (per > 1) { /* image i draws class target[i / per] */
+        int *t = malloc((size_t)n * (size_t)per * sizeof *t);
+        if (!t) {
+            rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        for (int i = 0; i < n * per; i++) t[i] = target[i / per];
+        free(target);
+        target = t;
+        n *= per;
+        cfg.batch = cfg.batch < per ? per : cfg.batch / per * per; /* whole classes per batch */
+    }
+    int H, W; /* the images' size (synth_display_size); the model sees them downsampled */
+    synth_display_size(&cfg, h, w, &H, &W);
+    size_t img = (size_t)H * (size_t)W * (size_t)c;
     obj = calloc((size_t)n, sizeof *obj);
     u = malloc((size_t)n * img * sizeof *u);
     score = calloc((size_t)n, sizeof *score);
@@ -144,13 +169,19 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
         }
     }
     if ((rc = job_mkdirs(dir, err)) || (rc = job_write_config(s, "classes", dir, err))) goto done;
+    const char *from = fv_get_str(s, "classes", "spectrum_from");
+    if (from && *from) {
+        if ((rc = synth_spectrum(from, fv_get_origin(s, "classes", "spectrum_from"), &cfg, H, W, c, dir, &mag, err))) goto done;
+        cfg.param.magnitude = mag;
+    }
     fv_progress_start("classes", (size_t)n * (size_t)cfg.steps);
     int done_n = 0; /* optimized so far: Ctrl-C keeps these */
     for (int first = 0; first < n && !rc && !fv_interrupted(); first += cfg.batch) {
         int cnt = n - first < cfg.batch ? n - first : cfg.batch;
         done_n = first + cnt;
         uint64_t keys[4096];
-        for (int i = 0; i < cnt; i++) keys[i] = (uint64_t)target[first + i];
+        for (int i = 0; i < cnt; i++) /* the first image of a class keys as without per_class */
+            keys[i] = (uint64_t)target[first + i] + (uint64_t)((first + i) % per) * 1000003u;
         rc = synth_run(&m, &pp, &cfg, obj + first, cnt, h, w, c, keys, u + (size_t)first * img, score + first, err);
     }
     n = done_n;
@@ -159,7 +190,7 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
         printf("%s: stopped by Ctrl-C before the first images were done\n", m.name);
         goto done;
     }
-    if (rc || (rc = recognize(&m, &pp, u, n, h, w, c, target, prob, rank, err))) goto done;
+    if (rc || (rc = recognize(&m, &pp, u, n, H, W, h, w, c, target, prob, rank, err))) goto done;
     /* pictures */
     int min_size = fv_get_int(s, "classes", "min_size");
     char **captions = calloc((size_t)n, sizeof *captions);
@@ -169,22 +200,26 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
         const char *lab = fv_labels_get(&labels, target[i]);
         char slug[96], path[4400];
         job_slug(lab ? lab : "", slug, sizeof slug);
-        snprintf(path, sizeof path, "%s/class_%02d%s%s.png", dir, target[i], *slug ? "_" : "", slug);
-        if (!rc) rc = job_write_image(path, u + (size_t)i * img, h, w, c, min_size, err);
+        char copy[24] = "";
+        if (per > 1) snprintf(copy, sizeof copy, "_%d", i % per);
+        snprintf(path, sizeof path, "%s/class_%02d%s%s%s.png", dir, target[i], *slug ? "_" : "", slug, copy);
+        if (!rc) rc = job_write_image(path, u + (size_t)i * img, H, W, c, min_size, err);
         synth_to_bytes(u + (size_t)i * img, bytes + (size_t)i * img, img);
         tiles[i] = bytes + (size_t)i * img;
         captions[i] = malloc(160);
-        if (captions[i]) snprintf(captions[i], 160, "%d %s", target[i], lab ? lab : "");
+        if (captions[i] && (per == 1 || i % per == 0)) snprintf(captions[i], 160, "%d %s", target[i], lab ? lab : "");
+        else if (captions[i]) snprintf(captions[i], 160, "%d (%d)", target[i], i % per + 1);
         good += prob[i] >= 0.9;
     }
     if (!captions || !tiles) rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
     if (!rc) {
         char title[512], path[4200];
         snprintf(title, sizeof title, "%s: class images (%d steps, seed %d)", m.name, cfg.steps, (int)cfg.seed);
-        struct fv_montage_spec ms = {.tiles = tiles, .n = n, .th = h, .tw = w, .channels = c,
+        struct fv_montage_spec ms = {.tiles = tiles, .n = n, .th = H, .tw = W, .channels = c,
                                      .captions = (const char *const *)captions,
-                                     .cols = fv_get_int(s, "classes", "cols"),
-                                     .scale = fv_upscale_for(h > w ? h : w, min_size < 128 ? min_size : 128),
+                                     .cols = per > 1 ? per * (fv_get_int(s, "classes", "cols") / per > 1 ? fv_get_int(s, "classes", "cols") / per : 1)
+                                                     : fv_get_int(s, "classes", "cols"),
+                                     .scale = fv_upscale_for(H > W ? H : W, min_size < 128 ? min_size : 128),
                                      .margin = -1, .title = title};
         snprintf(path, sizeof path, "%s/montage.png", dir);
         rc = fv_montage_write(path, &ms, err);
@@ -194,15 +229,16 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
     free((void *)tiles);
     if (!rc) {
         char path[4200];
-        size_t dims[4] = {(size_t)n, (size_t)h, (size_t)w, (size_t)c};
+        size_t dims[4] = {(size_t)n, (size_t)H, (size_t)W, (size_t)c};
         snprintf(path, sizeof path, "%s/classes.npy", dir);
         rc = fv_npy_save(path, u, 4, dims, err);
     }
-    if (!rc) rc = write_tables(dir, &labels, target, score, prob, rank, n, err);
+    if (!rc) rc = write_tables(dir, &labels, target, score, prob, rank, n, per, err);
     if (!rc)
         printf("%s: %d class images in %s/: the model gives %d of them probability >= 0.9%s\n", m.name, n, dir, good,
                fv_interrupted() ? " (stopped early by Ctrl-C)" : "");
 done:
+    free(mag);
     free(obj);
     free(u);
     free(score);

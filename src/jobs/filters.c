@@ -211,7 +211,13 @@ int fv_job_filters(const struct fv_settings *s, struct fv_error *err) {
         if (m.layers[i].ops && (m.layers[i].ops->flags & FV_OPF_KERNEL_IMAGE)) first_conv = i;
     fv_progress_start("filters", (size_t)total * (size_t)cfg.steps);
     int pre = fv_get_bool(s, "filters", "pre");
-    size_t img = (size_t)h * w * c;
+    int H, W; /* the images' size (synth_display_size) */
+    synth_display_size(&cfg, h, w, &H, &W);
+    float *mag = NULL; /* MACO's magnitude spectrum, or NULL */
+    const char *from = fv_get_str(s, "filters", "spectrum_from");
+    if (from && *from && !(rc = synth_spectrum(from, fv_get_origin(s, "filters", "spectrum_from"), &cfg, H, W, c, dir, &mag, err)))
+        cfg.param.magnitude = mag;
+    size_t img = (size_t)H * W * c;
     for (int k = 0; k < n_layers && !rc && !fv_interrupted(); k++) {
         const struct fv_layer *l = &m.layers[layers[k]];
         int *filt = NULL, n = 0;
@@ -240,7 +246,7 @@ int fv_job_filters(const struct fv_settings *s, struct fv_error *err) {
         n = done;
         int n_dead = 0;
         for (int i = 0; i < n; i++) n_dead += dead[i] = !pre && relu_like(l) && score[i] <= 0;
-        if (!rc) rc = write_layer(s, dir, l, filt, n, u, score, dead, h, w, c, err);
+        if (!rc) rc = write_layer(s, dir, l, filt, n, u, score, dead, H, W, c, err);
         if (!rc && layers[k] == first_conv) {
             char path[4200], fname[FV_NAME_MAX];
             job_safe_name(l->name, fname, sizeof fname);
@@ -259,6 +265,7 @@ int fv_job_filters(const struct fv_settings *s, struct fv_error *err) {
     fv_progress_end();
     if (!rc && fv_interrupted()) printf("stopped early by Ctrl-C; the layers above were written\n");
     free(chans);
+    free(mag);
 done:
     free(layers);
     fv_model_free(&m);

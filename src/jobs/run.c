@@ -17,7 +17,7 @@ static const struct {
 } jobs[] = {
     {"info", fv_job_info},         {"predict", fv_job_predict}, {"activations", fv_job_activations},
     {"stats", fv_job_stats},       {"classes", fv_job_classes}, {"filters", fv_job_filters},
-    {"dream", fv_job_dream},       {"saliency", fv_job_saliency},
+    {"dream", fv_job_dream},       {"saliency", fv_job_saliency}, {"transfer", fv_job_transfer},
 };
 
 fv_job_fn fv_job_find(const char *section) {
