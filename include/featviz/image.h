@@ -18,6 +18,11 @@ struct fv_image {
  * up to 65535), JPEG; chosen by content, not by extension. */
 int fv_image_load(const char *path, struct fv_image *img, struct fv_error *err);
 void fv_image_free(struct fv_image *img);
+/* The largest image (width x height) the decoders accept, checked before
+ * they allocate (model.max_image_pixels); 0 restores the default. */
+#define FV_IMAGE_MAX_PIXELS_DEFAULT ((size_t)50000000)
+void fv_image_set_max_pixels(size_t n);
+size_t fv_image_max_pixels(void);
 /* 1 if the file name has an image extension we read (.png .ppm .pgm .pnm .jpg .jpeg). */
 int fv_is_image_name(const char *path);
 
@@ -64,6 +69,9 @@ int fv_tmpfile_open(struct fv_tmpfile *t, const char *path, struct fv_error *err
 
 int fv_tmpfile_commit(struct fv_tmpfile *t, struct fv_error *err);
 void fv_tmpfile_abort(struct fv_tmpfile *t);
+/* Removes the "*.tmp.XXXXXX" files that writers killed before their rename
+ * (SIGKILL) left in dir: those no live writer holds locked. Returns how many. */
+int fv_tmpfile_sweep(const char *dir);
 
 /* Streaming .npy writer: the header first (the shape is known), then the
  * data in pieces, e.g. one batch at a time; committed only when complete. */

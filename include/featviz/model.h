@@ -24,7 +24,13 @@ struct fv_load_opts {
     const struct fv_lambda_decl *lambdas;
     int n_lambdas;
     int flip_kernels;        /* -1 auto (Theano), 0 never, 1 always */
+    size_t max_bytes;        /* weights and attributes read at most (0: FV_MODEL_MAX_BYTES) */
 };
+
+/* Limits checked while loading, before allocating (model.max_model_mb sets max_bytes). */
+#define FV_MODEL_MAX_BYTES ((size_t)2048 << 20)
+#define FV_MODEL_MAX_LAYERS 100000
+#define FV_MODEL_MAX_DEPTH 32    /* models nested in models */
 
 struct fv_model {
     char path[1024];
@@ -56,6 +62,9 @@ struct fv_model {
 
 int fv_model_load(struct fv_model *m, const char *path, const struct fv_load_opts *opts,
                   struct fv_error *err);
+/* The same from a .h5 file image in memory; name stands for the file in messages. */
+int fv_model_load_image(struct fv_model *m, const void *image, size_t len, const char *name,
+                        const struct fv_load_opts *opts, struct fv_error *err);
 void fv_model_free(struct fv_model *m);
 
 /* Node index of a layer by Keras name; -1 when absent. Nested layers can also

@@ -56,6 +56,8 @@ const struct fv_key fv_keys[] = {
     {"model", "preprocess", FV_KEY_CHOICE, "none", "none|caffe|tf|torch", NORANGE, "a Keras named mode instead of scale/offset/mean/std: caffe (BGR, minus ImageNet means), tf (x/127.5-1), torch (x/255, ImageNet mean/std)"},
     {"model", "lambda", FV_KEY_STRING, NULL, NULL, NORANGE, "what Lambda layers compute: NAME=identity or NAME=SCALE,OFFSET (x*SCALE+OFFSET); several separated by spaces"},
     {"model", "flip_kernels", FV_KEY_CHOICE, "auto", "auto|yes|no", NORANGE, "rotate convolution kernels by 180 degrees (Theano-trained files); auto decides from the file"},
+    {"model", "max_model_mb", FV_KEY_INT, "2048", NULL, 1, 1048576, "refuse model files whose weights and attributes would need more memory than this (MB), before reading them"},
+    {"model", "max_image_pixels", FV_KEY_INT, "50000000", NULL, 1, 2000000000, "refuse images larger than this (width x height), before decoding them"},
 
     /* [output]: where results go */
     {"output", "dir", FV_KEY_PATH, "outputs", NULL, NORANGE, "output directory"},

@@ -25,7 +25,21 @@
 struct fv_h5 {
     hid_t file;
     char *path;   /* as given to fv_h5_open, for messages */
+    size_t budget; /* bytes the reads below may still allocate (fv_h5_set_max_bytes) */
 };
+
+/* Takes bytes from the budget before an allocation of data the file declares. */
+static int spend(struct fv_h5 *h, size_t bytes, const char *what, struct fv_error *err) {
+    if (bytes <= h->budget) {
+        h->budget -= bytes;
+        return FV_OK;
+    }
+    return fv_error_set(err, FV_ERR_FORMAT, "%s: %s needs %zu bytes, beyond the limit on what a "
+                        "model may hold (raise it with --max-model-mb N, key model.max_model_mb)",
+                        h->path, what, bytes);
+}
+
+void fv_h5_set_max_bytes(struct fv_h5 *h, size_t bytes) { h->budget = bytes; }
 
 /* A growable list of malloc'd strings. */
 struct strlist {
@@ -143,9 +157,43 @@ int fv_h5_open(struct fv_h5 **out, const char *path, struct fv_error *err) {
         rc = fv_error_set(err, FV_ERR_FORMAT, "%s: not an HDF5 file (or truncated)", path);
         goto fail;
     }
+    h->budget = SIZE_MAX;
     *out = h;
     return FV_OK;
 fail:
+    free(h->path);
+    free(h);
+    return rc;
+}
+
+/* The core driver reads the image in place of a file (what H5LTopen_file_image
+ * does, without hdf5_hl): nothing touches the disk. */
+int fv_h5_open_image(struct fv_h5 **out, const void *image, size_t len, const char *name,
+                     struct fv_error *err) {
+    *out = NULL;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (len < 8 || !image) return fv_error_set(err, FV_ERR_FORMAT, "%s: not an HDF5 file", name);
+    struct fv_h5 *h = fv_calloc(1, sizeof *h, err);
+    if (!h) return FV_ERR_NOMEM;
+    int rc = FV_ERR_NOMEM;
+    h->file = -1;
+    hid_t fapl = -1;
+    h->path = dup_bytes(name, strlen(name), err);
+    if (!h->path) goto fail;
+    rc = FV_ERR_FORMAT;
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 16, 0) < 0 ||
+        H5Pset_file_image(fapl, (void *)(uintptr_t)image, len) < 0)
+        goto fail;
+    h->file = H5Fopen(name, H5F_ACC_RDONLY, fapl);
+    if (h->file < 0) goto fail;
+    H5Pclose(fapl);
+    h->budget = SIZE_MAX;
+    *out = h;
+    return FV_OK;
+fail:
+    if (rc == FV_ERR_FORMAT) fv_error_set(err, rc, "%s: not an HDF5 file (or truncated)", name);
+    if (fapl >= 0) H5Pclose(fapl);
     free(h->path);
     free(h);
     return rc;
@@ -252,6 +300,8 @@ static int attr_read_strings(struct fv_h5 *h, hid_t a, const char *what, struct 
         goto done;
     }
     if (var) {
+        if ((rc = spend(h, (size_t)np * sizeof *vbuf, what, err))) goto done;
+        rc = FV_ERR_FORMAT;
         vbuf = fv_calloc((size_t)np, sizeof *vbuf, err);
         if (!vbuf) {
             rc = FV_ERR_NOMEM;
@@ -275,6 +325,8 @@ static int attr_read_strings(struct fv_h5 *h, hid_t a, const char *what, struct 
             fv_error_set(err, FV_ERR_FORMAT, "%s: %s is too large", h->path, what);
             goto done;
         }
+        if ((rc = spend(h, bytes, what, err))) goto done;
+        rc = FV_ERR_FORMAT;
         buf = fv_malloc(bytes, err);
         if (!buf) {
             rc = FV_ERR_NOMEM;
@@ -449,6 +501,8 @@ static int dataset_read(struct fv_h5 *h, hid_t g, const char *dpath, const char 
         fv_error_set(err, FV_ERR_FORMAT, "%s: dataset '%s' is too large", h->path, dpath);
         goto fail;
     }
+    if ((rc = spend(h, bytes, dpath, err))) goto fail;
+    rc = FV_ERR_FORMAT;
     w->data = fv_malloc(bytes, err);
     if (!w->data) {
         rc = FV_ERR_NOMEM;

@@ -15,6 +15,13 @@ struct fv_h5;
 /* Opens read-only. Not-HDF5, truncated or unreadable files give one error line
  * naming the path. */
 int fv_h5_open(struct fv_h5 **out, const char *path, struct fv_error *err);
+/* The same from an HDF5 file image in memory (not copied: it must outlive h);
+ * name stands for the file in messages. */
+int fv_h5_open_image(struct fv_h5 **out, const void *image, size_t len, const char *name,
+                     struct fv_error *err);
+/* Bytes that reads of attributes and datasets may allocate in total, checked
+ * before each allocation (default: no limit). */
+void fv_h5_set_max_bytes(struct fv_h5 *h, size_t bytes);
 void fv_h5_close(struct fv_h5 *h);
 
 /* 1 if the group (path relative to the root, "/" or "" for the root) exists. */

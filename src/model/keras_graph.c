@@ -25,9 +25,12 @@ struct builder {
     int in_rank, in_dims[FV_MAX_RANK];
     struct wcache *cache;
     int n_cache;
+    int depth;                 /* models nested in models, while building */
 };
 
 static int grow(struct builder *b, struct fv_error *err) {
+    if (b->n >= FV_MODEL_MAX_LAYERS)
+        return fv_error_set(err, FV_ERR_FORMAT, "%s: more than %d layers", b->ctx.path, FV_MODEL_MAX_LAYERS);
     if (b->n < b->cap) return FV_OK;
     int cap = b->cap ? b->cap * 2 : 64;
     struct fv_layer *nodes = realloc(b->nodes, (size_t)cap * sizeof *nodes);
@@ -143,7 +146,12 @@ static int add_layer_call(struct builder *b, const json_t *entry, const char *gr
     if (is_model_class(cls)) {
         if (n_in != 1)
             return fv_error_set(err, FV_ERR_UNSUPPORTED, "%s: nested model '%s' is called on %d inputs; featviz takes one", b->ctx.path, name, n_in);
-        return build_model(b, entry, group ? group : name, ins[0], out_node, err);
+        if (b->depth >= FV_MODEL_MAX_DEPTH)
+            return fv_error_set(err, FV_ERR_FORMAT, "%s: model '%s' is nested more than %d deep", b->ctx.path, name, FV_MODEL_MAX_DEPTH);
+        b->depth++;
+        int rc = build_model(b, entry, group ? group : name, ins[0], out_node, err);
+        b->depth--;
+        return rc;
     }
     int i = add_node(b, name, group ? group : name, err);
     if (i < 0) return err->code;
@@ -176,6 +184,11 @@ static int build_sequential(struct builder *b, const json_t *layers, const char 
         const char *name = entry_name(entry);
         if (!cls || !name || !json_is_object(cfg))
             return fv_error_set(err, FV_ERR_FORMAT, "%s: layer %zu of a Sequential model has no class_name, name or config", b->ctx.path, k);
+        for (size_t j = 0; j < k; j++) {
+            const char *other = entry_name(json_array_get(layers, j));
+            if (other && !strcmp(other, name))
+                return fv_error_set(err, FV_ERR_FORMAT, "%s: two layers of a Sequential model are named '%s'", b->ctx.path, name);
+        }
         if (cur < 0) { /* the first layer declares the model input */
             char iname[FV_NAME_MAX + 8];
             snprintf(iname, sizeof iname, "%s%s", name, strcmp(cls, "InputLayer") ? "_input" : "");
@@ -256,6 +269,16 @@ static int build_functional(struct builder *b, const json_t *cfg, const char *gr
         const char *cls = jstr(c[i].entry, "class_name");
         if (!c[i].name || !cls) {
             rc = fv_error_set(err, FV_ERR_FORMAT, "%s: layer %d of a functional model has no name or class_name", b->ctx.path, i);
+            goto done;
+        }
+        for (int k = 0; k < i; k++)
+            if (!strcmp(c[k].name, c[i].name)) {
+                rc = fv_error_set(err, FV_ERR_FORMAT, "%s: two layers of model '%s' are named '%s'", b->ctx.path, jstr(cfg, "name") ? jstr(cfg, "name") : "?", c[i].name);
+                goto done;
+            }
+        const json_t *inb = json_object_get(c[i].entry, "inbound_nodes");
+        if (inb && !json_is_array(inb)) {
+            rc = fv_error_set(err, FV_ERR_FORMAT, "%s: layer '%s': inbound_nodes is not a list", b->ctx.path, c[i].name);
             goto done;
         }
         c[i].is_model = is_model_class(cls);
@@ -510,6 +533,9 @@ static int legacy_resize(const char *v) {
     return atoi(v + 2) < 4;
 }
 
+/* Architecture JSON files: a 1000-layer model's is about 1 MB. */
+#define ARCH_MAX_BYTES ((size_t)64 << 20)
+
 static int read_text_file(const char *path, char **out, struct fv_error *err) {
     FILE *f = fopen(path, "rb");
     if (!f) return fv_error_set(err, FV_ERR_IO, "%s: cannot open architecture file", path);
@@ -518,6 +544,11 @@ static int read_text_file(const char *path, char **out, struct fv_error *err) {
     size_t r;
     while (buf && (r = fread(buf + len, 1, cap - len - 1, f)) > 0) {
         len += r;
+        if (len > ARCH_MAX_BYTES) { /* /dev/zero, or not an architecture */
+            free(buf);
+            fclose(f);
+            return fv_error_set(err, FV_ERR_FORMAT, "%s: architecture file larger than %zu MB", path, ARCH_MAX_BYTES >> 20);
+        }
         if (cap - len < 2) {
             char *nb = realloc(buf, cap *= 2);
             if (!nb) free(buf);
@@ -546,8 +577,21 @@ static void builder_free(struct builder *b) {
     cache_free(b);
 }
 
+static int load(struct fv_model *m, const char *path, const void *image, size_t image_len,
+                const struct fv_load_opts *opts, struct fv_error *err);
+
 int fv_model_load(struct fv_model *m, const char *path, const struct fv_load_opts *opts,
                   struct fv_error *err) {
+    return load(m, path, NULL, 0, opts, err);
+}
+
+int fv_model_load_image(struct fv_model *m, const void *image, size_t len, const char *name,
+                        const struct fv_load_opts *opts, struct fv_error *err) {
+    return load(m, name, image, len, opts, err);
+}
+
+static int load(struct fv_model *m, const char *path, const void *image, size_t image_len,
+                const struct fv_load_opts *opts, struct fv_error *err) {
     memset(m, 0, sizeof *m);
     struct fv_load_opts none = {.flip_kernels = -1};
     if (!opts) opts = &none;
@@ -559,8 +603,9 @@ int fv_model_load(struct fv_model *m, const char *path, const struct fv_load_opt
     b.ctx.flip_kernels = opts->flip_kernels;
     char *config = NULL, *version = NULL, *backend = NULL;
     json_t *root = NULL;
-    int rc = fv_h5_open(&b.h5, path, err);
+    int rc = image ? fv_h5_open_image(&b.h5, image, image_len, path, err) : fv_h5_open(&b.h5, path, err);
     if (rc) return rc;
+    fv_h5_set_max_bytes(b.h5, opts->max_bytes ? opts->max_bytes : FV_MODEL_MAX_BYTES);
     if ((rc = fv_h5_attr_string(b.h5, "/", "model_config", &config, err))) goto fail;
     if (config) {
         b.wroot = "model_weights";
@@ -608,7 +653,11 @@ int fv_model_load(struct fv_model *m, const char *path, const struct fv_load_opt
     const json_t *cfg = json_object_get(root, "config");
     snprintf(m->name, sizeof m->name, "%s", json_is_object(cfg) && jstr(cfg, "name") ? jstr(cfg, "name") : "model");
     int out = -1;
-    if ((rc = build_model(&b, root, NULL, -1, &out, err))) goto fail;
+    /* with --arch, what the graph says is the JSON's doing: its errors name it */
+    if (opts->arch_json) b.ctx.path = opts->arch_json;
+    rc = build_model(&b, root, NULL, -1, &out, err);
+    b.ctx.path = path;
+    if (rc) goto fail;
     if (b.input < 0) {
         rc = fv_error_set(err, FV_ERR_FORMAT, "%s: the model has no input layer", path);
         goto fail;
