@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "featviz/model.h"
+#include "featviz/formats.h"
 #include "testutil.h"
 
 static void expect_fail(const char *path, const struct fv_load_opts *o, int code, const char *w1,

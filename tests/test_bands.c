@@ -1,4 +1,4 @@
-/* Bands of rows (src/model/bands.c): the input gradient of a mean over a
+/* Bands of rows (src/graph/bands.c): the input gradient of a mean over a
  * layer's positions, summed over the bands of a crop-by-crop run, must be
  * the whole image's (itself checked against PyTorch in test_golden and
  * against finite differences in test_objective). Golden models cover strides
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "featviz/formats.h"
 #include "featviz/objective.h"
 #include "testutil.h"
 

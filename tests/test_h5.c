@@ -1,4 +1,4 @@
-/* src/model/h5.c against the real Keras files in ../shared/keras-real/ and the
+/* src/formats/keras/h5.c against the real Keras files in ../shared/keras-real/ and the
  * small fixtures of tests/tools/make_h5_fixtures.py (tests/data/h5/).
  *
  * Reference numbers (names, shapes, first/last values, float64 sums) were read
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/h5.h"
+#include "formats/keras/h5.h"
 
 #define K3 "gtsrb_seq_keras3.8_bn_gap_30x30.h5"
 #define TF24 "gtsrb_seq_tfkeras2.4_bn_30x30.h5"

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "featviz/formats.h"
 #include "featviz/objective.h"
 #include "testutil.h"
 

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "featviz/image.h"
-#include "featviz/model.h"
+#include "featviz/formats.h"
 #include "featviz/preprocess.h"
 #include "testutil.h"
 

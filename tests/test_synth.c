@@ -10,6 +10,7 @@
 #include <omp.h>
 #endif
 
+#include "featviz/formats.h"
 #include "featviz/image.h"
 #include "featviz/settings.h"
 #include "jobs/synth.h"

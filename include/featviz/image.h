@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "featviz/error.h"
+#include "featviz/tmpfile.h"
 
 struct fv_image {
     int h, w, c;
@@ -57,21 +58,6 @@ void fv_array_free(struct fv_array *a);
 /* Writes float32 .npy with the given shape, via temporary file and rename. */
 int fv_npy_save(const char *path, const float *data, int rank, const size_t *dims,
                 struct fv_error *err);
-
-/* Atomic file writing used by every writer: open path.tmp.XXXXXX, then commit
- * renames it over path (or abort removes it). */
-struct fv_tmpfile {
-    char path[4096];
-    char tmp[4160];
-    void *fp;      /* FILE* */
-};
-int fv_tmpfile_open(struct fv_tmpfile *t, const char *path, struct fv_error *err);
-
-int fv_tmpfile_commit(struct fv_tmpfile *t, struct fv_error *err);
-void fv_tmpfile_abort(struct fv_tmpfile *t);
-/* Removes the "*.tmp.XXXXXX" files that writers killed before their rename
- * (SIGKILL) left in dir: those no live writer holds locked. Returns how many. */
-int fv_tmpfile_sweep(const char *dir);
 
 /* Streaming .npy writer: the header first (the shape is known), then the
  * data in pieces, e.g. one batch at a time; committed only when complete. */

@@ -93,7 +93,7 @@ enum fv_layout_need {
 /* How a layer's output rows read its input rows: output row r depends on
  * rows r*stride - pad .. r*stride - pad + extent - 1 of each input only, the
  * same way for every r (rows outside the input are the layer's padding).
- * Networks made of such layers can run on bands of rows (src/model/bands.c). */
+ * Networks made of such layers can run on bands of rows (src/graph/bands.c). */
 struct fv_rows {
     int stride, pad, extent;
 };
@@ -129,9 +129,27 @@ struct fv_io {
 
 struct fv_layer;
 
+/* What a layer is, for code outside the layer and its front ends (which never
+ * compare ops pointers). */
+enum {
+    FV_OPF_FILTERS = 1,      /* output channels are learned filters (convolutions):
+                                each has a preferred pattern */
+    FV_OPF_UNITS = 2,        /* output units are learned weighted sums (Dense) */
+    FV_OPF_KERNEL_IMAGE = 4, /* w[0] is a (KH,KW,C,OC) kernel that can be drawn as images */
+    FV_OPF_IDENTITY = 8      /* output = input (before the fused activation): Dropout & co */
+};
+
 struct fv_layer_ops {
     const char *kind;            /* internal kind, e.g. "conv2d" */
     enum fv_layout_need need;
+    unsigned flags;              /* FV_OPF_* */
+    /* Output rank for an input of in_rank dimensions, -1 when the layer cannot
+     * take it (NULL: spatial layers need and keep rank 3, others keep in_rank). */
+    int (*out_rank)(const struct fv_layer *l, int in_rank);
+    /* The parameter that holds the PHYSICAL axis the layer works along (BN,
+     * Concatenate), which the graph builder resolves from the front end's
+     * logical axis (NULL: the layer has none). */
+    int *(*axis)(struct fv_layer *l);
     /* Sets io->out and io->ws_floats from io->in and io->n; checks they fit.
      * Errors name the layer. */
     int (*shape)(const struct fv_layer *l, struct fv_io *io, struct fv_error *err);
@@ -183,6 +201,12 @@ struct fv_upsample_params {
     int fh, fw;
     int bilinear;
 };
+struct fv_resize_params {        /* Resizing: to oh x ow, from the centred crop of the
+                                    input's aspect ratio when crop (crop_to_aspect_ratio) */
+    int oh, ow;
+    int bilinear;
+    int crop;
+};
 struct fv_bn_params {
     int axis;                    /* PHYSICAL axis of the normalised dimension */
     float epsilon;
@@ -218,12 +242,15 @@ struct fv_layer {
     struct fv_act act;           /* fused activation applied after ops->forward */
     int act_axis;                /* softmax: Keras axis (no batch dim); -1 = last */
     int hidden;                  /* inserted by featviz (Permute), not a Keras layer */
+    int group;                   /* 1 + index in fv_model.groups of the innermost nested
+                                    model holding the layer; 0: the top level */
 
     union {
         struct fv_conv_params conv;
         struct fv_pool_params pool;
         struct fv_pad_params pad;
         struct fv_upsample_params up;
+        struct fv_resize_params resize;
         struct fv_bn_params bn;
         struct fv_merge_params merge;
         struct fv_reshape_params reshape;
@@ -237,8 +264,5 @@ struct fv_layer {
     size_t w_len[FV_MAX_W];
     size_t params_trainable, params_fixed; /* Keras' parameter counts */
 };
-
-/* Keras class name -> ops. NULL when unknown. */
-const struct fv_layer_ops *fv_layer_ops_find(const char *keras_class);
 
 #endif

@@ -13,7 +13,7 @@
 #ifndef FEATVIZ_OBJECTIVE_H
 #define FEATVIZ_OBJECTIVE_H
 
-#include "featviz/model.h"
+#include "featviz/graph.h"
 
 #define FV_MAX_TERMS 16
 

@@ -11,7 +11,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "featviz/image.h"
+#include "featviz/tmpfile.h"
 
 void fv_settings_init(struct fv_settings *s) { memset(s, 0, sizeof *s); }
 

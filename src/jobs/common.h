@@ -3,7 +3,7 @@
 #define FEATVIZ_JOBS_COMMON_H
 
 #include "featviz/labels.h"
-#include "featviz/model.h"
+#include "featviz/formats.h"
 #include "featviz/preprocess.h"
 #include "featviz/settings.h"
 

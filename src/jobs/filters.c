@@ -10,12 +10,12 @@
 #include "featviz/jobs.h"
 #include "featviz/progress.h"
 #include "featviz/render.h"
+#include "featviz/tmpfile.h"
 #include "jobs/common.h"
 #include "jobs/synth.h"
-#include "layers/layers.h"
 
 static int is_conv(const struct fv_layer *l) {
-    return l->ops == &fv_conv2d_ops || l->ops == &fv_depthwise_ops || l->ops == &fv_separable_ops;
+    return l->ops && (l->ops->flags & FV_OPF_FILTERS);
 }
 
 /* A unit of a ReLU output that never exceeds 0 is off: its pattern is dead. */
@@ -207,7 +207,7 @@ int fv_job_filters(const struct fv_settings *s, struct fv_error *err) {
     }
     int first_conv = -1;
     for (int i = 0; i < m.n_layers && first_conv < 0; i++)
-        if (m.layers[i].ops == &fv_conv2d_ops) first_conv = i;
+        if (m.layers[i].ops && (m.layers[i].ops->flags & FV_OPF_KERNEL_IMAGE)) first_conv = i;
     fv_progress_start("filters", (size_t)total * (size_t)cfg.steps);
     int pre = fv_get_bool(s, "filters", "pre");
     size_t img = (size_t)h * w * c;

@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 #include "featviz/image.h"
-#include "featviz/model.h"
+#include "featviz/graph.h"
 #include "featviz/preprocess.h"
 
 struct fv_source {

@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "featviz/model.h"
+#include "featviz/graph.h"
 #include "featviz/objective.h"
 #include "featviz/optim.h"
 #include "featviz/preprocess.h"

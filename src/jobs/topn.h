@@ -7,7 +7,7 @@
 #include <stdio.h>
 
 #include "featviz/labels.h"
-#include "featviz/model.h"
+#include "featviz/graph.h"
 #include "jobs/inputs.h"
 
 /* Indices of the k largest of v (n values), largest first (ties: lower index first). */

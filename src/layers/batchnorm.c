@@ -89,9 +89,14 @@ static int batchnorm_rows(const struct fv_layer *l, const struct fv_io *io, stru
     return l->p.bn.axis != 0 && fv_rows_elementwise(l, io, r);
 }
 
+static int *bn_axis(struct fv_layer *l) {
+    return &l->p.bn.axis;
+}
+
 const struct fv_layer_ops fv_batchnorm_ops = {
     .kind = "batchnorm",
     .need = FV_NEED_ANY,
+    .axis = bn_axis,
     .shape = bn_shape,
     .forward = bn_forward,
     .backward = bn_backward,

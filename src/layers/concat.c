@@ -86,9 +86,14 @@ static int concat_rows(const struct fv_layer *l, const struct fv_io *io, struct 
     return l->p.merge.axis != 0 && fv_rows_elementwise(l, io, r);
 }
 
+static int *concat_axis(struct fv_layer *l) {
+    return &l->p.merge.axis;
+}
+
 const struct fv_layer_ops fv_concat_ops = {
     .kind = "concat",
     .need = FV_NEED_ANY,
+    .axis = concat_axis,
     .shape = concat_shape,
     .forward = concat_forward,
     .backward = concat_backward,

@@ -188,6 +188,7 @@ static double depthwise_flops(const struct fv_layer *l, const struct fv_io *io) 
 const struct fv_layer_ops fv_depthwise_ops = {
     .kind = "depthwise",
     .need = FV_NEED_SPATIAL,
+    .flags = FV_OPF_FILTERS,
     .shape = depthwise_shape,
     .forward = depthwise_forward,
     .backward = depthwise_backward,

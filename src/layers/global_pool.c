@@ -129,9 +129,14 @@ static void gmaxpool_backward(const struct fv_layer *l, const struct fv_io *io) 
     }
 }
 
+static int gpool_out_rank(const struct fv_layer *l, int in_rank) {
+    return in_rank == 3 ? (l->p.pool.keepdims ? 3 : 1) : -1;
+}
+
 const struct fv_layer_ops fv_gavgpool_ops = {
     .kind = "global_avgpool",
     .need = FV_NEED_SPATIAL,
+    .out_rank = gpool_out_rank,
     .shape = gpool_shape,
     .forward = gavgpool_forward,
     .backward = gavgpool_backward,
@@ -141,6 +146,7 @@ const struct fv_layer_ops fv_gavgpool_ops = {
 const struct fv_layer_ops fv_gmaxpool_ops = {
     .kind = "global_maxpool",
     .need = FV_NEED_SPATIAL,
+    .out_rank = gpool_out_rank,
     .shape = gpool_shape,
     .forward = gmaxpool_forward,
     .backward = gmaxpool_backward,

@@ -1,5 +1,5 @@
 /* The layer types featviz computes. Each lives in one file with its shape,
- * forward and backward side by side; the Keras loader (src/model/keras_layers.c)
+ * forward and backward side by side; the format front ends (src/formats/, e.g. keras/keras_layers.c)
  * maps Keras classes onto them and converts weights to the layouts below.
  *
  * Weight layouts (fv_layer.w[i]):
@@ -29,6 +29,7 @@ extern const struct fv_layer_ops fv_batchnorm_ops;
 extern const struct fv_layer_ops fv_zeropad_ops;
 extern const struct fv_layer_ops fv_crop_ops;
 extern const struct fv_layer_ops fv_upsample_ops;
+extern const struct fv_layer_ops fv_resize_ops;    /* p.resize: to a fixed size (Keras Resizing) */
 
 enum fv_merge_op { FV_MERGE_ADD, FV_MERGE_SUB, FV_MERGE_MUL, FV_MERGE_AVG, FV_MERGE_MAX, FV_MERGE_MIN };
 extern const struct fv_layer_ops fv_merge_ops;   /* p.merge.op, n_in >= 2 (SUB: exactly 2) */

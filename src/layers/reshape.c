@@ -158,9 +158,15 @@ static void permute_backward(const struct fv_layer *l, const struct fv_io *io) {
     }
 }
 
+static int reshape_out_rank(const struct fv_layer *l, int in_rank) {
+    (void)in_rank;
+    return l->p.reshape.rank;
+}
+
 const struct fv_layer_ops fv_reshape_ops = {
     .kind = "reshape",
     .need = FV_NEED_KERAS,
+    .out_rank = reshape_out_rank,
     .shape = reshape_shape,
     .forward = copy_forward,
     .backward = copy_backward,
@@ -179,6 +185,7 @@ const struct fv_layer_ops fv_permute_ops = {
 const struct fv_layer_ops fv_identity_ops = {
     .kind = "identity",
     .need = FV_NEED_ANY,
+    .flags = FV_OPF_IDENTITY,
     .shape = identity_shape,
     .forward = copy_forward,
     .backward = copy_backward,

@@ -95,6 +95,7 @@ static double separable_flops(const struct fv_layer *l, const struct fv_io *io) 
 const struct fv_layer_ops fv_separable_ops = {
     .kind = "separable",
     .need = FV_NEED_SPATIAL,
+    .flags = FV_OPF_FILTERS,
     .shape = separable_shape,
     .forward = separable_forward,
     .backward = separable_backward,

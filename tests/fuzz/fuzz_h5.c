@@ -4,7 +4,8 @@
  * input when the model takes images of at most 64x64 (or any size). */
 #include "fuzz_common.h"
 
-#include "featviz/model.h"
+#include "featviz/formats.h"
+#include "featviz/graph.h"
 
 /* What one forward pass may plan: well under libFuzzer's -rss_limit_mb=2048. */
 #define PLAN_MAX_FLOATS ((size_t)64 << 20)

@@ -4,7 +4,8 @@
  * (tests/data/golden/cl_convnet.h5) are matched to it, and the shapes checked. */
 #include "fuzz_common.h"
 
-#include "featviz/model.h"
+#include "featviz/formats.h"
+#include "featviz/graph.h"
 
 #ifndef FV_FUZZ_MODEL
 #error "FV_FUZZ_MODEL: the .h5 whose weights the JSON is matched with"

@@ -1,0 +1,125 @@
+/* Forward and backward passes over a plan.
+ * Forward: each needed node runs its ops (into `pre`), then its fused
+ * activation (pre -> y). Backward walks the same nodes in reverse: the
+ * activation's gradient is added to dpre (which objectives on pre-activation
+ * values may have seeded), then the ops add J^T dpre into their inputs' dy. */
+#include <string.h>
+
+#include "featviz/graph.h"
+
+/* Marks `t` and everything it depends on (all nodes when t < 0). */
+static void mark_needed(struct fv_plan *p, int t) {
+    const struct fv_model *m = p->m;
+    if (t < 0) {
+        memset(p->active, 1, (size_t)m->n_layers);
+        return;
+    }
+    memset(p->active, 0, (size_t)m->n_layers);
+    p->active[t] = 1;
+    for (int i = t; i >= 0; i--) {
+        if (!p->active[i]) continue;
+        const struct fv_layer *l = &m->layers[i];
+        for (int j = 0; j < l->n_in; j++) p->active[l->in[j]] = 1;
+    }
+}
+
+/* The (outer, dim, inner) view for a node's activation: softmax runs along
+ * its Keras axis, elementwise kinds see one flat run. */
+static void act_view(const struct fv_plan *p, int i, size_t *outer, int *dim, size_t *inner) {
+    const struct fv_layer *l = &p->m->layers[i];
+    const struct fv_shape *s = &p->io[i].out;
+    size_t count = fv_shape_count(s);
+    if (l->act.kind != FV_ACT_SOFTMAX) {
+        *outer = (size_t)p->n * count, *dim = 1, *inner = 1;
+        return;
+    }
+    int ka = l->act_axis < 0 ? s->rank + l->act_axis : l->act_axis;
+    if (ka < 0 || ka >= s->rank) ka = s->rank - 1;
+    int a = l->kperm[ka];
+    size_t before = 1, after = 1;
+    for (int k = 0; k < a; k++) before *= (size_t)s->d[k];
+    for (int k = a + 1; k < s->rank; k++) after *= (size_t)s->d[k];
+    *outer = (size_t)p->n * before, *dim = s->d[a], *inner = after;
+}
+
+void fv_forward(struct fv_plan *p, int upto) {
+    const struct fv_model *m = p->m;
+    if (upto < 0) upto = p->upto;
+    FV_ASSERT(p->upto < 0 || upto <= p->upto);
+    mark_needed(p, upto);
+    for (int i = 0; i < m->n_layers; i++) {
+        if (!p->active[i] || i == m->input) continue;
+        const struct fv_layer *l = &m->layers[i];
+        l->ops->forward(l, &p->io[i]);
+        if (l->act.kind != FV_ACT_LINEAR && !p->io[i].relu) {
+            size_t outer, inner;
+            int dim;
+            act_view(p, i, &outer, &dim, &inner);
+            fv_act_forward(&l->act, p->buf[i].pre, p->buf[i].y, outer, dim, inner);
+        }
+    }
+}
+
+void fv_grad_zero(struct fv_plan *p) {
+    if (!(p->flags & FV_PLAN_GRAD)) return;
+    for (int i = 0; i < p->m->n_layers; i++)
+        p->buf[i].grad_stale = p->io[i].out.rank != 0, p->buf[i].grad_masked = 0;
+}
+
+float *fv_plan_grad(struct fv_plan *p, int t, int pre) {
+    struct fv_node_buf *b = &p->buf[t];
+    FV_ASSERT(p->flags & FV_PLAN_GRAD);
+    if (b->grad_stale) {
+        size_t count = (size_t)p->n * fv_shape_count(&p->io[t].out);
+        memset(b->dy, 0, count * sizeof(float));
+        if (b->dpre != b->dy) memset(b->dpre, 0, count * sizeof(float));
+        b->grad_stale = 0;
+    }
+    return pre ? b->dpre : b->dy;
+}
+
+/* Zeroing each gradient buffer just before its first write (instead of all
+ * of them up front) touches it while it is about to be used anyway, and a
+ * node nothing wrote to has a zero gradient: its backward is skipped. */
+void fv_backward(struct fv_plan *p, int from) {
+    const struct fv_model *m = p->m;
+    FV_ASSERT(p->flags & FV_PLAN_GRAD);
+    FV_ASSERT(from >= 0 && (p->upto < 0 || from <= p->upto));
+    mark_needed(p, from);
+    memset(p->uses, 0, (size_t)m->n_layers * sizeof *p->uses);
+    for (int i = 0; i <= from; i++)
+        for (int j = 0; p->active[i] && i != m->input && j < m->layers[i].n_in; j++)
+            p->uses[m->layers[i].in[j]]++;
+    for (int i = from; i >= 0; i--) {
+        if (!p->active[i] || i == m->input || p->buf[i].grad_stale) continue;
+        const struct fv_layer *l = &m->layers[i];
+        struct fv_node_buf *b = &p->buf[i];
+        if (b->grad_masked) {
+            /* the layer that wrote dy applied the ReLU's derivative */
+        } else if (b->relu_in_place) {
+            fv_relu_backward_in_place(b->y, b->dy, (size_t)p->n * fv_shape_count(&p->io[i].out),
+                                      p->escape_relu);
+        } else if (l->act.kind != FV_ACT_LINEAR) {
+            size_t outer, inner;
+            int dim;
+            act_view(p, i, &outer, &dim, &inner);
+            fv_act_backward(&l->act, b->pre, b->y, b->dy, b->dpre, outer, dim, inner, p->escape_relu);
+        }
+        for (int j = 0; j < l->n_in; j++) {
+            struct fv_node_buf *in = &p->buf[l->in[j]];
+            struct fv_io *io = &p->io[i];
+            io->dx_assign[j] = in->grad_stale && l->ops->assigns_dx && in->dy == in->dpre;
+            /* the only reader of a ReLU's output can apply its derivative as it writes */
+            io->dx_relu[j] = io->dx_assign[j] && l->ops->masks_dx && in->relu_in_place &&
+                             !p->escape_relu && p->uses[l->in[j]] == 1;
+            in->grad_masked = io->dx_relu[j];
+            if (io->dx_assign[j])
+                in->grad_stale = 0; /* the layer writes all of it */
+            else
+                fv_plan_grad(p, l->in[j], 0);
+        }
+        l->ops->backward(l, &p->io[i]);
+    }
+    for (int i = 0; i < m->n_layers; i++) /* gradients nothing reached are zero */
+        if (p->buf[i].grad_stale) fv_plan_grad(p, i, 0);
+}
