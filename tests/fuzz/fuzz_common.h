@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "featviz/error.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* The readers under test open files by path, as featviz does: the input is
@@ -34,6 +36,16 @@ static inline char *fuzz_string(const uint8_t *data, size_t size) {
     memcpy(s, data, size);
     s[size] = 0;
     return s;
+}
+
+/* A failure must say why, and never be featviz running out of memory: the
+ * runs give every allocation 2 GB at most and make bigger ones fail
+ * (ASAN_OPTIONS=allocator_may_return_null=1:max_allocation_size_mb=2048, set
+ * by tools/fuzz-ci and the replay tests), so featviz allocating more than that
+ * before checking a size ends here. A library that asks for more and handles
+ * the failure (libhdf5 on some corrupt metadata) does not. */
+static inline void fuzz_check_error(const struct fv_error *err) {
+    if (!err->msg[0] || err->code == FV_ERR_NOMEM) abort();
 }
 
 /* Thread count 1: libFuzzer's rss and time limits are per process, and a

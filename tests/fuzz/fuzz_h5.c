@@ -39,8 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (fv_model_load_image(&m, data, size, "fuzz.h5", &o, &err) == FV_OK) {
         forward_once(&m);
         fv_model_free(&m);
-    } else if (!err.msg[0]) {
-        abort();
+    } else {
+        fuzz_check_error(&err);
     }
     return 0;
 }

@@ -22,8 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         int pre;
         fv_model_logits(&m, &pre);
         fv_model_free(&m);
-    } else if (!err.msg[0]) {
-        abort();
+    } else {
+        fuzz_check_error(&err);
     }
     return 0;
 }
