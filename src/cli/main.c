@@ -35,7 +35,7 @@ static const struct command commands[] = {
      "synthesize one image per class that the model recognizes as that class"},
     {"filters", fv_job_filters, "MODEL -o DIR", NULL, NULL, {"filters", "model", "output"}, "output.dir",
      "each filter's preferred pattern, for one, several or all conv layers"},
-    {"dream", fv_job_dream, "MODEL IMAGE --layer L -o FILE", "dream", "input", {"dream", "model", "output"}, "dream.out",
+    {"dream", fv_job_dream, "MODEL IMAGE [--layer L] -o FILE", "dream", "input", {"dream", "model", "output"}, "dream.out",
      "DeepDream on a photo: amplify what a layer sees, over several octaves"},
     {"saliency", fv_job_saliency, "MODEL INPUT... [--objective OBJ] [-o FILE]", "saliency", "inputs", {"saliency", "model", "output"}, "saliency.out",
      "the input gradient of an objective as .npy and a heat map (SmoothGrad, Grad-CAM)"},

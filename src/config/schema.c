@@ -103,7 +103,7 @@ const struct fv_key fv_keys[] = {
     {"filters", "cols", FV_KEY_INT, "8", NULL, 1, 1000, "montage columns"},
 
     {"dream", "input", FV_KEY_PATH, NULL, NULL, NORANGE, "the photo to dream on"},
-    {"dream", "layer", FV_KEY_STRING, NULL, NULL, NORANGE, "layer whose activations are amplified"},
+    {"dream", "layer", FV_KEY_STRING, NULL, NULL, NORANGE, "layer whose activations are amplified (default: the model's last convolution)"},
     {"dream", "objective", FV_KEY_STRING, NULL, NULL, NORANGE, "objective instead of dream:LAYER (e.g. filter:conv2d_3:5)"},
     {"dream", "size", FV_KEY_INT, "0", NULL, 0, 8192, "resize the photo so its longer side has this many pixels (0: its own size)"},
     {"dream", "octaves", FV_KEY_INT, "4", NULL, 1, 20, "number of scales"},
