@@ -1,13 +1,17 @@
 /* Without libFuzzer: runs every file named on the command line (directories:
  * every file in them) through LLVMFuzzerTestOneInput once, so the committed
  * corpus and every crash reproducer run in the ordinary test suite (and under
- * ASan there). Exit 0 unless a file cannot be read; a crash is a crash. */
+ * ASan there). Exit 0 unless a file cannot be read or one input takes more
+ * than the 10 s libFuzzer allows it (-timeout=10); a crash is a crash. */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+
+#define MAX_SECONDS 10.0
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -36,8 +40,16 @@ static int run_file(const char *path) {
     free(buf);
     printf("replay %s (%zu bytes)\n", path, n);
     fflush(stdout);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     LLVMFuzzerTestOneInput(exact, n);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     free(exact);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    if (s > MAX_SECONDS) {
+        fprintf(stderr, "replay: %s took %.1f s (more than %.0f s)\n", path, s, MAX_SECONDS);
+        return 1;
+    }
     return 0;
 }
 
