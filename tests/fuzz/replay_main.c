@@ -73,7 +73,7 @@ static int run_path(const char *path, int *files) {
         snprintf(names[n++], len, "%s/%s", path, e->d_name);
     }
     closedir(d);
-    qsort(names, n, sizeof *names, cmp);
+    if (n) qsort(names, n, sizeof *names, cmp);
     int bad = 0;
     for (size_t i = 0; i < n; i++) {
         bad |= run_path(names[i], files);
