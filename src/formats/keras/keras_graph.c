@@ -655,7 +655,6 @@ static void builder_free(struct builder *b) {
 
 /* Hands the graph to fv_graph_finish (which takes the nodes over). */
 static int finish(struct builder *b, struct fv_model *m, int out, struct fv_error *err) {
-    free_groups(b); /* per node, so before b->n goes to 0 below (fuzz_json found the leak) */
     struct fv_node_spec *specs = malloc((size_t)(b->n ? b->n : 1) * sizeof *specs);
     if (!specs) return fv_error_set(err, FV_ERR_NOMEM, "%s: out of memory", b->ctx.path);
     for (int i = 0; i < b->n; i++) specs[i] = b->specs[i].node;
@@ -721,6 +720,8 @@ int fv_keras_build(struct fv_model *m, const struct fv_keras_source *src,
     else
         rc = load_weights(&b, err);
     if (rc) goto fail;
+    free_groups(&b);
+    cache_free(&b);
     rc = finish(&b, m, out, err);
 fail:
     builder_free(&b);
