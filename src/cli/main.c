@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "featviz/image.h"
 #include "featviz/jobs.h"
 #include "featviz/progress.h"
 #include "featviz/settings.h"
@@ -34,7 +35,7 @@ static const struct command commands[] = {
      "synthesize one image per class that the model recognizes as that class"},
     {"filters", fv_job_filters, "MODEL -o DIR", NULL, NULL, {"filters", "model", "output"}, "output.dir",
      "each filter's preferred pattern, for one, several or all conv layers"},
-    {"dream", fv_job_dream, "MODEL IMAGE --layer L -o FILE", "dream", "input", {"dream", "model", "output"}, "dream.out",
+    {"dream", fv_job_dream, "MODEL IMAGE [--layer L] -o FILE", "dream", "input", {"dream", "model", "output"}, "dream.out",
      "DeepDream on a photo: amplify what a layer sees, over several octaves"},
     {"saliency", fv_job_saliency, "MODEL INPUT... [--objective OBJ] [-o FILE]", "saliency", "inputs", {"saliency", "model", "output"}, "saliency.out",
      "the input gradient of an objective as .npy and a heat map (SmoothGrad, Grad-CAM)"},
@@ -135,12 +136,14 @@ static int append_input(char **list, const char *path) {
 
 static int parse_args(const struct command *c, int argc, char **argv, struct fv_settings *s,
                       struct fv_error *err) {
+    const char *run_config = "CONFIG";
     /* pass 1: config files, the lowest priority after defaults
      * (featviz run's CONFIG comes first: `featviz run CONFIG [options]`) */
     if (c->run == fv_job_run) {
         if (argc < 1 || argv[0][0] == '-') return fv_error_set(err, FV_ERR_USAGE, "usage: featviz run CONFIG [options]");
         int rc = fv_settings_load_ini(s, argv[0], err);
         if (rc) return rc;
+        run_config = argv[0];
         argc--, argv++;
     }
     /* featviz report OUTPUT_DIR: the run's own configuration, then the options */
@@ -234,8 +237,10 @@ static int parse_args(const struct command *c, int argc, char **argv, struct fv_
             if (i + 1 >= argc) return fv_error_set(err, FV_ERR_USAGE, "--set needs section.key=value");
             rc = fv_settings_set_dotted(s, argv[++i], "--set", err);
         }
-    if (!rc && !fv_get_str(s, "model", "path"))
-        rc = fv_error_set(err, FV_ERR_USAGE, "featviz %s needs a model: %s", c->name, c->args);
+    if (!rc && !fv_get_str(s, "model", "path") && c->run == fv_job_run)
+        rc = fv_error_set(err, FV_ERR_USAGE, "%s: no model: add path = FILE to its [model] section, or --set model.path=FILE", run_config);
+    else if (!rc && !fv_get_str(s, "model", "path"))
+        rc = fv_error_set(err, FV_ERR_USAGE, "featviz %s needs a model (MODEL, or model.path in a config): %s", c->name, c->args);
     if (!rc && c->inputs_key && !fv_get_str(s, c->inputs_key, c->inputs_name))
         rc = fv_error_set(err, FV_ERR_USAGE, "featviz %s needs %s: %s", c->name, c->inputs_name, c->args);
     return rc;
@@ -275,6 +280,7 @@ int main(int argc, char **argv) {
     fv_settings_init(&s);
     fv_interrupt_install();
     int rc = parse_args(c, argc - 2, argv + 2, &s, &err);
+    if (!rc) fv_image_set_max_pixels((size_t)fv_get_int(&s, "model", "max_image_pixels"));
     if (!rc) rc = c->run(&s, &err);
     fv_settings_free(&s);
     if (rc) {

@@ -60,6 +60,8 @@ const struct fv_key fv_keys[] = {
     {"model", "lambda", FV_KEY_STRING, NULL, NULL, NORANGE, "what Lambda layers compute: NAME=identity or NAME=SCALE,OFFSET (x*SCALE+OFFSET); several separated by spaces"},
     {"model", "class_map", FV_KEY_PATH, NULL, NULL, NORANGE, "what each output means when the labels were permuted in training: one class index per line, output 0 first (used when the model is a transfer judge)"},
     {"model", "flip_kernels", FV_KEY_CHOICE, "auto", "auto|yes|no", NORANGE, "rotate convolution kernels by 180 degrees (Theano-trained files); auto decides from the file"},
+    {"model", "max_model_mb", FV_KEY_INT, "2048", NULL, 1, 1048576, "refuse model files whose weights and attributes would need more memory than this (MB), before reading them"},
+    {"model", "max_image_pixels", FV_KEY_INT, "50000000", NULL, 1, 2000000000, "refuse images larger than this (width x height), before decoding them"},
 
     /* [output]: where results go */
     {"output", "dir", FV_KEY_PATH, "outputs", NULL, NORANGE, "output directory"},
@@ -110,7 +112,7 @@ const struct fv_key fv_keys[] = {
     {"filters", "cols", FV_KEY_INT, "8", NULL, 1, 1000, "montage columns"},
 
     {"dream", "input", FV_KEY_PATH, NULL, NULL, NORANGE, "the photo to dream on"},
-    {"dream", "layer", FV_KEY_STRING, NULL, NULL, NORANGE, "layer whose activations are amplified"},
+    {"dream", "layer", FV_KEY_STRING, NULL, NULL, NORANGE, "layer whose activations are amplified (default: the model's last convolution)"},
     {"dream", "objective", FV_KEY_STRING, NULL, NULL, NORANGE, "objective instead of dream:LAYER (e.g. filter:conv2d_3:5)"},
     {"dream", "size", FV_KEY_INT, "0", NULL, 0, 8192, "resize the photo so its longer side has this many pixels (0: its own size)"},
     {"dream", "octaves", FV_KEY_INT, "4", NULL, 1, 20, "number of scales"},

@@ -201,9 +201,18 @@ int fv_job_dream(const struct fv_settings *s, struct fv_error *err) {
         rc = fv_error_set(err, FV_ERR_UNSUPPORTED, "%s: dream needs an image input with 1 or 3 channels", m.path);
         goto done;
     }
-    if (!layer && !objective) {
-        rc = fv_error_set(err, FV_ERR_USAGE, "dream needs --layer NAME (or --objective)");
+    if (!input || !*input) { /* a preset such as configs/fast.ini names no photo */
+        printf("dream: skipped: no photo to dream on (give dream.input, or IMAGE on the command line)\n");
         goto done;
+    }
+    if (!layer && !objective) { /* the deepest convolution: a preset must run on any model */
+        for (int i = m.n_layers - 1; i >= 0 && !layer; i--)
+            if (strstr(m.layers[i].keras_class, "Conv") && !m.layers[i].hidden && m.layers[i].out_rank == 3) layer = m.layers[i].name;
+        if (!layer) {
+            printf("dream: skipped: %s has no convolution to dream on (give dream.layer)\n", m.path);
+            goto done;
+        }
+        printf("dream: no layer given: dreaming on %s, the model's last convolution (set dream.layer to choose)\n", layer);
     }
     char text[300];
     snprintf(text, sizeof text, "%s%s", objective ? "" : "dream:", objective ? objective : layer);
