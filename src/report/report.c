@@ -142,7 +142,8 @@ static json_t *model_section(const struct fv_settings *s, const struct fv_model 
 /* ---- classes ---- */
 
 /* top: each class image's 3 most probable classes, by a forward pass over
- * classes.npy (the images as synthesized, display values 0..1). */
+ * classes.npy (the images as synthesized, display values 0..1, at their own
+ * size: the model sees them downsampled as during the optimization). */
 static int class_top3(const struct fv_model *m, const struct fv_preproc *pp, const struct fv_labels *labels,
                       const char *npy, json_t *items, struct fv_error *err) {
     struct fv_array a = {0};
@@ -150,9 +151,17 @@ static int class_top3(const struct fv_model *m, const struct fv_preproc *pp, con
     if (rc) return rc;
     fv_model_input_hwc(m, &h, &w, &c);
     size_t n = json_array_size(items), img = (size_t)h * (size_t)w * (size_t)c;
-    if (a.rank != 4 || a.dims[0] != n || a.dims[1] != (size_t)h || a.dims[2] != (size_t)w || a.dims[3] != (size_t)c) {
+    if (a.rank != 4 || a.dims[0] != n || a.dims[1] < (size_t)h || a.dims[2] < (size_t)w ||
+        a.dims[1] > 1 << 16 || a.dims[2] > 1 << 16 || a.dims[3] != (size_t)c) {
         free(a.data);
-        return fv_error_set(err, FV_ERR_SHAPE, "%s: expected %zu images of %dx%dx%d as in classes.json", npy, n, h, w, c);
+        return fv_error_set(err, FV_ERR_SHAPE, "%s: expected %zu images of at least %dx%dx%d as in classes.json", npy, n, h, w, c);
+    }
+    if (a.dims[1] != (size_t)h || a.dims[2] != (size_t)w) {
+        float *small;
+        rc = synth_downsample(a.data, (int)n, (int)a.dims[1], (int)a.dims[2], h, w, c, &small, err);
+        free(a.data);
+        if (rc) return rc;
+        a.data = small;
     }
     struct fv_plan p;
     int batch = n < 16 ? (int)n : 16;
