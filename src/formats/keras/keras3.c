@@ -12,7 +12,6 @@
 #include "formats/keras/zip.h"
 
 #define MAX_METADATA ((size_t)1 << 20)
-#define MAX_WEIGHTS ((size_t)8 << 30)
 
 /* keras_version from metadata.json (malloc'd; NULL when absent or unreadable:
  * the metadata is informative only). */
@@ -46,7 +45,8 @@ static int load_zip(struct fv_model *m, const char *path, const struct fv_load_o
         (rc = fv_zip_read(z, "metadata.json", MAX_METADATA, (void **)&meta, &len, err)))
         goto done;
     if ((rc = fv_zip_read(z, "config.json", FV_KERAS_MAX_JSON, (void **)&config, &len, err))) goto done;
-    if ((rc = fv_zip_read(z, "model.weights.h5", MAX_WEIGHTS, &weights, &len, err))) goto done;
+    size_t max = opts && opts->max_bytes ? opts->max_bytes : FV_MODEL_MAX_BYTES;
+    if ((rc = fv_zip_read(z, "model.weights.h5", max, &weights, &len, err))) goto done;
     char name[1200];
     snprintf(name, sizeof name, "%s/model.weights.h5", path);
     rc = fv_h5_open_image(&h5, weights, len, name, err);
