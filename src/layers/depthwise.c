@@ -12,6 +12,7 @@
  * The raw kernels are shared with separable.c through conv_impl.h.
  */
 #include <limits.h>
+#include <string.h>
 
 #include "kernels/gemm.h"
 #include "kernels/isa.h"
@@ -175,7 +176,7 @@ void fv_depthwise_fwd(float *y, const float *x, const float *k, const float *bia
 }
 
 void fv_depthwise_bwd(float *dx, const float *dy, const float *k, const struct fv_conv_geom *g,
-                      int mult) {
+                      int mult, int assign) {
     size_t C = (size_t)g->c, M = (size_t)mult, CM = C * M;
     size_t in_rows = (size_t)g->n * (size_t)g->h;
     int fast = M == 1 && g->kh * g->kw <= DW_MAX_TAPS;
@@ -189,6 +190,7 @@ void fv_depthwise_bwd(float *dx, const float *dy, const float *k, const struct f
         const float *ds[DW_MAX_TAPS], *ks[DW_MAX_TAPS];
         for (int ix = 0; ix < g->w; ix++) {
             float *dxp = dx + (r * (size_t)g->w + (size_t)ix) * C; /* (C) */
+            if (assign && !fast) memset(dxp, 0, C * sizeof(float));
             int nt = 0;
             for (int ky = 0; ky < g->kh; ky++) {
                 /* forward read iy = oy*SH - PT + ky*DH */
@@ -219,7 +221,7 @@ void fv_depthwise_bwd(float *dx, const float *dy, const float *k, const struct f
                     }
                 }
             }
-            if (fast && nt) pixel(dxp, ds, ks, nt, C, NULL, 1);
+            if (fast && (nt || assign)) pixel(dxp, ds, ks, nt, C, NULL, !assign);
         }
     }
 }
@@ -297,7 +299,7 @@ static void depthwise_backward(const struct fv_layer *l, const struct fv_io *io)
     if (!io->dx[0]) return;
     struct dw_dims d;
     FV_ASSERT(depthwise_dims(l, io, &d, NULL) == FV_OK);
-    fv_depthwise_bwd(io->dx[0], io->dy, l->w[0], &d.g, d.mult);
+    fv_depthwise_bwd(io->dx[0], io->dy, l->w[0], &d.g, d.mult, io->dx_assign[0]);
 }
 
 static double depthwise_flops(const struct fv_layer *l, const struct fv_io *io) {
@@ -311,6 +313,7 @@ const struct fv_layer_ops fv_depthwise_ops = {
     .kind = "depthwise",
     .need = FV_NEED_SPATIAL,
     .flags = FV_OPF_FILTERS,
+    .assigns_dx = 1, /* dx_assign: the first write overwrites (no zeroing pass) */
     .shape = depthwise_shape,
     .forward = depthwise_forward,
     .backward = depthwise_backward,
