@@ -321,6 +321,10 @@ static int lane_run(struct batch *bb, const struct fv_model *m, const struct fv_
  * images) stays small, and Dense weights are still read once per several
  * images (measured on the bench network: 11 beat 4, 8 and 22). */
 #define SYNTH_LANE 11
+/* ... and at most this many pixels per lane (11 images of 48x48): a lane of
+ * 224x224 images holds one, so memory stays bounded by the lanes in flight
+ * (MobileNetV2 at 224: about 40 MB of activations and gradients per image) */
+#define SYNTH_LANE_PIXELS (11 * 48 * 48)
 
 int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struct synth_cfg *cfg,
               const struct fv_objective *obj, int n, int h, int w, int c, const uint64_t *keys,
@@ -336,7 +340,9 @@ int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struc
     for (int i = 0; i < n; i++)
         if (fv_objective_reads_pre_relu(&obj[i], m)) flags = FV_PLAN_GRAD;
     int threads = fv_omp_max_threads();
-    int lanes = (n + SYNTH_LANE - 1) / SYNTH_LANE;
+    long long per = SYNTH_LANE_PIXELS / ((long long)h * w);
+    int lane = per < 1 ? 1 : per > SYNTH_LANE ? SYNTH_LANE : (int)per;
+    int lanes = (n + lane - 1) / lane;
     lanes = (lanes + threads - 1) / threads * threads; /* every thread as busy */
     if (lanes > n) lanes = n;
     if (lanes <= 1 || threads <= 1) {

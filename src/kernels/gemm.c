@@ -499,50 +499,61 @@ AVX2_FN static inline float avx2_hsum(__m256 v) {
 
 #define DOT_ROW(r)                                                    \
     do {                                                              \
-        s##r##0 = _mm256_fmadd_ps(x##r, b0, s##r##0);                 \
-        s##r##1 = _mm256_fmadd_ps(x##r, b1, s##r##1);                 \
-        s##r##2 = _mm256_fmadd_ps(x##r, b2, s##r##2);                 \
-        s##r##3 = _mm256_fmadd_ps(x##r, b3, s##r##3);                 \
+        __m256 x = LOAD_A(a##r + off + q);                            \
+        s##r##0 = _mm256_fmadd_ps(x, b0, s##r##0);                    \
+        s##r##1 = _mm256_fmadd_ps(x, b1, s##r##1);                    \
+        s##r##2 = _mm256_fmadd_ps(x, b2, s##r##2);                    \
     } while (0)
 
-/* 4 rows x 4 columns, 8 lanes (16 accumulators: the loads are folded into the FMAs) */
-AVX2_FN static void avx2_dot_4x4(const struct pieces *pc, const float *const *ar, const float *bk,
+/* 4 rows x 3 columns (an RGB layer's input gradient has 3), 8 lanes: 12
+ * accumulators + 3 B vectors + 1 A vector = the 16 ymm registers (4 x 4
+ * would spill). Each element's sum is the same whatever the number of
+ * columns done together. */
+AVX2_FN static void avx2_dot_4x3(const struct pieces *pc, const float *const *ar, const float *bk,
                                  float (*r)[4]) {
     const float *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3];
-    __m256 s00 = _mm256_setzero_ps(), s01 = s00, s02 = s00, s03 = s00;
-    __m256 s10 = s00, s11 = s00, s12 = s00, s13 = s00;
-    __m256 s20 = s00, s21 = s00, s22 = s00, s23 = s00;
-    __m256 s30 = s00, s31 = s00, s32 = s00, s33 = s00;
+    __m256 s00 = _mm256_setzero_ps(), s01 = s00, s02 = s00;
+    __m256 s10 = s00, s11 = s00, s12 = s00;
+    __m256 s20 = s00, s21 = s00, s22 = s00;
+    __m256 s30 = s00, s31 = s00, s32 = s00;
     for (int pi = 0; pi < pc->n; pi++) {
         int len = pc->len[pi];
         size_t off = pc->off[pi];
-        for (int q = 0; q < len; q += 8) {
-            __m256i mk = avx2_mask(len - q);
-            __m256 x0 = _mm256_maskload_ps(a0 + off + q, mk);
-            __m256 x1 = _mm256_maskload_ps(a1 + off + q, mk);
-            __m256 x2 = _mm256_maskload_ps(a2 + off + q, mk);
-            __m256 x3 = _mm256_maskload_ps(a3 + off + q, mk);
+        int q = 0;
+#define LOAD_A(p_) _mm256_loadu_ps(p_) /* whole vectors: plain loads (masked ones are slow) */
+        for (; q + 8 <= len; q += 8) {
             __m256 b0 = _mm256_loadu_ps(bk + q), b1 = _mm256_loadu_ps(bk + DOT_LD + q);
             __m256 b2 = _mm256_loadu_ps(bk + 2 * DOT_LD + q);
-            __m256 b3 = _mm256_loadu_ps(bk + 3 * DOT_LD + q);
             DOT_ROW(0);
             DOT_ROW(1);
             DOT_ROW(2);
             DOT_ROW(3);
         }
+#undef LOAD_A
+        if (q < len) { /* the last 1..7: masked (bk is zero-padded) */
+            __m256i mk = avx2_mask(len - q);
+#define LOAD_A(p_) _mm256_maskload_ps(p_, mk)
+            __m256 b0 = _mm256_loadu_ps(bk + q), b1 = _mm256_loadu_ps(bk + DOT_LD + q);
+            __m256 b2 = _mm256_loadu_ps(bk + 2 * DOT_LD + q);
+            DOT_ROW(0);
+            DOT_ROW(1);
+            DOT_ROW(2);
+            DOT_ROW(3);
+#undef LOAD_A
+        }
         bk += len;
     }
-    float t[4][4] = {{avx2_hsum(s00), avx2_hsum(s01), avx2_hsum(s02), avx2_hsum(s03)},
-                     {avx2_hsum(s10), avx2_hsum(s11), avx2_hsum(s12), avx2_hsum(s13)},
-                     {avx2_hsum(s20), avx2_hsum(s21), avx2_hsum(s22), avx2_hsum(s23)},
-                     {avx2_hsum(s30), avx2_hsum(s31), avx2_hsum(s32), avx2_hsum(s33)}};
+    float t[4][4] = {{avx2_hsum(s00), avx2_hsum(s01), avx2_hsum(s02), 0.0f},
+                     {avx2_hsum(s10), avx2_hsum(s11), avx2_hsum(s12), 0.0f},
+                     {avx2_hsum(s20), avx2_hsum(s21), avx2_hsum(s22), 0.0f},
+                     {avx2_hsum(s30), avx2_hsum(s31), avx2_hsum(s32), 0.0f}};
     memcpy(r, t, sizeof t);
 }
 
 #undef DOT_ROW
 
 static const struct gemm_path avx2_path = {
-    .mr = 6, .nr = 16, .tile = avx2_tile_6x16, .dot_rows = 4, .dot_cols = 4, .dot = avx2_dot_4x4};
+    .mr = 6, .nr = 16, .tile = avx2_tile_6x16, .dot_rows = 4, .dot_cols = 3, .dot = avx2_dot_4x3};
 
 /* ======================================================================
  * AVX-512 path: 12x32 tiles (24 zmm accumulators)
