@@ -122,6 +122,45 @@ def timed(cmd, env, log):
     return float(wall), int(rss), float(user) + float(sys_s)
 
 
+def export_floors(fv_cmd, env, log, reps, r):
+    """The activation export's two floors, measured alternately (medians):
+    the forward pass alone over the same 1000 images (featviz writing only
+    dense_2, the last layer: 172 KB), and writing the export's bytes into the
+    same file system with plain buffered writes (dd, 1 MB blocks, into the
+    page cache of tmpfs); and a cheaper export: a --layers subset (the three
+    last layers). Prints them and the target 1.3 x (forward + write)."""
+    out = fv_cmd[-1][len('output.dir='):]
+    nbytes = 0
+    for root, _, files in os.walk(out):
+        nbytes += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    fwd_cmd = fv_cmd[:-1] + ['output.dir=' + out + '-fwd', '--set', 'activations.layers=dense_2']
+    sub_cmd = fv_cmd[:-1] + ['output.dir=' + out + '-sub', '--set',
+                             'activations.layers=conv2d_6,dense_1,dense_2']
+    dd_file = out + '-dd.bin'
+    dd_cmd = ['dd', 'if=/dev/zero', 'of=' + dd_file, 'bs=1M', 'count=%d' % ((nbytes + (1 << 20) - 1) >> 20)]
+    fw, wr, sb = [], [], []
+    for _ in range(reps):
+        for d in (out + '-fwd', out + '-sub'):
+            shutil.rmtree(d, ignore_errors=True)
+        if os.path.exists(dd_file):
+            os.unlink(dd_file)
+        fw.append(timed(fwd_cmd, env, log)[0])
+        wr.append(timed(dd_cmd, env, log)[0])
+        sb.append(timed(sub_cmd, env, log)[0])
+    os.unlink(dd_file)
+    f = dict(bytes=nbytes, forward_s=statistics.median(fw), write_s=statistics.median(wr),
+             subset_s=statistics.median(sb), forward_runs=fw, write_runs=wr, subset_runs=sb)
+    f['target_s'] = 1.3 * (f['forward_s'] + f['write_s'])
+    print('  activations48 floors: forward alone %.3f s, writing %.0f MB %.3f s (dd), target 1.3 x sum = '
+          '%.3f s: export %.3f s = %.2f x the sum; %.1fx faster than PyTorch; --layers conv2d_6,dense_1,'
+          'dense_2: %.3f s (runs: %s | %s | %s)' % (
+              f['forward_s'], nbytes / 1e6, f['write_s'], f['target_s'], r['featviz_s'],
+              r['featviz_s'] / (f['forward_s'] + f['write_s']), r['pytorch_s'] / r['featviz_s'], f['subset_s'],
+              ' '.join('%.2f' % x for x in fw), ' '.join('%.2f' % x for x in wr),
+              ' '.join('%.2f' % x for x in sb)), flush=True)
+    return f
+
+
 def fma_peak(work):
     exe = os.path.join(work, 'fma_peak')
     subprocess.check_call(['gcc', '-O2', '-march=native', '-fopenmp', os.path.join(HERE, 'fma_peak.c'),
@@ -216,6 +255,9 @@ def main():
             w, r['featviz_s'], r['pytorch_s'], r['ratio'], r['cpu_ratio'], r['featviz_mb'], r['pytorch_mb'],
             r['gflops'], load, ' '.join('%.2f/%.2f' % x for x in zip(ft, fc)),
             ' '.join('%.2f/%.2f' % x for x in zip(tt, tc))), flush=True)
+        if w == 'activations48':
+            r['floors'] = export_floors(fv_cmd, env, log, reps, r)
+            results[-1] = r
     if a.json:
         with open(a.json, 'w') as f:
             json.dump(dict(peaks={'%s_%d' % k: v for k, v in peaks.items()}, results=results,
