@@ -40,7 +40,9 @@ static const struct command commands[] = {
     {"saliency", fv_job_saliency, "MODEL INPUT... [--objective OBJ] [-o FILE]", "saliency", "inputs", {"saliency", "model", "output"}, "saliency.out",
      "the input gradient of an objective as .npy and a heat map (SmoothGrad, Grad-CAM)"},
     {"run", fv_job_run, "CONFIG", NULL, NULL, {"model", "output"}, "output.dir",
-     "run every job section of an INI config file, in order"},
+     "run every job section of an INI config file, in order, then write the report"},
+    {"report", fv_job_report, "OUTPUT_DIR", NULL, NULL, {"model"}, NULL,
+     "write OUTPUT_DIR/index.html, the report of a featviz run's folder (its model, images and numbers)"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
@@ -141,6 +143,20 @@ static int parse_args(const struct command *c, int argc, char **argv, struct fv_
         if (rc) return rc;
         argc--, argv++;
     }
+    /* featviz report OUTPUT_DIR: the run's own configuration, then the options */
+    if (c->run == fv_job_report) {
+        if (argc < 1 || argv[0][0] == '-') return fv_error_set(err, FV_ERR_USAGE, "usage: featviz report OUTPUT_DIR [options]");
+        char ini[4200];
+        if ((size_t)snprintf(ini, sizeof ini, "%s/featviz-run.ini", argv[0]) >= sizeof ini)
+            return fv_error_set(err, FV_ERR_USAGE, "%s: path too long", argv[0]);
+        FILE *f = fopen(ini, "r");
+        if (!f) return fv_error_set(err, FV_ERR_IO, "%s: not a featviz run folder (no featviz-run.ini; featviz run writes it)", argv[0]);
+        fclose(f);
+        int rc = fv_settings_load_ini(s, ini, err);
+        if (!rc) rc = fv_settings_set(s, "output", "dir", argv[0], "OUTPUT_DIR argument", err);
+        if (rc) return rc;
+        argc--, argv++;
+    }
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--config")) {
             if (i + 1 >= argc) return fv_error_set(err, FV_ERR_USAGE, "--config needs a file");
@@ -198,8 +214,8 @@ static int parse_args(const struct command *c, int argc, char **argv, struct fv_
             rc = fv_error_set(err, FV_ERR_USAGE, "unknown option '%s' for featviz %s (see featviz %s --help)", a, c->name, c->name);
             break;
         }
-        if (c->run == fv_job_run) {
-            rc = fv_error_set(err, FV_ERR_USAGE, "featviz run takes one CONFIG (unexpected '%s')", a);
+        if (c->run == fv_job_run || c->run == fv_job_report) {
+            rc = fv_error_set(err, FV_ERR_USAGE, "featviz %s takes one %s (unexpected '%s')", c->name, c->args, a);
         } else if (positional++ == 0 && (is_model_file(a) || !fv_get_str(s, "model", "path"))) {
             /* MODEL comes first, unless a config already names the model and
              * this is not an .h5 file: then the arguments are all inputs */

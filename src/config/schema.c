@@ -59,6 +59,7 @@ const struct fv_key fv_keys[] = {
 
     /* [output]: where results go */
     {"output", "dir", FV_KEY_PATH, "outputs", NULL, NORANGE, "output directory"},
+    {"output", "report", FV_KEY_BOOL, "true", NULL, NORANGE, "featviz run: end by writing the report, <dir>/index.html and report.json (featviz report DIR writes it for an existing folder)"},
 
     /* jobs */
     {"info", "json", FV_KEY_BOOL, "false", NULL, NORANGE, "print JSON instead of a table"},
@@ -87,6 +88,7 @@ const struct fv_key fv_keys[] = {
     {"stats", "topk", FV_KEY_INT, "9", NULL, 1, 1000, "images that excite each channel most, kept per channel"},
     {"stats", "batch", FV_KEY_INT, "64", NULL, 1, 65536, "images per forward pass (memory stays bounded by it)"},
     {"stats", "montage", FV_KEY_BOOL, "true", NULL, NORANGE, "write a montage of each channel's top-k images"},
+    {"stats", "examples", FV_KEY_BOOL, "true", NULL, NORANGE, "write each top-k image as examples/<image>.png, with where each channel peaks on it and the receptive field there in stats.json (the report's dataset examples)"},
     {"stats", "limit", FV_KEY_INT, "0", NULL, 0, 2000000000, "use only the first N images (0: all)"},
 
     SYNTH_KEYS("classes", "512", "0.05", "0.0625", "0.1", "0"),

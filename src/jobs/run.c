@@ -1,6 +1,7 @@
 /* `featviz run CONFIG`: every job section of the file, in file order, each
  * writing under <output.dir>/<job>/, with one progress display; the
- * effective configuration goes to <output.dir>/featviz-run.ini first. */
+ * effective configuration goes to <output.dir>/featviz-run.ini first, and the
+ * report (<output.dir>/index.html, src/report/) is written last. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "featviz/jobs.h"
 #include "featviz/progress.h"
 #include "jobs/common.h"
+#include "report/report.h"
 
 static const struct {
     const char *section;
@@ -53,6 +55,7 @@ int fv_job_run(const struct fv_settings *s, struct fv_error *err) {
         fv_settings_free(&job);
     }
     fv_progress_prefix("");
+    if (!rc && !fv_interrupted() && fv_get_bool(s, "output", "report")) rc = fv_report_write(s, dir, err);
     if (!rc) printf("results in %s/ (configuration: %s)\n", dir, path);
     return rc;
 }

@@ -6,16 +6,18 @@ references computed by an independent PyTorch float64 forward/backward pass.
 
     /usr/bin/python3 tests/tools/make_keras3_fixtures.py   # rewrites tests/data/keras3/
 
-Deterministic (fixed seeds, fixed zip dates). Each fixture <m> is written four ways:
+Deterministic (fixed seeds, fixed zip dates). Each fixture <m> is written three ways:
   <m>.keras                       zip: metadata.json, config.json, model.weights.h5 (stored)
   <m>_unzipped/                   the same three files in a folder
   <m>.weights.h5 + <m>.config.json  what model.save_weights() / model.to_json() write
+plus its references (<m>.input.npy, .output.npy, .<layer>.npy, .grad_*.npy), all listed
+in manifest.json, and the bad archives in bad/. tests/data/keras3/README.md describes them.
 
 The layout of model.weights.h5 (saving_lib._save_state / _save_container_state):
   /vars                           @name = model name, no datasets
   /layers/<key>/vars/0,1,..       @name = the layer's real name; trainable, then non-trainable
   /layers/<key>/layers/<key>/...  nested models recurse (their own /vars @name too)
-  /optimizer/vars/0,..            @name = 'adam': iterations, learning_rate, (m, v) per variable
+  /optimizer/vars/0,..            @name = 'adam': iterations, learning_rate[, (m, v) per variable]
 <key> is NOT the layer name: it is the snake_case class name, made unique per container in
 the order of the container's `layers` (conv2d, conv2d_1, ...). For a Functional model that
 order is Keras' map_graph order, which is also the order of config.layers (InputLayer
@@ -78,9 +80,16 @@ def init(cls, config=None):
     return k3obj('keras.initializers', cls, config if config is not None else {})
 
 
-GLOROT = lambda: init('GlorotUniform', {'seed': None, 'input_axes': None, 'output_axes': None})  # noqa
-ZEROS = lambda: init('Zeros')  # noqa
-ONES = lambda: init('Ones')  # noqa
+def GLOROT():
+    return init('GlorotUniform', {'seed': None, 'input_axes': None, 'output_axes': None})
+
+
+def ZEROS():
+    return init('Zeros')
+
+
+def ONES():
+    return init('Ones')
 
 
 class Policy:
@@ -271,7 +280,6 @@ class Net:
         self.rng = np.random.default_rng(seed)
         self.policy = Policy(policy)
         self.input_shape = tuple(input_shape)
-        self.calls = []            # (layer, [Tensor], merge) in call order
         self.layers_seq = []       # Sequential: layers in order
         self.input_layer = None
         self.first_weighted = True
@@ -352,7 +360,6 @@ class Net:
                  else self.out_shape(L, [i.shape for i in ins]))
         t = Tensor(L, len(L.nodes), shape, dt)
         L.nodes.append((ins, merge, t, kwargs or {}))
-        self.calls.append((L, ins, merge, t))
         return t
 
     def __call__(self, cls, x, name=None, **kw):
@@ -417,7 +424,8 @@ class Net:
         if self.kind == 'sequential':
             layers = []
             if getattr(self, 'with_input', True):
-                layers.append(input_layer_entry(self.seq_input_name, [None] + list(self.input_shape)))
+                layers.append(input_layer_entry(self.seq_input_name,
+                                                [None] + list(self.input_shape)))
             layers += [L.serialize(top=False) if isinstance(L, Net) else L.serialize()
                        for L in self.layers_seq]
             cfg = {'name': self.name, 'trainable': True, 'dtype': self.policy.serialize(),
@@ -534,9 +542,15 @@ def keyed_layers(layers):
     return out
 
 
+# Keras 3's saving_lib before the name metadata wrote vars groups without @name;
+# fixtures with Net.vars_names = False are written that way (set while writing one).
+WRITE_NAMES = [True]
+
+
 def write_vars(group, name, weights):
     g = group.create_group('vars')
-    g.attrs['name'] = name                      # h5py: str -> vlen UTF-8 scalar, as Keras
+    if WRITE_NAMES[0]:
+        g.attrs['name'] = name                  # h5py: str -> vlen UTF-8 scalar, as Keras
     for i, (_, a) in enumerate(weights):
         if isinstance(a, Bf16):
             d = g.create_dataset(str(i), data=a.bits.view(np.dtype((np.void, 2))))
@@ -572,6 +586,7 @@ def weights_h5_bytes(net, rng, optimizer='adam_unbuilt'):
     Adam). A loader ignores optimizer/ whatever it holds."""
     bio = io.BytesIO()
     key_map = {}
+    WRITE_NAMES[0] = getattr(net, 'vars_names', True)
     with h5py.File(bio, 'w') as h5:
         write_model_vars(h5, '', net, key_map)
         if optimizer == 'adam_unbuilt':
@@ -592,6 +607,7 @@ def weights_h5_bytes(net, rng, optimizer='adam_unbuilt'):
             write_vars(h5.create_group('optimizer/inner_optimizer'), 'adam', opt)
         else:
             write_vars(h5.create_group('optimizer'), 'adam', opt)
+    WRITE_NAMES[0] = True
     return bio.getvalue(), key_map
 
 
@@ -664,7 +680,8 @@ class RModel:
         self.name = obj['config']['name']
         self.cls = obj['class_name']
         c = obj['config']
-        assert h5[(path + '/vars') if path else 'vars'].attrs['name'] == self.name
+        vars_name = h5[(path + '/vars') if path else 'vars'].attrs.get('name', self.name)
+        assert vars_name == self.name, (vars_name, self.name)
         if self.cls == 'Sequential':
             entries = c['layers']
             weighted = [e for e in entries if e['class_name'] != 'InputLayer']
@@ -703,7 +720,8 @@ class RModel:
                     pending.append((proto, k, ins))
             # execution order: repeat until every call has its inputs (shared layers)
             done = {(self.input, 0)}
-            nested = {e['name'] for e in c['layers'] if e['class_name'] in ('Functional', 'Sequential')}
+            nested = {e['name'] for e in c['layers']
+                      if e['class_name'] in ('Functional', 'Sequential')}
             while pending:
                 rest = []
                 for proto, k, ins in pending:
@@ -739,7 +757,7 @@ class RModel:
             sub = RModel(e, h5, path)
             return RNode(cfg['name'], cls, cfg, {}, None, sub)
         g = h5[path + '/vars']
-        assert g.attrs['name'] == cfg['name'], (path, g.attrs['name'], cfg['name'])
+        assert g.attrs.get('name', cfg['name']) == cfg['name'], (path, cfg['name'])
         vals = read_vars(g)
         roles = layer_roles(cls, cfg)
         assert len(vals) == len(roles), (cfg['name'], len(vals), roles)
@@ -1089,10 +1107,13 @@ def fixture_shared():
 
 def fixture_seq(with_input):
     """f) the same small Sequential with and without an InputLayer entry (without:
-    the input shape is only in build_input_shape / build_config)."""
+    the input shape is only in build_input_shape / build_config). The one without also
+    has no @name on its vars groups, as Keras 3 wrote them before the name metadata: the
+    class-derived keys alone must find the weights."""
     n = Net('sequential_small', 'sequential', (11, 11, 2), seed=307)
     n.seq_input_name = 'input_layer'
     n.with_input = with_input
+    n.vars_names = with_input   # without InputLayer: also without the vars @name (older writers)
     n.add('Conv2D', 'c1', filters=4, kernel_size=[3, 3], activation='relu', gain=1.5)
     n.add('MaxPooling2D', 'max_pooling2d', pool_size=[2, 2])
     n.add('Conv2D', 'features', filters=6, kernel_size=[3, 3], activation='relu', gain=1.5)

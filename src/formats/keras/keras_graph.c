@@ -694,6 +694,8 @@ int fv_keras_build(struct fv_model *m, const struct fv_keras_source *src,
     else
         rc = load_weights(&b, err);
     if (rc) goto fail;
+    free_groups(&b);
+    cache_free(&b);
     rc = finish(&b, m, out, err);
 fail:
     builder_free(&b);
