@@ -3,6 +3,7 @@
 
     /usr/bin/python3 bench/run.py [--featviz build/release/featviz] [--reps N]
                                   [--only classviz48,dream512] [--json OUT.json]
+                                  [--isa portable|avx2|avx512]
 
 Run from anywhere; it works in the repository root. Steps:
   1. bench/make_data.py writes the model and inputs to bench/data/ (once);
@@ -18,6 +19,10 @@ Run from anywhere; it works in the repository root. Steps:
      achieved GFLOP/s: analytic conv + dense multiply-adds x2 of the work
      (forward, plus the input-gradient backward for the optimizations,
      counted as much again) divided by featviz's median wall time.
+
+--isa forces featviz's SIMD path (FEATVIZ_ISA) and, for avx2, runs PyTorch
+with ONEDNN_MAX_CPU_ISA=AVX2 (for avx512, AVX512_CORE): the same vector width
+on both sides. The path featviz ran (`featviz help isa`) is printed.
 
 Wall times are whole processes (start to exit), model loading included, for
 both tools. The machine may be shared: the load average before each
@@ -39,7 +44,12 @@ PY = '/usr/bin/python3'
 THREADS = '2'
 
 # workload -> default repetitions (each tool), slow ones fewer
-WORKLOADS = {'classviz48': 2, 'filterviz48': 2, 'activations48': 3, 'predict48': 5, 'dream512': 3}
+WORKLOADS = {'classviz48': 2, 'filterviz48': 2, 'activations48': 3, 'predict48': 5, 'dream512': 3,
+             'mnv2_filters': 1, 'mnv2_classes': 1}
+# the real-size network of the mnv2_* workloads (beside the repository, see HELPERS/README)
+MNV2 = os.path.join(os.path.dirname(ROOT), 'shared', 'keras-real',
+                    'teachable_nested_mobilenetv2_tfkeras2.4_224.h5')
+ONEDNN_ISA = {'avx2': 'AVX2', 'avx512': 'AVX512_CORE'}
 
 # The network of bench/make_data.py: (kind, name, out channels, 'same')
 NET = [('conv', 'conv2d_1', 32, 1), ('conv', 'conv2d_2', 32, 0), ('pool', 'max_pooling2d_1', 0, 0),
@@ -85,19 +95,70 @@ FLOPS = {
 }
 
 
+def mnv2_flops(fv, upto):
+    """Multiply-adds x2 of one forward pass of one 224x224 image up to layer
+    `upto` (None: the whole network), from `featviz info --json`."""
+    info = json.loads(subprocess.check_output([fv, 'info', '--json', MNV2], text=True))
+    total = 0.0
+    for layer in info['layers']:
+        total += layer.get('flops', 0) or 0
+        if layer['name'] == upto:
+            break
+    return total
+
+
 def timed(cmd, env, log):
-    """Runs cmd under /usr/bin/time; returns (wall s, peak RSS KB)."""
+    """Runs cmd under /usr/bin/time; returns (wall s, peak RSS KB, CPU s = user + sys)."""
     with tempfile.NamedTemporaryFile('r', suffix='.time') as tf:
         with open(log, 'a') as lf:
             lf.write('$ %s\n' % ' '.join(cmd))
             lf.flush()
-            rc = subprocess.call(['/usr/bin/time', '-f', '%e %M', '-o', tf.name] + cmd, env=env,
+            rc = subprocess.call(['/usr/bin/time', '-f', '%e %M %U %S', '-o', tf.name] + cmd, env=env,
                                  stdout=lf, stderr=lf, cwd=ROOT)
         line = open(tf.name).read().strip().splitlines()[-1]
     if rc != 0:
         sys.exit('failed (exit %d): %s\n(see %s)' % (rc, ' '.join(cmd), log))
-    wall, rss = line.split()
-    return float(wall), int(rss)
+    wall, rss, user, sys_s = line.split()
+    return float(wall), int(rss), float(user) + float(sys_s)
+
+
+def export_floors(fv_cmd, env, log, reps, r):
+    """The activation export's two floors, measured alternately (medians):
+    the forward pass alone over the same 1000 images (featviz writing only
+    dense_2, the last layer: 172 KB), and writing the export's bytes into the
+    same file system with plain buffered writes (dd, 1 MB blocks, into the
+    page cache of tmpfs); and a cheaper export: a --layers subset (the three
+    last layers). Prints them and the target 1.3 x (forward + write)."""
+    out = fv_cmd[-1][len('output.dir='):]
+    nbytes = 0
+    for root, _, files in os.walk(out):
+        nbytes += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    fwd_cmd = fv_cmd[:-1] + ['output.dir=' + out + '-fwd', '--set', 'activations.layers=dense_2']
+    sub_cmd = fv_cmd[:-1] + ['output.dir=' + out + '-sub', '--set',
+                             'activations.layers=conv2d_6,dense_1,dense_2']
+    dd_file = out + '-dd.bin'
+    dd_cmd = ['dd', 'if=/dev/zero', 'of=' + dd_file, 'bs=1M', 'count=%d' % ((nbytes + (1 << 20) - 1) >> 20)]
+    fw, wr, sb = [], [], []
+    for _ in range(reps):
+        for d in (out + '-fwd', out + '-sub'):
+            shutil.rmtree(d, ignore_errors=True)
+        if os.path.exists(dd_file):
+            os.unlink(dd_file)
+        fw.append(timed(fwd_cmd, env, log)[0])
+        wr.append(timed(dd_cmd, env, log)[0])
+        sb.append(timed(sub_cmd, env, log)[0])
+    os.unlink(dd_file)
+    f = dict(bytes=nbytes, forward_s=statistics.median(fw), write_s=statistics.median(wr),
+             subset_s=statistics.median(sb), forward_runs=fw, write_runs=wr, subset_runs=sb)
+    f['target_s'] = 1.3 * (f['forward_s'] + f['write_s'])
+    print('  activations48 floors: forward alone %.3f s, writing %.0f MB %.3f s (dd), target 1.3 x sum = '
+          '%.3f s: export %.3f s = %.2f x the sum; %.1fx faster than PyTorch; --layers conv2d_6,dense_1,'
+          'dense_2: %.3f s (runs: %s | %s | %s)' % (
+              f['forward_s'], nbytes / 1e6, f['write_s'], f['target_s'], r['featviz_s'],
+              r['featviz_s'] / (f['forward_s'] + f['write_s']), r['pytorch_s'] / r['featviz_s'], f['subset_s'],
+              ' '.join('%.2f' % x for x in fw), ' '.join('%.2f' % x for x in wr),
+              ' '.join('%.2f' % x for x in sb)), flush=True)
+    return f
 
 
 def fma_peak(work):
@@ -120,10 +181,13 @@ def main():
     ap.add_argument('--only', default='', help='comma-separated workloads')
     ap.add_argument('--json', default='', help='also write the results here')
     ap.add_argument('--work', default='', help='scratch folder (default: a new temporary one)')
+    ap.add_argument('--isa', default='', choices=['', 'portable', 'avx2', 'avx512'],
+                    help="featviz's SIMD path (FEATVIZ_ISA); PyTorch under ONEDNN_MAX_CPU_ISA to match")
     a = ap.parse_args()
     fv = os.path.abspath(a.featviz)
     if not os.access(fv, os.X_OK):
         sys.exit('no featviz binary at %s (build it, or pass --featviz)' % fv)
+    ap_isa = a.isa
     names = [w for w in a.only.split(',') if w] or list(WORKLOADS)
     for w in names:
         if w not in WORKLOADS:
@@ -139,38 +203,61 @@ def main():
     os.makedirs(work, exist_ok=True)
     log = os.path.join(work, 'log.txt')
     env = dict(os.environ, OMP_NUM_THREADS=THREADS, BENCH_THREADS=THREADS)
+    env.pop('FEATVIZ_ISA', None)
+    env.pop('ONEDNN_MAX_CPU_ISA', None)
+    if ap_isa:
+        env['FEATVIZ_ISA'] = ap_isa
+        if ap_isa in ONEDNN_ISA:
+            env['ONEDNN_MAX_CPU_ISA'] = ONEDNN_ISA[ap_isa]
+    isa_line = subprocess.run([fv, 'help', 'isa'], env=env, text=True, capture_output=True)
+    if isa_line.returncode != 0:
+        sys.exit(isa_line.stderr.strip())
+    print('featviz SIMD path: %s; PyTorch: ONEDNN_MAX_CPU_ISA=%s' % (
+        isa_line.stdout.strip(), env.get('ONEDNN_MAX_CPU_ISA', '(unset: its best)')))
+    flops = dict(FLOPS)
+    if any(w.startswith('mnv2_') for w in names):
+        flops['mnv2_filters'] = 32 * 128 * 2 * mnv2_flops(fv, 'block_6_expand_relu')
+        flops['mnv2_classes'] = 4 * 128 * 2 * mnv2_flops(fv, None)
 
     peaks = fma_peak(work)
     print('FMA peak (GFLOP/s): ' + ', '.join('%s %d thread%s %.1f' % (isa, t, '' if t == 1 else 's', g)
                                               for (isa, t), g in sorted(peaks.items())))
     print('featviz: %s; PyTorch: %s bench/torch_ref.py; %s threads each; log: %s' % (fv, PY, THREADS, log))
     results = []
-    hdr = '%-14s %10s %10s %8s %10s %10s %9s %6s  %s' % ('workload', 'featviz s', 'pytorch s', 'ratio',
-                                                      'fv MB', 'torch MB', 'GFLOP/s', 'load', 'runs (fv | torch)')
+    hdr = '%-14s %10s %10s %8s %9s %10s %10s %9s %6s  %s' % (
+        'workload', 'featviz s', 'pytorch s', 'ratio', 'cpu ratio', 'fv MB', 'torch MB', 'GFLOP/s', 'load',
+        'runs (fv | torch), wall s / cpu s')
     print(hdr)
     for w in names:
         reps = a.reps or WORKLOADS[w]
         load = os.getloadavg()[0]
-        fv_cmd = [fv, 'run', os.path.join('bench', w + '.ini'), '--set', 'model.path=' + model,
+        wm = MNV2 if w.startswith('mnv2_') else model
+        fv_cmd = [fv, 'run', os.path.join('bench', w + '.ini'), '--set', 'model.path=' + wm,
                   '--set', 'output.dir=' + os.path.join(work, 'featviz', w)]
-        pt_cmd = [PY, os.path.join(HERE, 'torch_ref.py'), w, model, data, os.path.join(work, 'torch', w)]
-        ft, fm, tt, tm = [], [], [], []
+        pt_cmd = [PY, os.path.join(HERE, 'torch_ref.py'), w, wm, data, os.path.join(work, 'torch', w)]
+        ft, fm, tt, tm, fc, tc = [], [], [], [], [], []
         for _ in range(reps):
             for d in (fv_cmd[-1][len('output.dir='):], pt_cmd[-1]):
                 shutil.rmtree(d, ignore_errors=True)  # no run finds the previous one's files
-            t, m = timed(fv_cmd, env, log)
-            ft.append(t), fm.append(m)
-            t, m = timed(pt_cmd, env, log)
-            tt.append(t), tm.append(m)
+            t, m, c = timed(fv_cmd, env, log)
+            ft.append(t), fm.append(m), fc.append(c)
+            t, m, c = timed(pt_cmd, env, log)
+            tt.append(t), tm.append(m), tc.append(c)
         r = dict(workload=w, featviz_s=statistics.median(ft), pytorch_s=statistics.median(tt),
                  featviz_mb=max(fm) / 1024.0, pytorch_mb=max(tm) / 1024.0, featviz_runs=ft,
-                 pytorch_runs=tt, gflop=FLOPS[w] * 1e-9, load=load)
+                 pytorch_runs=tt, featviz_cpu=fc, pytorch_cpu=tc, gflop=flops[w] * 1e-9, load=load, load_after=os.getloadavg()[0],
+                 isa=isa_line.stdout.strip(), onednn=env.get('ONEDNN_MAX_CPU_ISA', ''))
         r['ratio'] = r['featviz_s'] / r['pytorch_s']
-        r['gflops'] = FLOPS[w] * 1e-9 / r['featviz_s']
+        r['cpu_ratio'] = statistics.median(fc) / statistics.median(tc)
+        r['gflops'] = flops[w] * 1e-9 / r['featviz_s']
         results.append(r)
-        print('%-14s %10.3f %10.3f %8.3f %10.1f %10.1f %9.1f %6.2f  %s | %s' % (
-            w, r['featviz_s'], r['pytorch_s'], r['ratio'], r['featviz_mb'], r['pytorch_mb'], r['gflops'],
-            load, ' '.join('%.2f' % x for x in ft), ' '.join('%.2f' % x for x in tt)), flush=True)
+        print('%-14s %10.3f %10.3f %8.3f %9.3f %10.1f %10.1f %9.1f %6.2f  %s | %s' % (
+            w, r['featviz_s'], r['pytorch_s'], r['ratio'], r['cpu_ratio'], r['featviz_mb'], r['pytorch_mb'],
+            r['gflops'], load, ' '.join('%.2f/%.2f' % x for x in zip(ft, fc)),
+            ' '.join('%.2f/%.2f' % x for x in zip(tt, tc))), flush=True)
+        if w == 'activations48':
+            r['floors'] = export_floors(fv_cmd, env, log, reps, r)
+            results[-1] = r
     if a.json:
         with open(a.json, 'w') as f:
             json.dump(dict(peaks={'%s_%d' % k: v for k, v in peaks.items()}, results=results,

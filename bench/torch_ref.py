@@ -4,7 +4,10 @@ bench/<workload>.ini, written as a fair PyTorch user would write it.
 
     /usr/bin/python3 bench/torch_ref.py WORKLOAD MODEL.h5 DATA_DIR OUT_DIR
 
-WORKLOAD: classviz48 | filterviz48 | activations48 | predict48 | dream512.
+WORKLOAD: classviz48 | filterviz48 | activations48 | predict48 | dream512
+(MODEL: the 48x48 GTSRB network of bench/make_data.py) or mnv2_filters |
+mnv2_classes (MODEL: the shared Teachable Machine MobileNetV2, see MobileNetV2
+below).
 
 Tuning (same for every workload): torch.set_num_threads(2) (or the
 BENCH_THREADS environment variable), float32, channels_last tensors and
@@ -207,7 +210,145 @@ def dream512(net, data, out):
     np.save(os.path.join(out, 'dream.npy'), u[0].permute(1, 2, 0).numpy())
 
 
-WORKLOADS = {f.__name__: f for f in (classviz48, filterviz48, activations48, predict48, dream512)}
+# ---------------------------------------------------------------------------
+# The real-size network: torchvision's mobilenet_v2(width_mult=0.35) with the
+# weights of ../shared/keras-real/teachable_nested_mobilenetv2_tfkeras2.4_224.h5
+
+class MobileNetV2:
+    """torchvision.models.mobilenet_v2(width_mult=0.35), the same layer sizes as
+    Keras' MobileNetV2(alpha=0.35), loaded from the Keras .h5 (h5py): the
+    Conv2D / DepthwiseConv2D / BatchNormalization layers of Keras come in the
+    same order as torchvision's Conv2d / BatchNorm2d modules. Differences
+    made to compute what Keras computes: the stride-2 convolutions pad
+    (0, 1) on each axis (Keras' ZeroPadding2D 'correct_pad' before a 'valid'
+    conv) instead of 1 on each side; BatchNorm eps 1e-3; the head is
+    GlobalAveragePooling + Dense(100, relu) + Dense(4, no bias) (logits).
+    Tuned: eval mode, each BatchNorm folded into its convolution
+    (torch.nn.utils.fusion.fuse_conv_bn_eval, as deployment does), channels_last
+    weights, requires_grad False on every weight."""
+
+    def __init__(self, path):
+        import torchvision
+        from torch import nn
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+        with h5py.File(path, 'r') as f:
+            g = f['model_weights']
+            base, head = g['sequential_1'], g['sequential_3']
+
+            def names(grp):
+                return [n.decode() if isinstance(n, bytes) else n for n in grp.attrs['weight_names']]
+            kw = {}
+            for grp in (base, head):
+                for n in names(grp):
+                    kw[n] = np.array(grp[n])
+            convs = [n.split('/')[0] for n in names(base)
+                     if n.endswith('/kernel:0') or n.endswith('/depthwise_kernel:0')]
+            bns = [n.split('/')[0] for n in names(base) if n.endswith('/gamma:0')]
+        m = torchvision.models.mobilenet_v2(width_mult=0.35)
+        m.eval()
+        tconv = [x for x in m.features.modules() if isinstance(x, nn.Conv2d)]
+        tbn = [x for x in m.features.modules() if isinstance(x, nn.BatchNorm2d)]
+        assert len(tconv) == len(convs) == len(tbn) == len(bns), (len(tconv), len(convs))
+        for c, name in zip(tconv, convs):
+            k = kw.get(name + '/kernel:0')
+            if k is None:  # depthwise (KH, KW, C, 1) -> (C, 1, KH, KW)
+                k = kw[name + '/depthwise_kernel:0'].transpose(2, 3, 0, 1)
+            else:  # (KH, KW, C, OC) -> (OC, C, KH, KW)
+                k = k.transpose(3, 2, 0, 1)
+            assert tuple(c.weight.shape) == k.shape, (name, tuple(c.weight.shape), k.shape)
+            c.weight.data = torch.from_numpy(np.ascontiguousarray(k))
+        for b, name in zip(tbn, bns):
+            b.weight.data = torch.from_numpy(kw[name + '/gamma:0'])
+            b.bias.data = torch.from_numpy(kw[name + '/beta:0'])
+            b.running_mean.data = torch.from_numpy(kw[name + '/moving_mean:0'])
+            b.running_var.data = torch.from_numpy(kw[name + '/moving_variance:0'])
+            b.eps = 1e-3
+        # fold each BatchNorm into the conv before it; stride-2 convs pad as Keras
+        def fold(seq):
+            mods = list(seq.children())
+            out, i = [], 0
+            while i < len(mods):
+                if isinstance(mods[i], nn.Conv2d) and i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d):
+                    c = fuse_conv_bn_eval(mods[i], mods[i + 1])
+                    if c.stride == (2, 2):
+                        c.padding = (0, 0)
+                        out += [nn.ZeroPad2d((0, 1, 0, 1)), c]
+                    else:
+                        out.append(c)
+                    i += 2
+                elif isinstance(mods[i], nn.Sequential):
+                    out.append(fold(mods[i]))
+                    i += 1
+                elif hasattr(mods[i], 'conv') and isinstance(mods[i].conv, nn.Sequential):
+                    mods[i].conv = fold(mods[i].conv)  # an InvertedResidual keeps its skip
+                    out.append(mods[i])
+                    i += 1
+                else:
+                    out.append(mods[i])
+                    i += 1
+            return nn.Sequential(*out)
+        feats = fold(m.features)
+        self.blocks = list(feats.children())
+        self.d1 = nn.Linear(1280, 100)
+        self.d1.weight.data = torch.from_numpy(kw['dense_Dense1/kernel:0'].T.copy())
+        self.d1.bias.data = torch.from_numpy(kw['dense_Dense1/bias:0'])
+        self.d2 = nn.Linear(100, 4, bias=False)
+        self.d2.weight.data = torch.from_numpy(kw['dense_Dense2/kernel:0'].T.copy())
+        for mod in self.blocks + [self.d1, self.d2]:
+            mod.eval()
+            mod.to(memory_format=CL)
+            for p in mod.parameters():
+                p.requires_grad_(False)
+
+    def forward(self, x, upto=None):
+        """x (B, 3, 224, 224) channels_last, already preprocessed. upto =
+        'block_6_expand_relu': the output of block 6's expansion (after ReLU6),
+        block k being torchvision's features[k + 1]; else the logits."""
+        if upto == 'block_6_expand_relu':
+            for b in self.blocks[:7]:
+                x = b(x)
+            return self.blocks[7].conv[0](x)
+        for b in self.blocks:
+            x = b(x)
+        x = x.mean(dim=(2, 3))
+        return self.d2(torch.relu(self.d1(x)))
+
+
+def optimize224(net, n, objective, upto, steps=128, lr=0.05, jitter=2, seed=0):
+    """As optimize(), 224 x 224, no L2 term, model input x = 2u - 1 (Teachable
+    Machine's x / 127.5 - 1 of the display values 255 u)."""
+    g = torch.Generator().manual_seed(seed)
+    u = (0.01 * torch.randn(n, 224, 224, 3, generator=g)).requires_grad_(True)
+    opt = torch.optim.Adam([u], lr=lr)
+    for _ in range(steps):
+        dy = torch.randint(-jitter, jitter + 1, (n,), generator=g)
+        dx = torch.randint(-jitter, jitter + 1, (n,), generator=g)
+        v = roll_batch(u, dy, dx)
+        x = (2.0 * v - 1.0).permute(0, 3, 1, 2)  # (B, 3, H, W) view, channels_last memory
+        obj = objective(net.forward(x, upto=upto)).sum()
+        opt.zero_grad(set_to_none=True)
+        (-obj).backward()
+        opt.step()
+    return u.detach()
+
+
+def mnv2_filters(net, data, out):
+    # channels 0..31 of block_6_expand_relu, image b maximizes the mean of channel b
+    n = 32
+    idx = torch.arange(n)
+    u = optimize224(net, n, lambda a: a[idx, idx].mean(dim=(1, 2)), 'block_6_expand_relu')
+    np.save(os.path.join(out, 'filters.npy'), u.numpy())
+
+
+def mnv2_classes(net, data, out):
+    n = 4
+    idx = torch.arange(n)
+    u = optimize224(net, n, lambda logits: logits[idx, idx], None)
+    np.save(os.path.join(out, 'classes.npy'), u.numpy())
+
+
+WORKLOADS = {f.__name__: f for f in (classviz48, filterviz48, activations48, predict48, dream512,
+                                     mnv2_filters, mnv2_classes)}
 
 
 def main():
@@ -215,7 +356,7 @@ def main():
         sys.exit('usage: torch_ref.py {%s} MODEL.h5 DATA_DIR OUT_DIR' % '|'.join(WORKLOADS))
     name, model, data, out = sys.argv[1:]
     os.makedirs(out, exist_ok=True)
-    net = Net(model)
+    net = MobileNetV2(model) if name.startswith('mnv2_') else Net(model)
     WORKLOADS[name](net, data, out)
     if os.environ.get('BENCH_VERBOSE'):
         print('%s: %.3f s in python' % (name, time.time() - T_START), file=sys.stderr)

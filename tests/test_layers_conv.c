@@ -266,6 +266,8 @@ static const struct cfg dw_cfgs[] = {
     {9, 7, 6, 0, 3, 3, 1, 1, 2, 2, 1, 1, 1, 1, 3},   /* dilation 2; C = 6: vector + tail */
     {9, 7, 3, 0, 3, 3, 1, 1, 2, 2, 0, 1, 3, 0, 2},
     {3, 3, 4, 0, 5, 5, 2, 2, 1, 1, 1, 1, 1, 1, 1},
+    {9, 11, 40, 0, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2}, /* C = 40: 32 at a time + 8 (SIMD paths) */
+    {8, 7, 37, 0, 3, 3, 2, 2, 1, 1, 1, 1, 1, 0, 2},  /* C = 37, stride 2: a masked tail of 5 */
 };
 #define N_DW (sizeof dw_cfgs / sizeof dw_cfgs[0])
 

@@ -10,6 +10,7 @@
 #include "featviz/jobs.h"
 #include "featviz/progress.h"
 #include "featviz/settings.h"
+#include "kernels/isa.h"
 
 struct command {
     const char *name;
@@ -107,7 +108,8 @@ static void config_reference(FILE *f) {
 static void usage_all(FILE *f) {
     fprintf(f, "usage: featviz COMMAND [options] ...\n\nfeatviz shows what a trained Keras CNN (model.h5) has learned.\n\ncommands:\n");
     for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\n`featviz COMMAND --help` lists a command's options; `featviz help config` every config key.\n");
+    fprintf(f, "\n`featviz COMMAND --help` lists a command's options; `featviz help config` every config key;\n"
+               "`featviz help isa` the SIMD path in use (set FEATVIZ_ISA=portable|avx2|avx512 to force one).\n");
 }
 
 /* The key an option names, looked up in the command's sections in order. */
@@ -252,6 +254,19 @@ int main(int argc, char **argv) {
             config_reference(stdout);
             return 0;
         }
+        if (argc >= 3 && !strcmp(argv[1], "help") && !strcmp(argv[2], "isa")) {
+            /* the SIMD path the kernels run, and the ones this CPU has */
+            struct fv_error e = {0};
+            if (fv_isa_init(&e)) {
+                fprintf(stderr, "featviz: %s\n", e.msg);
+                return 2;
+            }
+            printf("%s (available:", fv_isa_name(fv_isa()));
+            for (int i = 0; i < FV_ISA_COUNT; i++)
+                if (fv_isa_supported((enum fv_isa)i)) printf(" %s", fv_isa_name((enum fv_isa)i));
+            printf(")\n");
+            return 0;
+        }
         if (argc >= 3 && !strcmp(argv[1], "help")) {
             for (int i = 0; i < N_COMMANDS; i++)
                 if (!strcmp(argv[2], commands[i].name)) {
@@ -279,7 +294,8 @@ int main(int argc, char **argv) {
     struct fv_error err = {0};
     fv_settings_init(&s);
     fv_interrupt_install();
-    int rc = parse_args(c, argc - 2, argv + 2, &s, &err);
+    int rc = fv_isa_init(&err); /* FEATVIZ_ISA: a path the CPU lacks is refused here */
+    if (!rc) rc = parse_args(c, argc - 2, argv + 2, &s, &err);
     if (!rc) fv_image_set_max_pixels((size_t)fv_get_int(&s, "model", "max_image_pixels"));
     if (!rc) rc = c->run(&s, &err);
     fv_settings_free(&s);

@@ -509,6 +509,10 @@ static int lane_run(struct batch *bb, const struct fv_model *m, const struct fv_
  * images) stays small, and Dense weights are still read once per several
  * images (measured on the bench network: 11 beat 4, 8 and 22). */
 #define SYNTH_LANE 11
+/* ... and at most this many pixels per lane (11 images of 48x48): a lane of
+ * 224x224 images holds one, so memory stays bounded by the lanes in flight
+ * (MobileNetV2 at 224: about 40 MB of activations and gradients per image) */
+#define SYNTH_LANE_PIXELS (11 * 48 * 48)
 
 int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struct synth_cfg *cfg,
               const struct fv_objective *obj, int n, int h, int w, int c, const uint64_t *keys,
@@ -525,9 +529,11 @@ int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struc
         if (fv_objective_reads_pre_relu(&obj[i], m)) flags = FV_PLAN_GRAD;
     int threads = fv_omp_max_threads();
     /* lanes hold whole groups of per_class images (one class: the diversity
-     * term compares them) */
+     * term compares them), and at most SYNTH_LANE_PIXELS of model input */
     int k = cfg->per_class > 1 && n % cfg->per_class == 0 ? cfg->per_class : 1, groups = n / k;
-    int lanes = (n + SYNTH_LANE - 1) / SYNTH_LANE;
+    long long per = SYNTH_LANE_PIXELS / ((long long)h * w);
+    int lane = per < 1 ? 1 : per > SYNTH_LANE ? SYNTH_LANE : (int)per;
+    int lanes = (n + lane - 1) / lane;
     lanes = (lanes + threads - 1) / threads * threads; /* every thread as busy */
     if (lanes > groups) lanes = groups;
     if (lanes <= 1 || threads <= 1) {

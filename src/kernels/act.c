@@ -268,6 +268,14 @@ void fv_act_forward(const struct fv_act *a, const float *x, float *y, size_t out
         for (size_t i = 0; i < count; i++) y[i] = x[i] > 0.f ? x[i] : 0.f;
         return;
     }
+    if (a->kind == FV_ACT_RELU && a->alpha == 0.f && a->max_value >= 0.f && a->threshold == 0.f) {
+        /* relu6 & co.: relu_f without the fminf/fmaxf calls (the same values,
+         * NaN included: it gives 0), which gcc then vectorizes */
+        float m = a->max_value;
+#pragma omp parallel for schedule(static) if (count > ACT_PAR_MIN)
+        for (size_t i = 0; i < count; i++) y[i] = x[i] > 0.f ? (x[i] < m ? x[i] : m) : 0.f;
+        return;
+    }
 #pragma omp parallel for schedule(static) if (count > ACT_PAR_MIN)
     for (size_t i = 0; i < count; i++) y[i] = act_one(a, x[i]);
 }
@@ -307,6 +315,13 @@ void fv_act_backward(const struct fv_act *a, const float *x, const float *y, con
         /* plain relu: act'(x) = x > 0 (vectorizable) */
 #pragma omp parallel for schedule(static) if (count > ACT_PAR_MIN)
         for (size_t i = 0; i < count; i++) dx[i] += (x[i] > 0.f ? 1.f : 0.f) * dy[i];
+        return;
+    }
+    if (a->kind == FV_ACT_RELU && a->alpha == 0.f && a->max_value >= 0.f && a->threshold == 0.f) {
+        /* relu6 & co.: relu_d inline (vectorizable) */
+        float m = a->max_value;
+#pragma omp parallel for schedule(static) if (count > ACT_PAR_MIN)
+        for (size_t i = 0; i < count; i++) dx[i] += (x[i] > 0.f && x[i] < m ? 1.f : 0.f) * dy[i];
         return;
     }
     /* forward: y = act_one(x)  ->  dx = act'(x) * dy */

@@ -1,17 +1,18 @@
 /* Cache-blocked SGEMM with SIMD micro-kernels chosen at run time, on plain or
  * "segmented" A (implicit im2col for convolutions, see fv_gemm_seg).
  *
- * Paths (one is chosen per call from the CPU, never from the data or the
- * thread count):
+ * Paths (one is chosen once per process, from the CPU or FEATVIZ_ISA, see
+ * kernels/isa.h; never from the data or the thread count):
  *   AVX-512   12x32 register tile (24 zmm accumulators), FMA
  *   AVX2+FMA  6x16 register tile (12 ymm accumulators), FMA
  *   (AVX-512 and AVX2 compute C with at most 4 columns as dot products
  *   along K instead, vectorized over k and reduced in a fixed order)
  *   portable  4x8 tile in arrays of 4 floats, which gcc -O2 vectorizes to SSE
  *             by itself (mul + add, no FMA): the x86-64 baseline.
- * The x86 paths are compiled with __attribute__((target(...))) and selected
- * with __builtin_cpu_supports, so the project keeps building for the plain
- * x86-64 baseline.
+ * The x86 paths are compiled with __attribute__((target(...))), so the
+ * project keeps building for the plain x86-64 baseline. AVX-512 and AVX2 share
+ * one blocked driver (gemm_blocked) and differ only in the tile sizes and
+ * micro-kernels they hand it (struct gemm_path).
  *
  * Work is cut into K blocks of FV_GEMM_KC (fixed: it decides the rounding)
  * and panels of NR columns of C:
@@ -34,6 +35,7 @@
  * (FMA rounding).
  */
 #include "kernels/gemm.h"
+#include "kernels/isa.h"
 #include "kernels/simd.h"
 
 #include <string.h>
@@ -309,7 +311,113 @@ static void pieces_init(struct pieces *pc, const struct gemm_args *g, int k0, in
 #define PIECE_END }
 
 /* ======================================================================
- * AVX2 + FMA path: 6x16 tiles
+ * The blocked driver shared by the SIMD paths. A path is its register tile
+ * (mr x nr) and micro-kernel, and its few-column dot kernel (dot_rows x
+ * dot_cols per pass); the loops below are the same for every path, so tuning
+ * one path's tile cannot make the others drift.
+ * ====================================================================== */
+
+/* C[0..rows)[0..nr) (=|+=) A[0..rows) over the block's pieces . P[0..kc)[0..NR),
+ * rows <= mr; rows past `rows` re-read row 0 and are not stored. */
+typedef void tile_fn(const struct gemm_args *g, const struct pieces *pc, const float *a,
+                     const float *restrict p, size_t ldp, float *restrict c, int rows, int nr,
+                     int first);
+
+/* Few columns (n <= DOT_N): each C element is a dot product along K, vector
+ * lanes at a time (lane-wise partial sums over the pieces), reduced in a
+ * fixed order. bk: op(B)^T columns j0.. of the block, rows DOT_LD apart,
+ * zero-padded. r[row][j] for row < dot_rows, j < dot_cols; ar[row]: A rows
+ * (missing rows point at a real one; their sums are dropped). */
+typedef void dot_fn(const struct pieces *pc, const float *const *ar, const float *bk,
+                    float (*r)[4]);
+
+#define NR_MAX 32       /* widest register tile of any path */
+#define DOT_N 4         /* the dot path is used up to this many columns */
+#define DOT_LD (KC + 16)
+#define DOT_ROWS_MAX 8
+#define DOT_COLS_MAX 4
+
+struct gemm_path {
+    int mr, nr; /* register tile: rows, columns of C (nr <= NR_MAX) */
+    tile_fn *tile;
+    int dot_rows, dot_cols; /* <= DOT_ROWS_MAX, DOT_COLS_MAX */
+    dot_fn *dot;
+};
+
+/* bt[j][kk] = op(B)[k0+kk][j] for j < n, kk < kc; zero elsewhere up to (DOT_N, DOT_LD) */
+static void pack_dot(float *bt, const struct gemm_args *g, int k0, int kc) {
+    memset(bt, 0, DOT_N * DOT_LD * sizeof(float));
+    for (int j = 0; j < g->n; j++)
+        for (int kk = 0; kk < DOT_LD; kk++)
+            bt[j * DOT_LD + kk] = kk >= kc    ? 0.0f
+                                  : g->transb ? g->b[(size_t)j * g->ldb + (size_t)(k0 + kk)]
+                                              : g->b[(size_t)(k0 + kk) * g->ldb + (size_t)j];
+}
+
+static void gemm_dot(const struct gemm_args *g, const struct gemm_path *path) {
+    float bt[(DOT_N + DOT_COLS_MAX - 1) * DOT_LD]; /* columns past n stay zero */
+    struct pieces pc;
+    memset(bt + DOT_N * DOT_LD, 0, (DOT_COLS_MAX - 1) * DOT_LD * sizeof(float));
+    int dr = path->dot_rows, dc = path->dot_cols;
+    for (int k0 = 0; k0 < g->k; k0 += KC) {
+        int kc = g->k - k0 < KC ? g->k - k0 : KC, first = !g->accumulate && k0 == 0;
+        pack_dot(bt, g, k0, kc);
+        pieces_init(&pc, g, k0, kc);
+        for (int j0 = 0; j0 < g->n; j0 += dc) {
+            int nc = g->n - j0 < dc ? g->n - j0 : dc;
+            for (int grp = 0; grp < g->groups; grp++)
+                for (size_t i = 0; i < g->m; i += (size_t)dr) {
+                    int rows = g->m - i < (size_t)dr ? (int)(g->m - i) : dr;
+                    const float *a0 = g->a + (size_t)grp * g->agroup + i * g->lda;
+                    const float *ar[DOT_ROWS_MAX];
+                    for (int r = 0; r < dr; r++) ar[r] = r < rows ? a0 + (size_t)r * g->lda : a0;
+                    float r[DOT_ROWS_MAX][4];
+                    path->dot(&pc, ar, bt + (size_t)j0 * DOT_LD, r);
+                    for (int rr = 0; rr < rows; rr++) {
+                        float *ci = g->c + (size_t)grp * g->cgroup + (i + (size_t)rr) * g->ldc + j0;
+                        for (int j = 0; j < nc; j++) ci[j] = first ? r[rr][j] : ci[j] + r[rr][j];
+                    }
+                }
+        }
+    }
+}
+
+static void gemm_blocked(const struct gemm_args *g, const struct gemm_path *path) {
+    if (g->n <= DOT_N) {
+        gemm_dot(g, path);
+        return;
+    }
+    float panel[KC * NR_MAX] __attribute__((aligned(64))); /* (kc, nr) packed columns of op(B) */
+    struct pieces pc;
+    int mr = path->mr, nrw = path->nr;
+    for (int k0 = 0; k0 < g->k; k0 += KC) {
+        int kc = g->k - k0 < KC ? g->k - k0 : KC, first = !g->accumulate && k0 == 0;
+        pieces_init(&pc, g, k0, kc);
+        for (int j0 = 0; j0 < g->n; j0 += nrw) {
+            int nr = g->n - j0 < nrw ? g->n - j0 : nrw;
+            const float *p = panel;
+            size_t ldp = (size_t)nrw;
+            if (!g->transb && nr == nrw) {
+                p = g->b + (size_t)k0 * g->ldb + (size_t)j0; /* read in place */
+                ldp = g->ldb;
+            } else {
+                pack_panel(panel, nrw, g->b, g->ldb, g->transb, k0, kc, j0, nr);
+            }
+            for (int grp = 0; grp < g->groups; grp++) {
+                const float *ag = g->a + (size_t)grp * g->agroup;
+                float *cg = g->c + (size_t)grp * g->cgroup + (size_t)j0;
+                for (size_t i = 0; i < g->m; i += (size_t)mr) {
+                    int rows = g->m - i < (size_t)mr ? (int)(g->m - i) : mr;
+                    path->tile(g, &pc, ag + i * g->lda, p, ldp, cg + i * g->ldc, rows, nr, first);
+                }
+            }
+        }
+    }
+}
+
+/* ======================================================================
+ * AVX2 + FMA path: 6x16 tiles (12 ymm accumulators + 2 B rows + 1 broadcast
+ * = 15 of the 16 ymm registers)
  * ====================================================================== */
 
 #define AVX2_FN __attribute__((target("avx2,fma")))
@@ -347,11 +455,9 @@ AVX2_FN static inline void avx2_store_row(float *c, __m256 lo, __m256 hi, int nr
         r1 = _mm256_fmadd_ps(x, b1, r1);       \
     } while (0)
 
-/* C[0..rows)[0..nr) (=|+=) A[0..rows)[k0..k0+kc) . P[0..kc)[0..16), rows <= 6.
- * a: row 0 of A. Rows beyond `rows` re-read row 0 and are not stored. */
-AVX2_FN static void avx2_kernel_6x16(const struct gemm_args *g, const struct pieces *pc,
-                                     const float *a, const float *restrict p, size_t ldp,
-                                     float *restrict c, int rows, int nr, int first) {
+AVX2_FN static void avx2_tile_6x16(const struct gemm_args *g, const struct pieces *pc,
+                                   const float *a, const float *restrict p, size_t ldp,
+                                   float *restrict c, int rows, int nr, int first) {
     size_t lda = g->lda;
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
@@ -363,7 +469,7 @@ AVX2_FN static void avx2_kernel_6x16(const struct gemm_args *g, const struct pie
     const float *a4 = rows > 4 ? as + 4 * lda : as;
     const float *a5 = rows > 5 ? as + 5 * lda : as;
     for (int q = 0; q < len; q++, p += ldp) {
-        if (ldp > 256) _mm_prefetch((const char *)(p + 16 * ldp), _MM_HINT_T0); /* see the AVX-512 kernel */
+        if (ldp > 256) _mm_prefetch((const char *)(p + 16 * ldp), _MM_HINT_T0); /* see the AVX-512 tile */
         __m256 b0 = _mm256_loadu_ps(p), b1 = _mm256_loadu_ps(p + 8);
         AVX2_ROW(a0 + q, c00, c01);
         AVX2_ROW(a1 + q, c10, c11);
@@ -384,13 +490,6 @@ AVX2_FN static void avx2_kernel_6x16(const struct gemm_args *g, const struct pie
 
 #undef AVX2_ROW
 
-/* Few columns (n <= DOT_N): each C element is a dot product along K, 8 lanes
- * at a time (lane-wise partial sums over the pieces), reduced in a fixed
- * order. bt: op(B)^T block (DOT_N, kc), zero-padded (also the columns
- * n..DOT_N-1, which are computed and dropped). */
-#define DOT_N 4
-#define DOT_LD (KC + 16)
-
 AVX2_FN static inline float avx2_hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -398,119 +497,69 @@ AVX2_FN static inline float avx2_hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* bt[j][kk] = op(B)[k0+kk][j] for j < n, kk < kc; zero elsewhere up to (DOT_N, DOT_LD) */
-static void pack_dot(float *bt, const struct gemm_args *g, int k0, int kc) {
-    memset(bt, 0, DOT_N * DOT_LD * sizeof(float));
-    for (int j = 0; j < g->n; j++)
-        for (int kk = 0; kk < DOT_LD; kk++)
-            bt[j * DOT_LD + kk] = kk >= kc    ? 0.0f
-                                  : g->transb ? g->b[(size_t)j * g->ldb + (size_t)(k0 + kk)]
-                                              : g->b[(size_t)(k0 + kk) * g->ldb + (size_t)j];
-}
-
 #define DOT_ROW(r)                                                    \
     do {                                                              \
-        s##r##0 = _mm256_fmadd_ps(x##r, b0, s##r##0);                 \
-        s##r##1 = _mm256_fmadd_ps(x##r, b1, s##r##1);                 \
-        s##r##2 = _mm256_fmadd_ps(x##r, b2, s##r##2);                 \
-        s##r##3 = _mm256_fmadd_ps(x##r, b3, s##r##3);                 \
+        __m256 x = LOAD_A(a##r + off + q);                            \
+        s##r##0 = _mm256_fmadd_ps(x, b0, s##r##0);                    \
+        s##r##1 = _mm256_fmadd_ps(x, b1, s##r##1);                    \
+        s##r##2 = _mm256_fmadd_ps(x, b2, s##r##2);                    \
     } while (0)
 
-/* 4 rows at a time (missing rows re-read row 0, not stored), 4 columns
- * always (bt holds zeros beyond n). */
-AVX2_FN static void gemm_dot_avx2(const struct gemm_args *g) {
-    float bt[DOT_N * DOT_LD];
-    struct pieces pc;
-    for (int k0 = 0; k0 < g->k; k0 += KC) {
-        int kc = g->k - k0 < KC ? g->k - k0 : KC, first = !g->accumulate && k0 == 0;
-        pack_dot(bt, g, k0, kc);
-        pieces_init(&pc, g, k0, kc);
-        for (int grp = 0; grp < g->groups; grp++)
-            for (size_t i = 0; i < g->m; i += 4) {
-                int rows = g->m - i < 4 ? (int)(g->m - i) : 4;
-                const float *a0 = g->a + (size_t)grp * g->agroup + i * g->lda;
-                const float *a1 = rows > 1 ? a0 + g->lda : a0;
-                const float *a2 = rows > 2 ? a0 + 2 * g->lda : a0;
-                const float *a3 = rows > 3 ? a0 + 3 * g->lda : a0;
-                __m256 s00 = _mm256_setzero_ps(), s01 = s00, s02 = s00, s03 = s00;
-                __m256 s10 = s00, s11 = s00, s12 = s00, s13 = s00;
-                __m256 s20 = s00, s21 = s00, s22 = s00, s23 = s00;
-                __m256 s30 = s00, s31 = s00, s32 = s00, s33 = s00;
-                const float *bk = bt;
-                for (int pi = 0; pi < pc.n; pi++) {
-                    int len = pc.len[pi];
-                    size_t off = pc.off[pi];
-                    for (int q = 0; q < len; q += 8) {
-                        __m256i mk = avx2_mask(len - q);
-                        __m256 x0 = _mm256_maskload_ps(a0 + off + q, mk);
-                        __m256 x1 = _mm256_maskload_ps(a1 + off + q, mk);
-                        __m256 x2 = _mm256_maskload_ps(a2 + off + q, mk);
-                        __m256 x3 = _mm256_maskload_ps(a3 + off + q, mk);
-                        __m256 b0 = _mm256_loadu_ps(bk + q), b1 = _mm256_loadu_ps(bk + DOT_LD + q);
-                        __m256 b2 = _mm256_loadu_ps(bk + 2 * DOT_LD + q);
-                        __m256 b3 = _mm256_loadu_ps(bk + 3 * DOT_LD + q);
-                        DOT_ROW(0);
-                        DOT_ROW(1);
-                        DOT_ROW(2);
-                        DOT_ROW(3);
-                    }
-                    bk += len;
-                }
-                float r[4][DOT_N] = {
-                    {avx2_hsum(s00), avx2_hsum(s01), avx2_hsum(s02), avx2_hsum(s03)},
-                    {avx2_hsum(s10), avx2_hsum(s11), avx2_hsum(s12), avx2_hsum(s13)},
-                    {avx2_hsum(s20), avx2_hsum(s21), avx2_hsum(s22), avx2_hsum(s23)},
-                    {avx2_hsum(s30), avx2_hsum(s31), avx2_hsum(s32), avx2_hsum(s33)}};
-                for (int rr = 0; rr < rows; rr++) {
-                    float *ci = g->c + (size_t)grp * g->cgroup + (i + (size_t)rr) * g->ldc;
-                    for (int j = 0; j < g->n; j++) ci[j] = first ? r[rr][j] : ci[j] + r[rr][j];
-                }
-            }
+/* 4 rows x 3 columns (an RGB layer's input gradient has 3), 8 lanes: 12
+ * accumulators + 3 B vectors + 1 A vector = the 16 ymm registers (4 x 4
+ * would spill). Each element's sum is the same whatever the number of
+ * columns done together. */
+AVX2_FN static void avx2_dot_4x3(const struct pieces *pc, const float *const *ar, const float *bk,
+                                 float (*r)[4]) {
+    const float *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3];
+    __m256 s00 = _mm256_setzero_ps(), s01 = s00, s02 = s00;
+    __m256 s10 = s00, s11 = s00, s12 = s00;
+    __m256 s20 = s00, s21 = s00, s22 = s00;
+    __m256 s30 = s00, s31 = s00, s32 = s00;
+    for (int pi = 0; pi < pc->n; pi++) {
+        int len = pc->len[pi];
+        size_t off = pc->off[pi];
+        int q = 0;
+#define LOAD_A(p_) _mm256_loadu_ps(p_) /* whole vectors: plain loads (masked ones are slow) */
+        for (; q + 8 <= len; q += 8) {
+            __m256 b0 = _mm256_loadu_ps(bk + q), b1 = _mm256_loadu_ps(bk + DOT_LD + q);
+            __m256 b2 = _mm256_loadu_ps(bk + 2 * DOT_LD + q);
+            DOT_ROW(0);
+            DOT_ROW(1);
+            DOT_ROW(2);
+            DOT_ROW(3);
+        }
+#undef LOAD_A
+        if (q < len) { /* the last 1..7: masked (bk is zero-padded) */
+            __m256i mk = avx2_mask(len - q);
+#define LOAD_A(p_) _mm256_maskload_ps(p_, mk)
+            __m256 b0 = _mm256_loadu_ps(bk + q), b1 = _mm256_loadu_ps(bk + DOT_LD + q);
+            __m256 b2 = _mm256_loadu_ps(bk + 2 * DOT_LD + q);
+            DOT_ROW(0);
+            DOT_ROW(1);
+            DOT_ROW(2);
+            DOT_ROW(3);
+#undef LOAD_A
+        }
+        bk += len;
     }
+    float t[4][4] = {{avx2_hsum(s00), avx2_hsum(s01), avx2_hsum(s02), 0.0f},
+                     {avx2_hsum(s10), avx2_hsum(s11), avx2_hsum(s12), 0.0f},
+                     {avx2_hsum(s20), avx2_hsum(s21), avx2_hsum(s22), 0.0f},
+                     {avx2_hsum(s30), avx2_hsum(s31), avx2_hsum(s32), 0.0f}};
+    memcpy(r, t, sizeof t);
 }
 
 #undef DOT_ROW
 
-AVX2_FN static void gemm_avx2(const struct gemm_args *g) {
-    if (g->n <= DOT_N) {
-        gemm_dot_avx2(g);
-        return;
-    }
-    float panel[KC * 16] __attribute__((aligned(64))); /* (kc, 16) packed columns of op(B) */
-    struct pieces pc;
-    for (int k0 = 0; k0 < g->k; k0 += KC) {
-        int kc = g->k - k0 < KC ? g->k - k0 : KC, first = !g->accumulate && k0 == 0;
-        pieces_init(&pc, g, k0, kc);
-        for (int j0 = 0; j0 < g->n; j0 += 16) {
-            int nr = g->n - j0 < 16 ? g->n - j0 : 16;
-            const float *p = panel;
-            size_t ldp = 16;
-            if (!g->transb && nr == 16) {
-                p = g->b + (size_t)k0 * g->ldb + (size_t)j0;
-                ldp = g->ldb;
-            } else {
-                pack_panel(panel, 16, g->b, g->ldb, g->transb, k0, kc, j0, nr);
-            }
-            for (int grp = 0; grp < g->groups; grp++) {
-                const float *ag = g->a + (size_t)grp * g->agroup;
-                float *cg = g->c + (size_t)grp * g->cgroup + (size_t)j0;
-                for (size_t i = 0; i < g->m; i += 6) {
-                    int rows = g->m - i < 6 ? (int)(g->m - i) : 6;
-                    avx2_kernel_6x16(g, &pc, ag + i * g->lda, p, ldp, cg + i * g->ldc, rows, nr,
-                                     first);
-                }
-            }
-        }
-    }
-}
+static const struct gemm_path avx2_path = {
+    .mr = 6, .nr = 16, .tile = avx2_tile_6x16, .dot_rows = 4, .dot_cols = 3, .dot = avx2_dot_4x3};
 
 /* ======================================================================
- * AVX-512 path: 12x32 tiles
+ * AVX-512 path: 12x32 tiles (24 zmm accumulators)
  * ====================================================================== */
 
-#ifndef FV_GEMM_NO_AVX512
-
-#define AVX512_FN __attribute__((target("avx512f")))
+#define AVX512_FN __attribute__((target("avx512f,avx2,fma")))
 
 AVX512_FN static inline void avx512_store_row(float *c, __m512 lo, __m512 hi, int nr, int first) {
     if (nr == 32) {
@@ -539,10 +588,9 @@ AVX512_FN static inline void avx512_store_row(float *c, __m512 lo, __m512 hi, in
         r##1 = _mm512_fmadd_ps(x, b1, r##1);       \
     } while (0)
 
-/* C[0..rows)[0..nr) (=|+=) A[0..rows)[k0..k0+kc) . P[0..kc)[0..32), rows <= 12 */
-AVX512_FN static void avx512_kernel_12x32(const struct gemm_args *g, const struct pieces *pc,
-                                          const float *a, const float *restrict p, size_t ldp,
-                                          float *restrict c, int rows, int nr, int first) {
+AVX512_FN static void avx512_tile_12x32(const struct gemm_args *g, const struct pieces *pc,
+                                        const float *a, const float *restrict p, size_t ldp,
+                                        float *restrict c, int rows, int nr, int first) {
     size_t lda = g->lda;
     __m512 r00 = _mm512_setzero_ps(), r01 = r00, r10 = r00, r11 = r00, r20 = r00, r21 = r00;
     __m512 r30 = r00, r31 = r00, r40 = r00, r41 = r00, r50 = r00, r51 = r00;
@@ -621,111 +669,54 @@ AVX512_FN static inline __m128 avx512_sum4(__m512 a, __m512 b, __m512 c, __m512 
                        _mm_hadd_ps(avx512_fold4(c), avx512_fold4(d)));
 }
 
-#define DOT_ROWS 8 /* rows per pass: 8 x 3 accumulators, 8 + 3 loads per 24 FMAs */
-#define DOT_COLS 3 /* columns per pass (an RGB layer's input gradient has 3) */
-
-/* Few columns: as gemm_dot_avx2 with 16 lanes, 8 rows and 3 columns at a
- * time, each row's sums folded together (a fixed sequence of shuffles and
- * adds). */
-AVX512_FN static void gemm_dot_avx512(const struct gemm_args *g) {
-    float bt[(DOT_N + DOT_COLS - 1) * DOT_LD]; /* columns past n stay zero */
-    struct pieces pc;
-    memset(bt + DOT_N * DOT_LD, 0, (DOT_COLS - 1) * DOT_LD * sizeof(float));
-    for (int k0 = 0; k0 < g->k; k0 += KC) {
-        int kc = g->k - k0 < KC ? g->k - k0 : KC, first = !g->accumulate && k0 == 0;
-        pack_dot(bt, g, k0, kc);
-        pieces_init(&pc, g, k0, kc);
-        for (int j0 = 0; j0 < g->n; j0 += DOT_COLS)
-            for (int grp = 0; grp < g->groups; grp++)
-                for (size_t i = 0; i < g->m; i += DOT_ROWS) {
-                    int rows = g->m - i < DOT_ROWS ? (int)(g->m - i) : DOT_ROWS;
-                    const float *a0 = g->a + (size_t)grp * g->agroup + i * g->lda;
-                    const float *ar[DOT_ROWS];
-                    for (int r = 0; r < DOT_ROWS; r++) ar[r] = r < rows ? a0 + (size_t)r * g->lda : a0;
-                    __m512 s00 = _mm512_setzero_ps(), s01 = s00, s02 = s00, s10 = s00, s11 = s00;
-                    __m512 s12 = s00, s20 = s00, s21 = s00, s22 = s00, s30 = s00, s31 = s00;
-                    __m512 s32 = s00, s40 = s00, s41 = s00, s42 = s00, s50 = s00, s51 = s00;
-                    __m512 s52 = s00, s60 = s00, s61 = s00, s62 = s00, s70 = s00, s71 = s00;
-                    __m512 s72 = s00;
-                    const float *bk = bt + (size_t)j0 * DOT_LD;
-                    for (int pi = 0; pi < pc.n; pi++) {
-                        int len = pc.len[pi];
-                        size_t off = pc.off[pi];
-                        for (int q = 0; q < len; q += 16) {
-                            __mmask16 mk = (__mmask16)(len - q >= 16 ? 0xffffu : (1u << (len - q)) - 1u);
-                            __m512 b0 = _mm512_loadu_ps(bk + q), b1 = _mm512_loadu_ps(bk + DOT_LD + q);
-                            __m512 b2 = _mm512_loadu_ps(bk + 2 * DOT_LD + q);
-                            DOT_ROW(0);
-                            DOT_ROW(1);
-                            DOT_ROW(2);
-                            DOT_ROW(3);
-                            DOT_ROW(4);
-                            DOT_ROW(5);
-                            DOT_ROW(6);
-                            DOT_ROW(7);
-                        }
-                        bk += len;
-                    }
-                    __m512 z = _mm512_setzero_ps();
-                    float r[DOT_ROWS][4];
-                    _mm_storeu_ps(r[0], avx512_sum4(s00, s01, s02, z));
-                    _mm_storeu_ps(r[1], avx512_sum4(s10, s11, s12, z));
-                    _mm_storeu_ps(r[2], avx512_sum4(s20, s21, s22, z));
-                    _mm_storeu_ps(r[3], avx512_sum4(s30, s31, s32, z));
-                    _mm_storeu_ps(r[4], avx512_sum4(s40, s41, s42, z));
-                    _mm_storeu_ps(r[5], avx512_sum4(s50, s51, s52, z));
-                    _mm_storeu_ps(r[6], avx512_sum4(s60, s61, s62, z));
-                    _mm_storeu_ps(r[7], avx512_sum4(s70, s71, s72, z));
-                    int nc = g->n - j0 < DOT_COLS ? g->n - j0 : DOT_COLS;
-                    for (int rr = 0; rr < rows; rr++) {
-                        float *ci = g->c + (size_t)grp * g->cgroup + (i + (size_t)rr) * g->ldc + j0;
-                        for (int j = 0; j < nc; j++) ci[j] = first ? r[rr][j] : ci[j] + r[rr][j];
-                    }
-                }
+/* 8 rows x 3 columns (an RGB layer's input gradient has 3), 16 lanes: 8 x 3
+ * accumulators, 8 + 3 loads per 24 FMAs */
+AVX512_FN static void avx512_dot_8x3(const struct pieces *pc, const float *const *ar,
+                                     const float *bk, float (*r)[4]) {
+    __m512 s00 = _mm512_setzero_ps(), s01 = s00, s02 = s00, s10 = s00, s11 = s00;
+    __m512 s12 = s00, s20 = s00, s21 = s00, s22 = s00, s30 = s00, s31 = s00;
+    __m512 s32 = s00, s40 = s00, s41 = s00, s42 = s00, s50 = s00, s51 = s00;
+    __m512 s52 = s00, s60 = s00, s61 = s00, s62 = s00, s70 = s00, s71 = s00;
+    __m512 s72 = s00;
+    for (int pi = 0; pi < pc->n; pi++) {
+        int len = pc->len[pi];
+        size_t off = pc->off[pi];
+        for (int q = 0; q < len; q += 16) {
+            __mmask16 mk = (__mmask16)(len - q >= 16 ? 0xffffu : (1u << (len - q)) - 1u);
+            __m512 b0 = _mm512_loadu_ps(bk + q), b1 = _mm512_loadu_ps(bk + DOT_LD + q);
+            __m512 b2 = _mm512_loadu_ps(bk + 2 * DOT_LD + q);
+            DOT_ROW(0);
+            DOT_ROW(1);
+            DOT_ROW(2);
+            DOT_ROW(3);
+            DOT_ROW(4);
+            DOT_ROW(5);
+            DOT_ROW(6);
+            DOT_ROW(7);
+        }
+        bk += len;
     }
+    __m512 z = _mm512_setzero_ps();
+    _mm_storeu_ps(r[0], avx512_sum4(s00, s01, s02, z));
+    _mm_storeu_ps(r[1], avx512_sum4(s10, s11, s12, z));
+    _mm_storeu_ps(r[2], avx512_sum4(s20, s21, s22, z));
+    _mm_storeu_ps(r[3], avx512_sum4(s30, s31, s32, z));
+    _mm_storeu_ps(r[4], avx512_sum4(s40, s41, s42, z));
+    _mm_storeu_ps(r[5], avx512_sum4(s50, s51, s52, z));
+    _mm_storeu_ps(r[6], avx512_sum4(s60, s61, s62, z));
+    _mm_storeu_ps(r[7], avx512_sum4(s70, s71, s72, z));
 }
 
 #undef DOT_ROW
 
-AVX512_FN static void gemm_avx512(const struct gemm_args *g) {
-    if (g->n <= DOT_N) {
-        gemm_dot_avx512(g);
-        return;
-    }
-    float panel[KC * 32] __attribute__((aligned(64))); /* (kc, 32) packed columns of op(B) */
-    struct pieces pc;
-    for (int k0 = 0; k0 < g->k; k0 += KC) {
-        int kc = g->k - k0 < KC ? g->k - k0 : KC, first = !g->accumulate && k0 == 0;
-        pieces_init(&pc, g, k0, kc);
-        for (int j0 = 0; j0 < g->n; j0 += 32) {
-            int nr = g->n - j0 < 32 ? g->n - j0 : 32;
-            const float *p = panel;
-            size_t ldp = 32;
-            if (!g->transb && nr == 32) {
-                p = g->b + (size_t)k0 * g->ldb + (size_t)j0;
-                ldp = g->ldb;
-            } else {
-                pack_panel(panel, 32, g->b, g->ldb, g->transb, k0, kc, j0, nr);
-            }
-            for (int grp = 0; grp < g->groups; grp++) {
-                const float *ag = g->a + (size_t)grp * g->agroup;
-                float *cg = g->c + (size_t)grp * g->cgroup + (size_t)j0;
-                for (size_t i = 0; i < g->m; i += 12) {
-                    int rows = g->m - i < 12 ? (int)(g->m - i) : 12;
-                    avx512_kernel_12x32(g, &pc, ag + i * g->lda, p, ldp, cg + i * g->ldc, rows,
-                                        nr, first);
-                }
-            }
-        }
-    }
-}
-
-#endif /* FV_GEMM_NO_AVX512 */
+static const struct gemm_path avx512_path = {
+    .mr = 12, .nr = 32, .tile = avx512_tile_12x32, .dot_rows = 8, .dot_cols = 3,
+    .dot = avx512_dot_8x3};
 
 #endif /* FV_GEMM_X86 */
 
 /* ======================================================================
- * Dispatch
+ * Dispatch: the path chosen once for the process (kernels/isa.h)
  * ====================================================================== */
 
 static void gemm_run(const struct gemm_args *g) {
@@ -738,15 +729,15 @@ static void gemm_run(const struct gemm_args *g) {
         return;
     }
 #ifdef FV_GEMM_X86
-#ifndef FV_GEMM_NO_AVX512 /* build with it to test the AVX2 path on an AVX-512 machine */
-    if (__builtin_cpu_supports("avx512f")) {
-        gemm_avx512(g);
+    switch (fv_isa()) {
+    case FV_ISA_AVX512:
+        gemm_blocked(g, &avx512_path);
         return;
-    }
-#endif
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        gemm_avx2(g);
+    case FV_ISA_AVX2:
+        gemm_blocked(g, &avx2_path);
         return;
+    default:
+        break;
     }
 #endif
     gemm_portable_args(g);

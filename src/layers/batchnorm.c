@@ -6,6 +6,8 @@
  *
  * x (n,outer,D,inner)  y (n,outer,D,inner)
  */
+#include <string.h>
+
 #include "layers/layers.h"
 
 /* (outer, D, inner) around the normalised axis, with the batch folded into outer. */
@@ -58,6 +60,15 @@ static void bn_forward(const struct fv_layer *l, const struct fv_io *io) {
     const float *x = io->x[0];    /* (outer,D,inner) */
     float *y = io->y;             /* (outer,D,inner) */
     size_t rows = outer * (size_t)D;
+    if (inner == 1) { /* channels last: each position's D values, vectorized along D */
+#pragma omp parallel for schedule(static) if (rows > 65536)
+        for (size_t o = 0; o < outer; o++) {
+            const float *xr = x + o * (size_t)D;
+            float *yr = y + o * (size_t)D;
+            for (int k = 0; k < D; k++) yr[k] = xr[k] * scale[k] + shift[k];
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static) if (rows * inner > 65536)
     for (size_t r = 0; r < rows; r++) {
         int k = (int)(r % (size_t)D);
@@ -76,6 +87,19 @@ static void bn_backward(const struct fv_layer *l, const struct fv_io *io) {
     const float *dy = io->dy;     /* (outer,D,inner) */
     float *dx = io->dx[0];        /* (outer,D,inner) */
     size_t rows = outer * (size_t)D;
+    if (inner == 1) { /* channels last, as in the forward pass */
+#pragma omp parallel for schedule(static) if (rows > 65536)
+        for (size_t o = 0; o < outer; o++) {
+            const float *dyr = dy + o * (size_t)D;
+            float *dxr = dx + o * (size_t)D;
+            if (io->dx_assign[0]) /* 0 + : the same bits as zeroing, then adding */
+                for (int k = 0; k < D; k++) dxr[k] = 0.0f + dyr[k] * scale[k];
+            else
+                for (int k = 0; k < D; k++) dxr[k] += dyr[k] * scale[k];
+        }
+        return;
+    }
+    if (io->dx_assign[0]) memset(dx, 0, rows * inner * sizeof(float));
 #pragma omp parallel for schedule(static) if (rows * inner > 65536)
     for (size_t r = 0; r < rows; r++) {
         int k = (int)(r % (size_t)D);
@@ -97,6 +121,7 @@ const struct fv_layer_ops fv_batchnorm_ops = {
     .kind = "batchnorm",
     .need = FV_NEED_ANY,
     .axis = bn_axis,
+    .assigns_dx = 1, /* dx_assign: the first write overwrites (no zeroing pass) */
     .shape = bn_shape,
     .forward = bn_forward,
     .backward = bn_backward,

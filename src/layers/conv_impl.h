@@ -26,9 +26,10 @@ int fv_depthwise_mult(const struct fv_layer *l, const struct fv_conv_geom *g, in
  * x: (n, H, W, C)   k: (KH, KW, C, mult)   bias: (C*mult) or NULL   y: (n, OH, OW, C*mult) */
 void fv_depthwise_fwd(float *y, const float *x, const float *k, const float *bias,
                       const struct fv_conv_geom *g, int mult);
-/* dx += J^T dy of the above. dx: (n, H, W, C)   dy: (n, OH, OW, C*mult) */
+/* dx += J^T dy of the above (assign: dx = 0 + J^T dy, whatever dx held).
+ * dx: (n, H, W, C)   dy: (n, OH, OW, C*mult) */
 void fv_depthwise_bwd(float *dx, const float *dy, const float *k, const struct fv_conv_geom *g,
-                      int mult);
+                      int mult, int assign);
 
 /* Conv2D forward of channel pick[img] of each image only (conv_pick.c):
  *   y[img][oy][ox][f] = bias[f] + sum_{ky,kx,c} x[img][..][..][c0 + c] * w[ky][kx][c][f],

@@ -5,16 +5,110 @@
  *   y[img][oy][ox][c*M+m] = bias[c*M+m]
  *       + sum_{ky,kx} x[img][oy*SH-PT+ky*DH][ox*SW-PL+kx*DW][c] * w[ky][kx][c][m]
  *
- * Direct loops, vectorized over channels; forward parallel over output rows,
+ * Direct loops, vectorized over channels (AVX2 + FMA, or portable, as the
+ * process's SIMD path says: kernels/isa.h); forward parallel over output rows,
  * backward a gather parallel over input rows (each thread owns its dx rows,
  * taps summed in fixed (ky, kx) order): bit-identical for any thread count.
  * The raw kernels are shared with separable.c through conv_impl.h.
  */
 #include <limits.h>
+#include <string.h>
 
 #include "kernels/gemm.h"
+#include "kernels/isa.h"
 #include "layers/conv_impl.h"
 #include "layers/layers.h"
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(FV_GEMM_PORTABLE)
+#define DW_X86 1
+#include <immintrin.h>
+#endif
+
+/* One output (or, backward, input) pixel of a channel-multiplier-1 depthwise
+ * convolution: its nt valid taps t, in (ky, kx) order, read xs[t][c] * ks[t][c]:
+ *   forward   out[c] = (sum_t xs[t][c] * ks[t][c]) + bias[c]   (bias may be NULL)
+ *   backward  out[c] = out[c] + sum_t ...                       (acc = 1)
+ * summed tap after tap. The portable kernel multiplies and adds (the x86-64
+ * baseline, no FMA); the AVX2 one fuses them, vectorized over channels, 32
+ * channels (4 independent sums) at a time, so results differ from the
+ * portable ones in the last bits, never between thread counts. */
+#define DW_MAX_TAPS 49
+
+typedef void dw_pixel_fn(float *restrict out, const float *const *xs, const float *const *ks,
+                         int nt, size_t C, const float *bias, int acc);
+
+static void dw_pixel_portable(float *restrict out, const float *const *xs, const float *const *ks,
+                              int nt, size_t C, const float *bias, int acc) {
+    if (!acc)
+        for (size_t c = 0; c < C; c++) out[c] = 0.0f;
+    for (int t = 0; t < nt; t++) {
+        const float *restrict x = xs[t], *restrict k = ks[t];
+        size_t c = 0;
+        for (; c + 4 <= C; c += 4) /* chunks of 4: gcc -O2 vectorizes them */
+            for (int v = 0; v < 4; v++) out[c + v] += x[c + v] * k[c + v];
+        for (; c < C; c++) out[c] += x[c] * k[c];
+    }
+    if (bias)
+        for (size_t c = 0; c < C; c++) out[c] += bias[c];
+}
+
+#ifdef DW_X86
+#define AVX2_FN __attribute__((target("avx2,fma")))
+
+AVX2_FN static void dw_pixel_avx2(float *restrict out, const float *const *xs,
+                                  const float *const *ks, int nt, size_t C, const float *bias,
+                                  int acc) {
+    size_t c = 0;
+    for (; c + 32 <= C; c += 32) {
+        __m256 s0, s1, s2, s3;
+        if (acc) {
+            s0 = _mm256_loadu_ps(out + c);
+            s1 = _mm256_loadu_ps(out + c + 8);
+            s2 = _mm256_loadu_ps(out + c + 16);
+            s3 = _mm256_loadu_ps(out + c + 24);
+        } else {
+            s0 = s1 = s2 = s3 = _mm256_setzero_ps();
+        }
+        for (int t = 0; t < nt; t++) {
+            const float *x = xs[t] + c, *k = ks[t] + c;
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(k), s0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 8), _mm256_loadu_ps(k + 8), s1);
+            s2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 16), _mm256_loadu_ps(k + 16), s2);
+            s3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + 24), _mm256_loadu_ps(k + 24), s3);
+        }
+        if (bias) {
+            s0 = _mm256_add_ps(s0, _mm256_loadu_ps(bias + c));
+            s1 = _mm256_add_ps(s1, _mm256_loadu_ps(bias + c + 8));
+            s2 = _mm256_add_ps(s2, _mm256_loadu_ps(bias + c + 16));
+            s3 = _mm256_add_ps(s3, _mm256_loadu_ps(bias + c + 24));
+        }
+        _mm256_storeu_ps(out + c, s0);
+        _mm256_storeu_ps(out + c + 8, s1);
+        _mm256_storeu_ps(out + c + 16, s2);
+        _mm256_storeu_ps(out + c + 24, s3);
+    }
+    static const int ramp[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    for (; c < C; c += 8) { /* the last 1..31 channels, 8 at a time, masked */
+        int left = C - c < 8 ? (int)(C - c) : 8;
+        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(left),
+                                       _mm256_loadu_si256((const __m256i *)ramp));
+        __m256 s = acc ? _mm256_maskload_ps(out + c, m) : _mm256_setzero_ps();
+        for (int t = 0; t < nt; t++)
+            s = _mm256_fmadd_ps(_mm256_maskload_ps(xs[t] + c, m), _mm256_maskload_ps(ks[t] + c, m),
+                                s);
+        if (bias) s = _mm256_add_ps(s, _mm256_maskload_ps(bias + c, m));
+        _mm256_maskstore_ps(out + c, m, s);
+    }
+}
+#endif
+
+/* The pixel kernel of the SIMD path chosen for the process (kernels/isa.h) */
+static dw_pixel_fn *dw_pixel(void) {
+#ifdef DW_X86
+    if (fv_isa() != FV_ISA_PORTABLE) return dw_pixel_avx2; /* AVX-512 machines run it too */
+#endif
+    return dw_pixel_portable;
+}
 
 /* y[i] += a[i] * b[i] for i < n, in chunks of 4 so gcc -O2 vectorizes it */
 static void madd(float *restrict y, const float *restrict a, const float *restrict b, size_t n) {
@@ -24,10 +118,33 @@ static void madd(float *restrict y, const float *restrict a, const float *restri
     for (; i < n; i++) y[i] += a[i] * b[i];
 }
 
+/* Channel multiplier > 1 (rare): direct loops */
+static void fwd_mult(float *yp, const float *xi, const float *k, const float *bias,
+                     const struct fv_conv_geom *g, size_t M, int oy, int ox) {
+    size_t C = (size_t)g->c, CM = C * M;
+    for (size_t j = 0; j < CM; j++) yp[j] = 0.0f;
+    for (int ky = 0; ky < g->kh; ky++) {
+        int iy = oy * g->sh - g->pt + ky * g->dh;
+        if (iy < 0 || iy >= g->h) continue;
+        for (int kx = 0; kx < g->kw; kx++) {
+            int ix = ox * g->sw - g->pl + kx * g->dw;
+            if (ix < 0 || ix >= g->w) continue;
+            const float *xp = xi + ((size_t)iy * (size_t)g->w + (size_t)ix) * C; /* (C) */
+            const float *kp = k + (size_t)(ky * g->kw + kx) * CM;               /* (C, M) */
+            for (size_t c = 0; c < C; c++)
+                for (size_t m = 0; m < M; m++) yp[c * M + m] += xp[c] * kp[c * M + m];
+        }
+    }
+    if (bias)
+        for (size_t j = 0; j < CM; j++) yp[j] += bias[j];
+}
+
 void fv_depthwise_fwd(float *y, const float *x, const float *k, const float *bias,
                       const struct fv_conv_geom *g, int mult) {
     size_t C = (size_t)g->c, M = (size_t)mult, CM = C * M;
     size_t out_rows = (size_t)g->n * (size_t)g->oh;
+    int fast = M == 1 && g->kh * g->kw <= DW_MAX_TAPS;
+    dw_pixel_fn *pixel = dw_pixel();
     int par = (double)out_rows * g->ow * (double)CM * g->kh * g->kw >= FV_PAR_MIN_WORK;
     (void)par; /* only read by the OpenMP clause */
     FV_OMP("omp parallel for schedule(static) if(par)")
@@ -35,43 +152,46 @@ void fv_depthwise_fwd(float *y, const float *x, const float *k, const float *bia
         size_t img = r / (size_t)g->oh;
         int oy = (int)(r % (size_t)g->oh);
         const float *xi = x + img * (size_t)g->h * (size_t)g->w * C; /* (H, W, C) */
+        const float *xs[DW_MAX_TAPS], *ks[DW_MAX_TAPS];
         for (int ox = 0; ox < g->ow; ox++) {
             float *yp = y + (r * (size_t)g->ow + (size_t)ox) * CM; /* (C*M) */
-            for (size_t j = 0; j < CM; j++) yp[j] = 0.0f;
+            if (!fast) {
+                fwd_mult(yp, xi, k, bias, g, M, oy, ox);
+                continue;
+            }
+            int nt = 0; /* the taps inside the image, in (ky, kx) order */
             for (int ky = 0; ky < g->kh; ky++) {
                 int iy = oy * g->sh - g->pt + ky * g->dh;
                 if (iy < 0 || iy >= g->h) continue;
                 for (int kx = 0; kx < g->kw; kx++) {
                     int ix = ox * g->sw - g->pl + kx * g->dw;
                     if (ix < 0 || ix >= g->w) continue;
-                    const float *xp = xi + ((size_t)iy * (size_t)g->w + (size_t)ix) * C; /* (C) */
-                    const float *kp = k + (size_t)(ky * g->kw + kx) * CM;               /* (C, M) */
-                    if (M == 1) {
-                        madd(yp, xp, kp, C); /* yp[c] += xp[c] * kp[c] */
-                    } else {
-                        for (size_t c = 0; c < C; c++)
-                            for (size_t m = 0; m < M; m++) yp[c * M + m] += xp[c] * kp[c * M + m];
-                    }
+                    xs[nt] = xi + ((size_t)iy * (size_t)g->w + (size_t)ix) * C;
+                    ks[nt++] = k + (size_t)(ky * g->kw + kx) * C;
                 }
             }
-            if (bias)
-                for (size_t j = 0; j < CM; j++) yp[j] += bias[j];
+            pixel(yp, xs, ks, nt, C, bias, 0);
         }
     }
 }
 
 void fv_depthwise_bwd(float *dx, const float *dy, const float *k, const struct fv_conv_geom *g,
-                      int mult) {
+                      int mult, int assign) {
     size_t C = (size_t)g->c, M = (size_t)mult, CM = C * M;
     size_t in_rows = (size_t)g->n * (size_t)g->h;
+    int fast = M == 1 && g->kh * g->kw <= DW_MAX_TAPS;
+    dw_pixel_fn *pixel = dw_pixel();
     int par = (double)g->n * g->oh * g->ow * (double)CM * g->kh * g->kw >= FV_PAR_MIN_WORK;
     (void)par; /* only read by the OpenMP clause */
     FV_OMP("omp parallel for schedule(static) if(par)")
     for (size_t r = 0; r < in_rows; r++) {
         size_t img = r / (size_t)g->h;
         int iy = (int)(r % (size_t)g->h);
+        const float *ds[DW_MAX_TAPS], *ks[DW_MAX_TAPS];
         for (int ix = 0; ix < g->w; ix++) {
             float *dxp = dx + (r * (size_t)g->w + (size_t)ix) * C; /* (C) */
+            if (assign && !fast) memset(dxp, 0, C * sizeof(float));
+            int nt = 0;
             for (int ky = 0; ky < g->kh; ky++) {
                 /* forward read iy = oy*SH - PT + ky*DH */
                 int ty = iy + g->pt - ky * g->dh;
@@ -87,7 +207,10 @@ void fv_depthwise_bwd(float *dx, const float *dy, const float *k, const struct f
                     const float *kp = k + (size_t)(ky * g->kw + kx) * CM; /* (C, M) */
                     /* forward: yp[c*M+m] += xp[c] * kp[c*M+m]
                      * so:      dxp[c] += sum_m dyp[c*M+m] * kp[c*M+m] */
-                    if (M == 1) {
+                    if (fast) {
+                        ds[nt] = dyp;
+                        ks[nt++] = kp;
+                    } else if (M == 1) {
                         madd(dxp, dyp, kp, C);
                     } else {
                         for (size_t c = 0; c < C; c++) {
@@ -98,6 +221,7 @@ void fv_depthwise_bwd(float *dx, const float *dy, const float *k, const struct f
                     }
                 }
             }
+            if (fast && (nt || assign)) pixel(dxp, ds, ks, nt, C, NULL, !assign);
         }
     }
 }
@@ -175,7 +299,7 @@ static void depthwise_backward(const struct fv_layer *l, const struct fv_io *io)
     if (!io->dx[0]) return;
     struct dw_dims d;
     FV_ASSERT(depthwise_dims(l, io, &d, NULL) == FV_OK);
-    fv_depthwise_bwd(io->dx[0], io->dy, l->w[0], &d.g, d.mult);
+    fv_depthwise_bwd(io->dx[0], io->dy, l->w[0], &d.g, d.mult, io->dx_assign[0]);
 }
 
 static double depthwise_flops(const struct fv_layer *l, const struct fv_io *io) {
@@ -189,6 +313,7 @@ const struct fv_layer_ops fv_depthwise_ops = {
     .kind = "depthwise",
     .need = FV_NEED_SPATIAL,
     .flags = FV_OPF_FILTERS,
+    .assigns_dx = 1, /* dx_assign: the first write overwrites (no zeroing pass) */
     .shape = depthwise_shape,
     .forward = depthwise_forward,
     .backward = depthwise_backward,

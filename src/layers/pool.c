@@ -245,21 +245,25 @@ static int windows_tile(const struct pool_geom *g) {
 FV_CLONES static void assign_max(int cnt, const float *const *px, float *const *pd,
                                    const float *dyc, int nc, int relu) {
     int c = 0;
+    /* 16 channels at a time as loops over the lanes, which gcc vectorizes on
+     * every clone (compares of 16-lane vector types would be split into
+     * scalar ones without 512-bit registers: see simd.h) */
     for (; c + FV_VL <= nc; c += FV_VL) {
-        fv_vf best, x, d;
-        fv_vi sel = {0};
-        for (int q = 0; q < FV_VL; q++) best[q] = -INFINITY;
+        float best[FV_VL], d[FV_VL];
+        int sel[FV_VL];
+        for (int q = 0; q < FV_VL; q++) best[q] = -INFINITY, sel[q] = 0;
         for (int k = 0; k < cnt; k++) {
-            memcpy(&x, px[k] + c, sizeof x);
-            fv_vi take = x > best; /* as `if (x > best)`: false for NaN */
-            best = (fv_vf)(((fv_vi)x & take) | ((fv_vi)best & ~take));
-            sel = (sel & ~take) | (k & take);
+            const float *x = px[k] + c;
+            for (int q = 0; q < FV_VL; q++) { /* as `if (x > best)`: false for NaN */
+                int take = x[q] > best[q];
+                best[q] = take ? x[q] : best[q];
+                sel[q] = take ? k : sel[q];
+            }
         }
-        memcpy(&d, dyc + c, sizeof d);
-        if (relu) d = (fv_vf)((fv_vi)d & (best > 0.0f));
+        for (int q = 0; q < FV_VL; q++) d[q] = !relu || best[q] > 0.0f ? dyc[c + q] : 0.0f;
         for (int k = 0; k < cnt; k++) {
-            fv_vf out = (fv_vf)((fv_vi)d & (sel == k));
-            memcpy(pd[k] + c, &out, sizeof out);
+            float *o = pd[k] + c;
+            for (int q = 0; q < FV_VL; q++) o[q] = sel[q] == k ? d[q] : 0.0f;
         }
     }
     for (; c < nc; c++) {
