@@ -285,7 +285,12 @@ int onnx_op_reduce(struct onnx_builder *b, const struct onnx_node *n, struct onn
     int na;
     if (!get_axes(n, cst, axes, &na)) FAIL(FV_ERR_UNSUPPORTED, "%s: node '%s' (%s): axes is not a constant list", onnx_path(b), onnx_node_name(n), n->op);
     unsigned mask = 0;
-    for (int k = 0; k < na; k++) mask |= 1u << (axes[k] < 0 ? axes[k] + x->rank + 1 : axes[k]);
+    for (int k = 0; k < na; k++) {
+        int64_t ax = axes[k] < 0 ? axes[k] + x->rank + 1 : axes[k];
+        if (ax < 0 || ax > x->rank)
+            FAIL(FV_ERR_FORMAT, "%s: node '%s' (%s): axis %lld does not exist", onnx_path(b), onnx_node_name(n), n->op, (long long)axes[k]);
+        mask |= 1u << ax;
+    }
     if (x->rank != 3 || mask != 0xC)
         FAIL(FV_ERR_UNSUPPORTED, "%s: node '%s' (%s): featviz reduces the H and W axes (2, 3) of an image", onnx_path(b), onnx_node_name(n), n->op);
     struct onnx_val pooled;

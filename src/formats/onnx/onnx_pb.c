@@ -209,7 +209,7 @@ int onnx_file_read(struct onnx_file *f, const char *path, struct fv_error *err) 
             t->i = p->i;
             if (p->has_s) {
                 char *s = arena_get(&a, p->s.len + 1);
-                memcpy(s, p->s.data, p->s.len);
+                if (p->s.len) memcpy(s, p->s.data, p->s.len); /* an empty string has no data */
                 s[p->s.len] = 0;
                 t->s = s;
             }
