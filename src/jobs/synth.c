@@ -317,29 +317,43 @@ static int lane_run(struct batch *bb, const struct fv_model *m, const struct fv_
     return FV_OK;
 }
 
-/* Images per lane, at most: a lane's plan (activations and gradients of its
- * images) stays small, and Dense weights are still read once per several
- * images (measured on the bench network: 11 beat 4, 8 and 22). */
-#define SYNTH_LANE 11
+/* SYNTH_LANE (synth.h), images per lane at most: a lane's plan (activations
+ * and gradients of its images) stays small, and Dense weights are still read
+ * once per several images (measured on the bench network: 11 beat 4, 8 and 22). */
+
+int synth_lanes(int n, int *start) {
+    int lanes = (n + SYNTH_LANE - 1) / SYNTH_LANE;
+    for (int k = 0; k <= lanes; k++) start[k] = (int)((long long)n * k / (lanes ? lanes : 1));
+    return lanes;
+}
 
 int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struct synth_cfg *cfg,
               const struct fv_objective *obj, int n, int h, int w, int c, const uint64_t *keys,
               float *u, double *score, struct fv_error *err) {
-    int top = -1;
+    int *start = malloc(((size_t)n / SYNTH_LANE + 2) * sizeof *start);
+    if (!start) return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    int lanes = synth_lanes(n, start);
+    int rc = synth_run_lanes(m, pp, cfg, obj, start, lanes, h, w, c, keys, u, score, err);
+    free(start);
+    return rc;
+}
+
+int synth_run_lanes(const struct fv_model *m, const struct fv_preproc *pp, const struct synth_cfg *cfg,
+                    const struct fv_objective *obj, const int *start, int lanes, int h, int w, int c,
+                    const uint64_t *keys, float *u, double *score, struct fv_error *err) {
+    int n = start[lanes] - start[0], top = -1;
+    obj += start[0], keys += start[0];
     for (int i = 0; i < n; i++)
         if (fv_objective_top(&obj[i]) > top) top = fv_objective_top(&obj[i]);
     /* Images are independent, so lanes of a few images each run all their
      * steps on one thread, side by side: no barrier per layer and step, and
-     * memory for the lanes in flight only. Too few images for every thread:
-     * one lane, parallel inside each layer. */
+     * memory for the lanes in flight only. One lane: parallel inside each
+     * layer. Which images share a lane is fixed by the caller, never by the
+     * thread count: a lane's batch size changes the kernels' summation order. */
     int flags = FV_PLAN_GRAD | FV_PLAN_FUSE; /* ReLUs in place unless an objective reads before one */
     for (int i = 0; i < n; i++)
         if (fv_objective_reads_pre_relu(&obj[i], m)) flags = FV_PLAN_GRAD;
-    int threads = fv_omp_max_threads();
-    int lanes = (n + SYNTH_LANE - 1) / SYNTH_LANE;
-    lanes = (lanes + threads - 1) / threads * threads; /* every thread as busy */
-    if (lanes > n) lanes = n;
-    if (lanes <= 1 || threads <= 1) {
+    if (lanes <= 1) {
         struct batch b = {0};
         int rc = lane_run(&b, m, pp, cfg, obj, n, h, w, c, keys, top, flags, u, score, err);
         batch_free(&b);
@@ -352,8 +366,8 @@ int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struc
         struct batch b = {0};
         FV_OMP("omp for schedule(dynamic, 1)")
         for (int k = 0; k < lanes; k++) {
-            int first = (int)((long long)n * k / lanes);
-            int cnt = (int)((long long)n * (k + 1) / lanes) - first, failed;
+            int first = start[k] - start[0];
+            int cnt = start[k + 1] - start[k], failed;
             FV_OMP("omp atomic read")
             failed = rc;
             if (failed) continue;
