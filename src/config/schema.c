@@ -88,6 +88,7 @@ const struct fv_key fv_keys[] = {
     {"stats", "batch", FV_KEY_INT, "64", NULL, 1, 65536, "images per forward pass (memory stays bounded by it)"},
     {"stats", "montage", FV_KEY_BOOL, "true", NULL, NORANGE, "write a montage of each channel's top-k images"},
     {"stats", "limit", FV_KEY_INT, "0", NULL, 0, 2000000000, "use only the first N images (0: all)"},
+    {"stats", "shard", FV_KEY_INT, "1024", NULL, 1, 2000000000, "images per work item: measured apart (by any MPI rank) and summed in shard order"},
 
     SYNTH_KEYS("classes", "512", "0.05", "0.0625", "0.1", "0"),
     {"classes", "targets", FV_KEY_LIST, "all", NULL, NORANGE, "classes to draw: all, or a list such as 0,5,14"},

@@ -82,8 +82,14 @@ static void on_done(void *ctx, int first, int count, int remote) {
 static int open_state(struct fv_items *it, struct tally *t, struct fv_error *err) {
     char path[4400], line[128], head[128];
     snprintf(path, sizeof path, "%s/.featviz-resume", it->dir);
-    if (mkdir(path, 0777) && errno != EEXIST)
-        return fv_error_set(err, FV_ERR_IO, "%s: cannot create directory: %s", path, strerror(errno));
+    for (char *p = path + 1;; p++) /* and its parents */
+        if (*p == '/' || !*p) {
+            char keep = *p;
+            *p = 0;
+            if (mkdir(path, 0777) && errno != EEXIST)
+                return fv_error_set(err, FV_ERR_IO, "%s: cannot create directory: %s", path, strerror(errno));
+            if (!(*p = keep)) break;
+        }
     snprintf(head, sizeof head, "featviz-manifest 1 %s %016" PRIx64 "\n", it->job, fingerprint(it));
     state_path(it, -1, path, sizeof path);
     FILE *f = resume ? fopen(path, "r") : NULL;
