@@ -202,6 +202,12 @@ int fv_items_run(struct fv_items *it, struct fv_error *err) {
             it->n_have += it->have[i];
         }
         it->complete = t.n_done == it->n;
+        if (rc && t.n_done == 0) { /* a failure before any item was done: nothing to resume */
+            int complete = it->complete;
+            it->complete = 1;
+            fv_items_finish(it);
+            it->complete = complete;
+        }
         free(t.done);
     }
     return rc;
