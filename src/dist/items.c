@@ -22,8 +22,11 @@ void fv_items_set_resume(int on) { resume = on; }
 int fv_items_resuming(void) { return resume; }
 int fv_items_leader(void) { return fv_dist_rank() == 0; }
 
+enum { MANIFEST = -1, COMPLETE = -2 };
+
 static void state_path(const struct fv_items *it, int item, char *out, size_t cap) {
-    if (item < 0) snprintf(out, cap, "%s/.featviz-resume/%s.manifest", it->dir, it->job);
+    if (item == COMPLETE) snprintf(out, cap, "%s/.featviz-resume/%s.complete", it->dir, it->job);
+    else if (item < 0) snprintf(out, cap, "%s/.featviz-resume/%s.manifest", it->dir, it->job);
     else snprintf(out, cap, "%s/.featviz-resume/%s_%07d.bin", it->dir, it->job, item);
 }
 
@@ -91,8 +94,22 @@ static int open_state(struct fv_items *it, struct tally *t, struct fv_error *err
             if (!(*p = keep)) break;
         }
     snprintf(head, sizeof head, "featviz-manifest 1 %s %016" PRIx64 "\n", it->job, fingerprint(it));
-    state_path(it, -1, path, sizeof path);
+    /* a job a stopped `featviz run` completed: nothing to do again */
+    state_path(it, COMPLETE, path, sizeof path);
     FILE *f = resume ? fopen(path, "r") : NULL;
+    int same = f && fgets(line, sizeof line, f) && !strcmp(line, head);
+    if (f) fclose(f);
+    if (same) {
+        for (int i = 0; i < it->n; i++) t->done[i] = 1;
+        t->n_done = it->n;
+        it->already = 1;
+        printf("%s: already complete in %s (resumed run)\n", it->job, it->dir);
+        fflush(stdout);
+        return FV_OK;
+    }
+    unlink(path);
+    state_path(it, MANIFEST, path, sizeof path);
+    f = resume ? fopen(path, "r") : NULL;
     int found = 0;
     if (f) {
         if (!fgets(line, sizeof line, f) || strcmp(line, head)) {
@@ -117,7 +134,7 @@ static int open_state(struct fv_items *it, struct tally *t, struct fv_error *err
             unlink(path);
         }
     }
-    state_path(it, -1, path, sizeof path);
+    state_path(it, MANIFEST, path, sizeof path);
     if (!(t->manifest = fopen(path, found ? "a" : "w")))
         return fv_error_set(err, FV_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     if (!found) fputs(head, t->manifest);
@@ -141,6 +158,32 @@ static int save_blob(const struct fv_items *it, int item, const unsigned char *b
     return fv_tmpfile_commit(&t, err);
 }
 
+/* Removes the results and the manifest; complete: leaves
+ * <job>.complete (the manifest's first line) so that a resumed `featviz run`
+ * skips this job; else removes the folder if nothing else is in it. */
+static void remove_state(const struct fv_items *it, int complete) {
+    char path[4400], head[128];
+    for (int i = 0; i < it->n; i++) {
+        state_path(it, i, path, sizeof path);
+        unlink(path);
+    }
+    state_path(it, MANIFEST, path, sizeof path);
+    unlink(path);
+    if (complete) {
+        struct fv_tmpfile t;
+        struct fv_error e = {0};
+        snprintf(head, sizeof head, "featviz-manifest 1 %s %016" PRIx64 "\n", it->job, fingerprint(it));
+        state_path(it, COMPLETE, path, sizeof path);
+        if (!fv_tmpfile_open(&t, path, &e)) {
+            fputs(head, t.fp);
+            fv_tmpfile_commit(&t, &e);
+        }
+        return;
+    }
+    snprintf(path, sizeof path, "%s/.featviz-resume", it->dir);
+    rmdir(path); /* fails while another job's state is there */
+}
+
 /* A failed item: with several ranks the whole job ends here, naming it. */
 static int item_failed(const struct fv_items *it, int first, int count, int rc, struct fv_error *err) {
     if (fv_dist_size() < 2) return rc;
@@ -155,7 +198,7 @@ static int item_failed(const struct fv_items *it, int first, int count, int rc, 
 int fv_items_run(struct fv_items *it, struct fv_error *err) {
     struct tally t = {.it = it};
     int rc = FV_OK, leader = fv_items_leader();
-    it->have = NULL, it->n_have = 0, it->complete = 0, it->stopped = 0;
+    it->have = NULL, it->n_have = 0, it->complete = 0, it->stopped = 0, it->already = 0;
     if (leader) {
         t.done = calloc((size_t)it->n + 1, 1);
         it->have = calloc((size_t)it->n + 1, 1);
@@ -202,12 +245,7 @@ int fv_items_run(struct fv_items *it, struct fv_error *err) {
             it->n_have += it->have[i];
         }
         it->complete = t.n_done == it->n;
-        if (rc && t.n_done == 0) { /* a failure before any item was done: nothing to resume */
-            int complete = it->complete;
-            it->complete = 1;
-            fv_items_finish(it);
-            it->complete = complete;
-        }
+        if (rc && t.n_done == 0) remove_state(it, 0); /* a failure before any item was done: nothing to resume */
         free(t.done);
     }
     return rc;
@@ -225,17 +263,7 @@ int fv_items_load(const struct fv_items *it, int item, unsigned char *blob, stru
 }
 
 void fv_items_finish(struct fv_items *it) {
-    if (fv_items_leader() && it->complete) {
-        char path[4400];
-        for (int i = 0; i < it->n; i++) {
-            state_path(it, i, path, sizeof path);
-            unlink(path);
-        }
-        state_path(it, -1, path, sizeof path);
-        unlink(path);
-        snprintf(path, sizeof path, "%s/.featviz-resume", it->dir);
-        rmdir(path); /* fails while another job's state is there */
-    }
+    if (fv_items_leader() && it->complete && !it->already) remove_state(it, 1);
     free(it->have);
     it->have = NULL;
 }

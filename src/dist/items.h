@@ -7,7 +7,9 @@
  *                                          "done <item>" line per completed item
  *   <dir>/.featviz-resume/<job>_<item>.bin that item's result (blob_size bytes)
  *
- * The folder goes away when every item is done and the summaries are written. */
+ * When every item is done and the summaries are written, these go and
+ * <job>.complete (the manifest's first line) stays: a resumed `featviz run`
+ * skips that job. A run without --resume starts afresh. */
 #ifndef FEATVIZ_DIST_ITEMS_H
 #define FEATVIZ_DIST_ITEMS_H
 
@@ -36,6 +38,7 @@ struct fv_items {
     unsigned char *have;          /* (n) a result exists: done, or reached when a stop came */
     int n_have;
     int complete;                 /* every item done */
+    int already;                  /* rank 0: done by an earlier run (resumed): write nothing again */
     int stopped;                  /* stopped early (Ctrl-C on any rank): on every rank */
 };
 

@@ -222,7 +222,7 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
     struct fv_items it = {.job = "classes", .dir = dir, .s = s, .n = lanes, .max_take = take > 1 ? take : 1,
                           .blob_size = SYNTH_LANE * class_image_bytes(&x), .item_units = class_item_units,
                           .run = class_item_run, .name = class_item_name, .ctx = &x};
-    if ((rc = fv_items_run(&it, err)) || !fv_items_leader()) goto done_items;
+    if ((rc = fv_items_run(&it, err)) || !fv_items_leader() || it.already) goto done_items;
     /* rank 0: the images there are, in class order (a stopped run: those reached) */
     int kept = 0;
     unsigned char *blob = malloc(it.blob_size);

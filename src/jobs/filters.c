@@ -319,10 +319,11 @@ int fv_job_filters(const struct fv_settings *s, struct fv_error *err) {
                           .max_take = take > 1 ? take : 1, .blob_size = SYNTH_LANE * ib,
                           .item_units = filter_item_units, .run = filter_item_run, .name = filter_item_name, .ctx = &x};
     if (!rc) rc = fv_items_run(&it, err);
+    int drawn_layers = it.already ? 0 : n_layers; /* a resumed run: this job was complete */
     /* rank 0: per layer, the montage and tables of the filters there are */
     unsigned char *blob = fv_items_leader() && !rc ? malloc(it.blob_size) : NULL;
     if (fv_items_leader() && !rc && !blob) rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
-    for (int k = 0; k < n_layers && !rc && blob; k++) {
+    for (int k = 0; k < drawn_layers && !rc && blob; k++) {
         const struct fv_layer *l = &m.layers[layers[k]];
         int nf = x.n_filt[k], n = 0, n_dead = 0;
         int *filt = malloc((size_t)(nf ? nf : 1) * sizeof *filt), *dead = calloc((size_t)(nf ? nf : 1), sizeof *dead);

@@ -704,7 +704,7 @@ int fv_job_stats(const struct fv_settings *s, struct fv_error *err) {
     free(blob);
     for (int j = 0; scratch && j < n_ls; j++) stats_free(&scratch[j]);
     free(scratch);
-    if (rc || !fv_items_leader()) goto done_items;
+    if (rc || !fv_items_leader() || it.already) goto done_items;
     for (int j = 0; j < n_ls; j++)
         for (int ch = 0; ch < ls[j].C; ch++)
             qsort(ls[j].heap + (size_t)ch * (size_t)k, (size_t)ls[j].hn[ch], sizeof *ls[j].heap, best_first);
