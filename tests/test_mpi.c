@@ -130,7 +130,7 @@ static pid_t start_mpirun(const char *extra) {
 
 /* Waits (up to 120 s) until the manifest has a completed item. */
 static void wait_for_done(const char *manifest) {
-    for (int i = 0; i < 1200 && count_done(manifest) < 1; i++) usleep(100000);
+    for (int i = 0; i < 6000 && count_done(manifest) < 1; i++) usleep(20000);
     if (count_done(manifest) < 1) fail_msg("no item completed in %s", manifest);
 }
 
@@ -184,14 +184,15 @@ static void test_stop_and_resume(void **state) {
     snprintf(log, sizeof log, "%s.log", out_dir);
     out = read_text(log, NULL);
     printf("%s", out ? out : "");
-    assert_non_null(out && strstr(out, "classes: resuming:") ? out : NULL);
+    assert_non_null(out && strstr(out, "classes: resuming:") ? out : NULL); /* the kill came before classes ended */
     free(out);
     assert_pngs_decode(out_dir);
     /* 3: resume to the end */
     int rc = run_capture(&out, "OMP_NUM_THREADS=1 " MPIRUN " %s run %s --resume", FV_BINARY, args);
     printf("%s", out);
     assert_int_equal(rc, 0);
-    assert_non_null(strstr(out, "filters: resuming:"));
+    /* (on a fast machine the Ctrl-C may land after filters, in a later job) */
+    assert_true(strstr(out, "filters: resuming:") || strstr(out, "activations: resuming:") || strstr(out, "stats: resuming:"));
     assert_non_null(strstr(out, "classes: already complete"));
     free(out);
     assert_pngs_decode(out_dir);
