@@ -14,7 +14,7 @@ REPS=${REPS:-1}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 SCRATCH=$(mktemp -d /dev/shm/fv_mpi_bench.XXXXXX 2>/dev/null || mktemp -d)
 trap 'rm -rf "$SCRATCH"' EXIT
-CORES=$(nproc)
+CORES=$(getconf _NPROCESSORS_ONLN) # (nproc would follow OMP_NUM_THREADS)
 echo "machine: $CORES cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # run NAME CMD...: median wall, user+sys CPU over REPS runs -> "wall cpu"
