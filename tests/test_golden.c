@@ -21,113 +21,10 @@
 #define FWD_TOL 1e-5
 #define GRAD_TOL 1e-4
 
-/* ---- tiny .npy reader (little-endian <f4 / <f8, C order), values as double ---- */
-
-struct npy {
-    int rank;
-    size_t dims[8];
-    size_t count;
-    double *data;   /* (count), malloc'd */
-};
-
-static void npy_free(struct npy *a) {
-    free(a->data);
-    memset(a, 0, sizeof *a);
-}
-
-/* Returns NULL on success, else a static message. */
-static const char *npy_read(const char *path, struct npy *a) {
-    memset(a, 0, sizeof *a);
-    FILE *f = fopen(path, "rb");
-    if (!f) return "cannot open";
-    unsigned char pre[12];
-    const char *msg = NULL;
-    char *hdr = NULL;
-    if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) {
-        msg = "not a .npy file";
-        goto done;
-    }
-    size_t hlen = (size_t)pre[8] | (size_t)pre[9] << 8;
-    if (pre[6] >= 2) {
-        if (fread(pre + 10, 1, 2, f) != 2) {
-            msg = "truncated header";
-            goto done;
-        }
-        hlen |= (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
-    }
-    hdr = calloc(1, hlen + 1);
-    if (!hdr || fread(hdr, 1, hlen, f) != hlen) {
-        msg = "truncated header";
-        goto done;
-    }
-    int f8;
-    if (strstr(hdr, "'<f8'"))
-        f8 = 1;
-    else if (strstr(hdr, "'<f4'"))
-        f8 = 0;
-    else {
-        msg = "dtype is not <f4 or <f8";
-        goto done;
-    }
-    if (!strstr(hdr, "'fortran_order': False")) {
-        msg = "Fortran order";
-        goto done;
-    }
-    const char *s = strstr(hdr, "'shape': (");
-    if (!s) {
-        msg = "no shape";
-        goto done;
-    }
-    s += strlen("'shape': (");
-    a->count = 1;
-    while (*s && *s != ')') {
-        char *end;
-        unsigned long v = strtoul(s, &end, 10);
-        if (end == s) {
-            s++;
-            continue;
-        }
-        if (a->rank == 8) {
-            msg = "rank > 8";
-            goto done;
-        }
-        a->dims[a->rank++] = v;
-        a->count *= v;
-        s = end;
-    }
-    a->data = malloc((a->count ? a->count : 1) * sizeof(double));
-    if (!a->data) {
-        msg = "out of memory";
-        goto done;
-    }
-    for (size_t i = 0; i < a->count; i++) {
-        if (f8) {
-            double v;
-            if (fread(&v, sizeof v, 1, f) != 1) {
-                msg = "truncated data";
-                goto done;
-            }
-            a->data[i] = v;
-        } else {
-            float v;
-            if (fread(&v, sizeof v, 1, f) != 1) {
-                msg = "truncated data";
-                goto done;
-            }
-            a->data[i] = (double)v;
-        }
-    }
-done:
-    free(hdr);
-    fclose(f);
-    if (msg) npy_free(a);
-    return msg;
-}
-
-static void load_npy(const char *model, const char *what, struct npy *a) {
+static void load_npy(const char *model, const char *what, struct test_npy *a) {
     char rel[512];
     snprintf(rel, sizeof rel, "golden/%s.%s.npy", model, what);
-    const char *msg = npy_read(data_path(rel), a);
+    const char *msg = test_npy_read(data_path(rel), a);
     if (msg) fail_msg("%s: %s", data_path(rel), msg);
 }
 
@@ -163,7 +60,7 @@ struct ctx {
     int have_model;
     struct fv_plan p;
     int have_plan;
-    struct npy x, ref, w;
+    struct test_npy x, ref, w;
     float *xin, *out, *map;
     json_t *obj;
 };
@@ -190,9 +87,9 @@ static int teardown(void **state) {
     struct ctx *c = *state;
     if (c->have_plan) fv_plan_free(&c->p);
     if (c->have_model) fv_model_free(&c->m);
-    npy_free(&c->x);
-    npy_free(&c->ref);
-    npy_free(&c->w);
+    test_npy_free(&c->x);
+    test_npy_free(&c->ref);
+    test_npy_free(&c->w);
     free(c->xin);
     free(c->out);
     free(c->map);
@@ -201,7 +98,7 @@ static int teardown(void **state) {
     return 0;
 }
 
-static float *to_float(const struct npy *a) {
+static float *to_float(const struct test_npy *a) {
     float *f = malloc((a->count ? a->count : 1) * sizeof *f);
     assert_non_null(f);
     for (size_t i = 0; i < a->count; i++) f[i] = (float)a->data[i];
@@ -248,13 +145,13 @@ static void load_and_run(struct ctx *c) {
 /* Compares node t's output (whole batch, Keras order) with <model>.<what>.npy;
  * prints the error, returns 1 when within tol. */
 static int compare_node(struct ctx *c, int t, const char *what, double tol) {
-    struct npy ref;
+    struct test_npy ref;
     load_npy(c->g->name, what, &ref);
     size_t per = fv_shape_count(&c->p.io[t].out);
     size_t count = (size_t)c->p.n * per;
     if (count != ref.count) {
         size_t rc = ref.count;
-        npy_free(&ref);
+        test_npy_free(&ref);
         fail_msg("%s: layer '%s' has %zu values per batch, fixture %s has %zu", c->g->name,
                  c->m.layers[t].name, count, what, rc);
     }
@@ -275,7 +172,7 @@ static int compare_node(struct ctx *c, int t, const char *what, double tol) {
     printf("  %-18s %-24s rel err %.2e (worst [%zu]: %.8g vs %.8g)%s\n", c->g->name, what, e,
            worst, (double)out[worst], ref.data[worst], ok ? "" : "  <-- FAILS");
     free(out);
-    npy_free(&ref);
+    test_npy_free(&ref);
     return ok;
 }
 
@@ -398,7 +295,7 @@ static void test_picked(void **state) {
         fv_forward(&q, t);
 
         /* values: the picked channel of each image against the fixture (Keras order) */
-        struct npy ref;
+        struct test_npy ref;
         load_npy(c->g->name, c->g->inter[i], &ref);
         size_t per = fv_shape_count(o);
         assert_int_equal(ref.count, (size_t)n * per);
@@ -432,7 +329,7 @@ static void test_picked(void **state) {
         double ge = rel_err_f32(dx[0], dx[1], c->x.count);
         printf("  %-18s %-24s picked gradient: rel err %.2e\n", c->g->name, c->g->inter[i], ge);
         free(all), free(got), free(want);
-        npy_free(&ref);
+        test_npy_free(&ref);
         fv_plan_free(&q);
         if (!(e <= FWD_TOL) || !(ge <= GRAD_TOL))
             fail_msg("%s: '%s' with one channel per image: values %.2e (tolerance %.0e), gradient %.2e (%.0e)",

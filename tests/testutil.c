@@ -227,3 +227,96 @@ double *fixture_array(const char *file, const char *name, size_t expect) {
         return v;
     }
 }
+
+void test_npy_free(struct test_npy *a) {
+    free(a->data);
+    memset(a, 0, sizeof *a);
+}
+
+const char *test_npy_read(const char *path, struct test_npy *a) {
+    memset(a, 0, sizeof *a);
+    FILE *f = fopen(path, "rb");
+    if (!f) return "cannot open";
+    unsigned char pre[12];
+    const char *msg = NULL;
+    char *hdr = NULL;
+    if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) {
+        msg = "not a .npy file";
+        goto done;
+    }
+    size_t hlen = (size_t)pre[8] | (size_t)pre[9] << 8;
+    if (pre[6] >= 2) {
+        if (fread(pre + 10, 1, 2, f) != 2) {
+            msg = "truncated header";
+            goto done;
+        }
+        hlen |= (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
+    }
+    hdr = calloc(1, hlen + 1);
+    if (!hdr || fread(hdr, 1, hlen, f) != hlen) {
+        msg = "truncated header";
+        goto done;
+    }
+    int f8;
+    if (strstr(hdr, "'<f8'"))
+        f8 = 1;
+    else if (strstr(hdr, "'<f4'"))
+        f8 = 0;
+    else {
+        msg = "dtype is not <f4 or <f8";
+        goto done;
+    }
+    if (!strstr(hdr, "'fortran_order': False")) {
+        msg = "Fortran order";
+        goto done;
+    }
+    const char *s = strstr(hdr, "'shape': (");
+    if (!s) {
+        msg = "no shape";
+        goto done;
+    }
+    s += strlen("'shape': (");
+    a->count = 1;
+    while (*s && *s != ')') {
+        char *end;
+        unsigned long v = strtoul(s, &end, 10);
+        if (end == s) {
+            s++;
+            continue;
+        }
+        if (a->rank == 8) {
+            msg = "rank > 8";
+            goto done;
+        }
+        a->dims[a->rank++] = v;
+        a->count *= v;
+        s = end;
+    }
+    a->data = malloc((a->count ? a->count : 1) * sizeof(double));
+    if (!a->data) {
+        msg = "out of memory";
+        goto done;
+    }
+    for (size_t i = 0; i < a->count; i++) {
+        if (f8) {
+            double v;
+            if (fread(&v, sizeof v, 1, f) != 1) {
+                msg = "truncated data";
+                goto done;
+            }
+            a->data[i] = v;
+        } else {
+            float v;
+            if (fread(&v, sizeof v, 1, f) != 1) {
+                msg = "truncated data";
+                goto done;
+            }
+            a->data[i] = (double)v;
+        }
+    }
+done:
+    free(hdr);
+    fclose(f);
+    if (msg) test_npy_free(a);
+    return msg;
+}

@@ -45,6 +45,17 @@ double *fixture_array(const char *file, const char *name, size_t expect);
 /* The count of that array. */
 size_t fixture_length(const char *file, const char *name);
 
+/* A tiny .npy reader for references (little-endian <f4 / <f8, C order),
+ * values as double: NULL on success, else a static message. */
+struct test_npy {
+    int rank;
+    size_t dims[8];
+    size_t count;
+    double *data;   /* (count), malloc'd */
+};
+const char *test_npy_read(const char *path, struct test_npy *a);
+void test_npy_free(struct test_npy *a);
+
 /* Reads a whole file (malloc'd, NUL-terminated); NULL if missing. */
 char *read_text(const char *path, size_t *len);
 

@@ -14,6 +14,16 @@
 #include "featviz/error.h"
 #include "featviz/layer.h"
 
+/* A model nested in the model (Keras' base_model inside a Sequential): its
+ * layers are nodes of the one graph; it is addressed by its name, meaning
+ * its output. */
+struct fv_group {
+    char name[FV_NAME_MAX];
+    char cls[64];                /* "Functional", "Sequential" */
+    char output[FV_NAME_MAX];    /* name of the node that is its output */
+    int parent;                  /* 1 + index of the enclosing group; 0: top level */
+};
+
 struct fv_model {
     char path[1024];
     char format[32];         /* the front end's name for the file: "Keras HDF5",
@@ -33,6 +43,9 @@ struct fv_model {
     int in_rank;
     int in_dims[FV_MAX_RANK];
 
+    int n_groups;
+    struct fv_group *groups; /* nested models, outer ones first */
+
     void *weights_mem;       /* one block holding every weight */
 
     /* Per layer, the kernel in the forms the passes multiply by (transposed,
@@ -47,8 +60,9 @@ struct fv_model {
 
 void fv_model_free(struct fv_model *m);
 
-/* Node index of a layer by Keras name; -1 when absent. Nested layers can also
- * be named by their path "outer/inner". */
+/* Node index of a layer by name; -1 when absent. A nested model's name
+ * stands for its output node, and its layers can also be named by their path
+ * "outer/inner". */
 int fv_model_find(const struct fv_model *m, const char *name);
 
 /* The node whose output is the last softmax's input (the logits) and whether

@@ -201,6 +201,12 @@ struct fv_upsample_params {
     int fh, fw;
     int bilinear;
 };
+struct fv_resize_params {        /* Resizing: to oh x ow, from the centred crop of the
+                                    input's aspect ratio when crop (crop_to_aspect_ratio) */
+    int oh, ow;
+    int bilinear;
+    int crop;
+};
 struct fv_bn_params {
     int axis;                    /* PHYSICAL axis of the normalised dimension */
     float epsilon;
@@ -236,12 +242,15 @@ struct fv_layer {
     struct fv_act act;           /* fused activation applied after ops->forward */
     int act_axis;                /* softmax: Keras axis (no batch dim); -1 = last */
     int hidden;                  /* inserted by featviz (Permute), not a Keras layer */
+    int group;                   /* 1 + index in fv_model.groups of the innermost nested
+                                    model holding the layer; 0: the top level */
 
     union {
         struct fv_conv_params conv;
         struct fv_pool_params pool;
         struct fv_pad_params pad;
         struct fv_upsample_params up;
+        struct fv_resize_params resize;
         struct fv_bn_params bn;
         struct fv_merge_params merge;
         struct fv_reshape_params reshape;

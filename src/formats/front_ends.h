@@ -9,4 +9,8 @@
 int fv_keras_h5_load(struct fv_model *m, const char *path, const struct fv_load_opts *opts,
                      struct fv_error *err);
 
+/* Keras 3 native: a .keras zip archive, or the folder it unzips to (folder = 1). */
+int fv_keras3_load(struct fv_model *m, const char *path, int folder,
+                   const struct fv_load_opts *opts, struct fv_error *err);
+
 #endif

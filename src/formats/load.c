@@ -2,17 +2,23 @@
  * it being a folder), never from its name. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "formats/front_ends.h"
+
+static const unsigned char zip_magic[4] = {'P', 'K', 3, 4};
 
 int fv_model_load(struct fv_model *m, const char *path, const struct fv_load_opts *opts,
                   struct fv_error *err) {
     memset(m, 0, sizeof *m);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return fv_keras3_load(m, path, 1, opts, err);
     unsigned char head[8] = {0};
     FILE *f = fopen(path, "rb");
     size_t got = f ? fread(head, 1, sizeof head, f) : 0;
     if (f) fclose(f);
-    (void)got;
+    if (got >= sizeof zip_magic && !memcmp(head, zip_magic, sizeof zip_magic))
+        return fv_keras3_load(m, path, 0, opts, err);
     /* HDF5 and everything unrecognised: the HDF5 reader says what is wrong */
     return fv_keras_h5_load(m, path, opts, err);
 }

@@ -4,10 +4,29 @@
 
 #include "featviz/graph.h"
 
-int fv_model_find(const struct fv_model *m, const char *name) {
+static int find_node(const struct fv_model *m, const char *name) {
     for (int i = 0; i < m->n_layers; i++)
         if (!m->layers[i].hidden && !strcmp(m->layers[i].name, name)) return i;
     return -1;
+}
+
+/* 1 when group g (1-based) or one of its ancestors is named `name`. */
+static int inside(const struct fv_model *m, int g, const char *name, size_t len) {
+    for (; g > 0; g = m->groups[g - 1].parent)
+        if (strlen(m->groups[g - 1].name) == len && !strncmp(m->groups[g - 1].name, name, len)) return 1;
+    return 0;
+}
+
+int fv_model_find(const struct fv_model *m, const char *name) {
+    int t = find_node(m, name);
+    if (t >= 0) return t;
+    for (int g = 0; g < m->n_groups; g++)
+        if (!strcmp(m->groups[g].name, name)) return find_node(m, m->groups[g].output);
+    const char *slash = strrchr(name, '/'); /* "outer/inner" */
+    if (!slash || (t = fv_model_find(m, slash + 1)) < 0) return -1;
+    const char *outer = slash;
+    while (outer > name && outer[-1] != '/') outer--;
+    return inside(m, m->layers[t].group, outer, (size_t)(slash - outer)) ? t : -1;
 }
 
 /* Dropout & co: identity ops without an activation. */
@@ -41,5 +60,6 @@ void fv_model_free(struct fv_model *m) {
     for (int i = 0; m->prepared && i < m->n_layers; i++) free(m->prepared[i].data);
     free(m->prepared);
     free(m->layers);
+    free(m->groups);
     memset(m, 0, sizeof *m);
 }

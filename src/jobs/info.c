@@ -30,6 +30,40 @@ static const char *act_text(const struct fv_layer *l) {
     return has ? "linear" : "";
 }
 
+static int depth(const struct fv_model *m, int g) {
+    int d = 0;
+    for (; g > 0; g = m->groups[g - 1].parent) d++;
+    return d;
+}
+
+/* 1 when group g (1-based) is a or encloses it. */
+static int encloses(const struct fv_model *m, int g, int a) {
+    for (; a > 0; a = m->groups[a - 1].parent)
+        if (a == g) return 1;
+    return 0;
+}
+
+static size_t group_params(const struct fv_model *m, int g) {
+    size_t n = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        if (encloses(m, g, m->layers[i].group)) n += m->layers[i].params_trainable + m->layers[i].params_fixed;
+    return n;
+}
+
+/* The table rows of nested models entered between groups `from` and `to`
+ * (Keras' summary shows a nested model as one row, here its layers follow
+ * it, indented). */
+static void enter_groups(const struct fv_model *m, const struct fv_plan *p, int from, int to) {
+    if (to == 0 || encloses(m, to, from)) return;
+    enter_groups(m, p, from, m->groups[to - 1].parent);
+    const struct fv_group *g = &m->groups[to - 1];
+    char name[240], shape[128] = "";
+    snprintf(name, sizeof name, "%*s%s (%s)", 2 * (depth(m, to) - 1), "", g->name, g->cls);
+    int out = fv_model_find(m, g->output);
+    if (out >= 0) shape_text(p, out, m, shape, sizeof shape);
+    printf("%-46s %-22s %12zu\n", name, shape, group_params(m, to));
+}
+
 int fv_job_info(const struct fv_settings *s, struct fv_error *err) {
     struct fv_model m;
     int rc = job_load_model(s, &m, err);
@@ -54,6 +88,10 @@ int fv_job_info(const struct fv_settings *s, struct fv_error *err) {
     if (json) {
         printf("{\"path\": ");
         job_json_string(stdout, m.path);
+        printf(", \"format\": ");
+        job_json_string(stdout, m.format);
+        printf(", \"producer\": ");
+        job_json_string(stdout, m.producer);
         printf(", \"keras_version\": ");
         job_json_string(stdout, m.keras_version);
         printf(", \"backend\": ");
@@ -77,6 +115,10 @@ int fv_job_info(const struct fv_settings *s, struct fv_error *err) {
             job_json_string(stdout, shape);
             printf(", \"params\": %zu, \"activation\": ", l->params_trainable + l->params_fixed);
             job_json_string(stdout, act_text(l));
+            if (l->group) {
+                printf(", \"nested_in\": ");
+                job_json_string(stdout, m.groups[l->group - 1].name);
+            }
             printf(", \"flops\": %.0f, \"inputs\": [", l->ops && l->ops->flops ? l->ops->flops(l, &p.io[i]) : 0.0);
             for (int j = 0; j < l->n_in; j++) {
                 printf("%s", j ? ", " : "");
@@ -84,21 +126,35 @@ int fv_job_info(const struct fv_settings *s, struct fv_error *err) {
             }
             printf("]}");
         }
+        printf("\n], \"nested_models\": [");
+        for (int g = 0; g < m.n_groups; g++) {
+            printf("%s\n  {\"name\": ", g ? "," : "");
+            job_json_string(stdout, m.groups[g].name);
+            printf(", \"class\": ");
+            job_json_string(stdout, m.groups[g].cls);
+            printf(", \"output\": ");
+            job_json_string(stdout, m.groups[g].output);
+            printf(", \"params\": %zu, \"nested_in\": ", group_params(&m, g + 1));
+            job_json_string(stdout, m.groups[g].parent ? m.groups[m.groups[g].parent - 1].name : "");
+            printf("}");
+        }
         printf("\n], \"total_params\": %zu, \"trainable_params\": %zu, \"non_trainable_params\": %zu, \"flops\": %.0f}\n",
                trainable + fixed, trainable, fixed, flops);
     } else {
         printf("Model: \"%s\" (%s) from %s\n", m.name, m.model_class, m.path);
-        printf("Written by Keras %s, backend %s\n", *m.keras_version ? m.keras_version : "1.x (not recorded)",
-               *m.backend ? m.backend : "not recorded");
+        printf("%s, written by %s%s%s\n", m.format, m.producer, *m.backend ? ", backend " : "", m.backend);
         if (planned) printf("Input size is not declared; shapes below are for %dx%d.\n", h, w);
         printf("%-46s %-22s %12s  %-12s %-24s\n", "Layer (type)", "Output Shape", "Param #", "Activation", "Connected to");
         for (int i = 0; i < 120; i++) putchar('=');
         putchar('\n');
+        int group = 0;
         for (int i = 0; i < m.n_layers; i++) {
             const struct fv_layer *l = &m.layers[i];
             if (l->hidden) continue;
-            char name[200];
-            snprintf(name, sizeof name, "%s (%s)", l->name, l->keras_class);
+            enter_groups(&m, &p, group, l->group);
+            group = l->group;
+            char name[240];
+            snprintf(name, sizeof name, "%*s%s (%s)", 2 * depth(&m, l->group), "", l->name, l->keras_class);
             shape_text(&p, i, &m, shape, sizeof shape);
             printf("%-46s %-22s %12zu  %-12s ", name, shape, l->params_trainable + l->params_fixed, act_text(l));
             for (int j = 0; j < l->n_in; j++) printf("%s%s", j ? ", " : "", source(&m, l, j)->name);

@@ -29,6 +29,7 @@ extern const struct fv_layer_ops fv_batchnorm_ops;
 extern const struct fv_layer_ops fv_zeropad_ops;
 extern const struct fv_layer_ops fv_crop_ops;
 extern const struct fv_layer_ops fv_upsample_ops;
+extern const struct fv_layer_ops fv_resize_ops;    /* p.resize: to a fixed size (Keras Resizing) */
 
 enum fv_merge_op { FV_MERGE_ADD, FV_MERGE_SUB, FV_MERGE_MUL, FV_MERGE_AVG, FV_MERGE_MAX, FV_MERGE_MIN };
 extern const struct fv_layer_ops fv_merge_ops;   /* p.merge.op, n_in >= 2 (SUB: exactly 2) */

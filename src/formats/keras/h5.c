@@ -151,6 +151,42 @@ fail:
     return rc;
 }
 
+int fv_h5_open_image(struct fv_h5 **out, const void *buf, size_t len, const char *name,
+                     struct fv_error *err) {
+    static const unsigned char magic[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    *out = NULL;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    if (len < sizeof magic || memcmp(buf, magic, sizeof magic))
+        return fv_error_set(err, FV_ERR_FORMAT, "%s: not an HDF5 file", name);
+    struct fv_h5 *h = fv_calloc(1, sizeof *h, err);
+    if (!h) return FV_ERR_NOMEM;
+    int rc = FV_ERR_NOMEM;
+    h->file = -1;
+    hid_t fapl = -1;
+    h->path = dup_bytes(name, strlen(name), err);
+    if (!h->path) goto fail;
+    /* the core driver reads a copy of the image; nothing touches the disk */
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 16, 0) < 0 ||
+        H5Pset_file_image(fapl, (void *)buf, len) < 0) {
+        rc = fv_error_set(err, FV_ERR_NOMEM, "%s: cannot open in memory", name);
+        goto fail;
+    }
+    h->file = H5Fopen(name, H5F_ACC_RDONLY, fapl);
+    if (h->file < 0) {
+        rc = fv_error_set(err, FV_ERR_FORMAT, "%s: not an HDF5 file (or truncated)", name);
+        goto fail;
+    }
+    H5Pclose(fapl);
+    *out = h;
+    return FV_OK;
+fail:
+    if (fapl >= 0) H5Pclose(fapl);
+    free(h->path);
+    free(h);
+    return rc;
+}
+
 void fv_h5_close(struct fv_h5 *h) {
     if (!h) return;
     if (h->file >= 0) {
@@ -411,7 +447,24 @@ static int dataset_read(struct fv_h5 *h, hid_t g, const char *dpath, const char 
         goto fail;
     }
     H5T_class_t cls = H5Tget_class(type);
-    if (cls != H5T_FLOAT && cls != H5T_INTEGER) {
+    /* Keras 3 stores bfloat16 variables as 2-byte values marked dtype="bfloat16" */
+    char *dt = NULL;
+    int bf16 = 0;
+    if (attr_exists(d, "dtype")) {
+        struct strlist l = {0};
+        hid_t a = H5Aopen(d, "dtype", H5P_DEFAULT);
+        if (a >= 0 && attr_read_strings(h, a, dpath, &l, err) == FV_OK && l.n == 1) dt = l.s[0], l.s[0] = NULL;
+        if (a >= 0) H5Aclose(a);
+        strlist_free(&l);
+        bf16 = dt && !strcmp(dt, "bfloat16");
+        free(dt);
+    }
+    if (bf16 && H5Tget_size(type) != 2) {
+        fv_error_set(err, FV_ERR_FORMAT, "%s: dataset '%s' says bfloat16 but has %zu-byte values",
+                     h->path, dpath, H5Tget_size(type));
+        goto fail;
+    }
+    if (!bf16 && cls != H5T_FLOAT && cls != H5T_INTEGER) {
         fv_error_set(err, FV_ERR_FORMAT, "%s: dataset '%s' is %s, expected float or integer",
                      h->path, dpath, class_name(cls));
         goto fail;
@@ -454,7 +507,23 @@ static int dataset_read(struct fv_h5 *h, hid_t g, const char *dpath, const char 
         rc = FV_ERR_NOMEM;
         goto fail;
     }
-    if (count > 0 && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->data) < 0) {
+    if (bf16) {
+        /* the upper half of a float32: read the 16 bits into the float
+         * buffer's second half, then widen in place from the front */
+        uint16_t *raw = (uint16_t *)w->data + count;
+        hid_t mem = H5Tcopy(type);
+        herr_t st = count > 0 ? H5Dread(d, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) : 0;
+        H5Tclose(mem);
+        if (st < 0) {
+            fv_error_set(err, FV_ERR_FORMAT, "%s: cannot read dataset '%s' (file damaged?)", h->path,
+                         dpath);
+            goto fail;
+        }
+        for (size_t i = 0; i < count; i++) {
+            uint32_t u = (uint32_t)raw[i] << 16;
+            memcpy(&w->data[i], &u, sizeof u);
+        }
+    } else if (count > 0 && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->data) < 0) {
         fv_error_set(err, FV_ERR_FORMAT, "%s: cannot read dataset '%s' (file damaged?)", h->path,
                      dpath);
         goto fail;
@@ -517,4 +586,65 @@ void fv_h5_weights_free(struct fv_h5_weight *w, int n) {
         free(w[i].data);
     }
     free(w);
+}
+
+int fv_h5_read_dataset(struct fv_h5 *h, const char *path, struct fv_h5_weight *w,
+                       struct fv_error *err) {
+    memset(w, 0, sizeof *w);
+    hid_t root = H5Gopen2(h->file, "/", H5P_DEFAULT);
+    if (root < 0) return fv_error_set(err, FV_ERR_FORMAT, "%s: cannot open the root group", h->path);
+    int rc = dataset_read(h, root, path, path, w, err);
+    H5Gclose(root);
+    if (rc == FV_OK && !(w->name = dup_bytes(path, strlen(path), err))) rc = FV_ERR_NOMEM;
+    if (rc) {
+        free(w->data);
+        w->data = NULL;
+    }
+    return rc;
+}
+
+struct list_ctx {
+    struct strlist *l;
+    int want_groups;
+    struct fv_error *err;
+    int rc;
+};
+
+static herr_t list_one(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+    struct list_ctx *c = data;
+    (void)info;
+    H5O_info_t oi;
+    if (H5Oget_info_by_name2(g, name, &oi, H5O_INFO_BASIC, H5P_DEFAULT) < 0) return 0;
+    if ((oi.type == H5O_TYPE_GROUP) != c->want_groups) return 0;
+    if (c->l->n >= 1 << 16) {
+        c->rc = fv_error_set(c->err, FV_ERR_FORMAT, "more than %d entries in one group", 1 << 16);
+        return -1;
+    }
+    char *s = dup_bytes(name, strlen(name), c->err);
+    if (!s || strlist_push(c->l, s, c->err)) {
+        c->rc = FV_ERR_NOMEM;
+        return -1;
+    }
+    return 0;
+}
+
+int fv_h5_list(struct fv_h5 *h, const char *group, int groups, char ***out, int *n,
+               struct fv_error *err) {
+    *out = NULL;
+    *n = 0;
+    hid_t g = group_open_quiet(h, group);
+    if (g < 0) return FV_OK;
+    struct strlist l = {0};
+    struct list_ctx c = {&l, groups, err, FV_OK};
+    hsize_t idx = 0;
+    if (H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, list_one, &c) < 0 && c.rc == FV_OK)
+        c.rc = fv_error_set(err, FV_ERR_FORMAT, "%s: cannot list group '%s'", h->path, gname(group));
+    H5Gclose(g);
+    if (c.rc) {
+        strlist_free(&l);
+        return c.rc;
+    }
+    *out = l.s;
+    *n = l.n;
+    return FV_OK;
 }

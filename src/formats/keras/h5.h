@@ -15,7 +15,16 @@ struct fv_h5;
 /* Opens read-only. Not-HDF5, truncated or unreadable files give one error line
  * naming the path. */
 int fv_h5_open(struct fv_h5 **out, const char *path, struct fv_error *err);
+/* The same for a file held in memory (an archive member): `name` is used in
+ * messages; buf can be freed once this returns. */
+int fv_h5_open_image(struct fv_h5 **out, const void *buf, size_t len, const char *name,
+                     struct fv_error *err);
 void fv_h5_close(struct fv_h5 *h);
+
+/* Names of the groups (groups = 1) or datasets (0) directly in `group`, in
+ * name order; an absent group gives *n = 0. Free with fv_h5_strings_free. */
+int fv_h5_list(struct fv_h5 *h, const char *group, int groups, char ***out, int *n,
+               struct fv_error *err);
 
 /* 1 if the group (path relative to the root, "/" or "" for the root) exists. */
 int fv_h5_has_group(struct fv_h5 *h, const char *group);
@@ -49,5 +58,11 @@ struct fv_h5_weight {
 int fv_h5_read_weights(struct fv_h5 *h, const char *group, struct fv_h5_weight **out, int *n,
                        struct fv_error *err);
 void fv_h5_weights_free(struct fv_h5_weight *w, int n);
+
+/* One dataset by its path from the root, as float32 (any float or integer
+ * type, and Keras 3's 2-byte values marked dtype="bfloat16"). w->name is the
+ * path; free w->name and w->data. */
+int fv_h5_read_dataset(struct fv_h5 *h, const char *path, struct fv_h5_weight *w,
+                       struct fv_error *err);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "featviz/formats.h"
 #include "formats/keras/h5.h"
+#include "core/textfile.h"
 #include "graph/build.h"
 
 /* What the file tells about how to read its layers. */
@@ -30,6 +31,7 @@ struct fv_kspec {
     int flip;                /* rotate conv kernels by 180 degrees (Theano) */
     int bn_scale, bn_center; /* BatchNormalization gamma/beta present */
     float bn_epsilon;
+    int norm, norm_invert;   /* Normalization (weights: mean, variance, count) */
     int min_inputs, max_inputs;
 };
 
@@ -45,5 +47,31 @@ int fv_keras_make_layer(const struct fv_kctx *ctx, const char *cls, const json_t
 int fv_keras_set_weights(const struct fv_kctx *ctx, struct fv_layer *l,
                          const struct fv_kspec *spec, struct fv_h5_weight *w, int n,
                          struct fv_error *err);
+
+/* Where a Keras model comes from: the config JSON and the open weights file. */
+struct fv_keras_source {
+    const char *path;         /* the file or folder the user named (messages) */
+    const char *format;       /* fv_model.format */
+    const char *config;       /* model config JSON text */
+    const char *config_file;  /* file the JSON came from when not `path` (--arch), or NULL */
+    const char *config_what;  /* "model_config", "config.json", ... (messages) */
+    const char *version;      /* keras_version, or NULL (then read from the JSON) */
+    const char *backend;
+    struct fv_h5 *h5;         /* the weights */
+    int keras3_store;         /* weights as Keras 3 saves them (layers/<key>/vars/<i>) ... */
+    const char *wroot;        /* ... or legacy: under this group ("model_weights" or "") */
+};
+
+#define FV_KERAS_MAX_JSON ((size_t)64 << 20)
+
+/* Config -> graph -> weights -> fv_graph_finish (keras_graph.c). */
+int fv_keras_build(struct fv_model *m, const struct fv_keras_source *src,
+                   const struct fv_load_opts *opts, struct fv_error *err);
+
+/* Keras 3 weights (keras3_weights.c): each node with weights reads
+ * <store[i]>/vars/0, 1, ... (trainable first, then non-trainable). */
+int fv_keras3_weights(const struct fv_kctx *ctx, struct fv_h5 *h5, struct fv_layer *nodes,
+                      const struct fv_kspec *specs, char *const *store, int n,
+                      struct fv_error *err);
 
 #endif

@@ -21,6 +21,14 @@ struct builder {
     struct fv_layer *nodes;
     struct fv_kspec *specs;
     char **wgroup;             /* per node: top-level layer whose group holds its weights */
+    char **store;              /* per node: Keras 3 weights path "layers/<key>[/layers/<key>]" */
+    int keras3_store;          /* weights in the Keras 3 layout (model.weights.h5) */
+    struct fv_group *groups;   /* nested models met so far */
+    int n_groups;
+    int cur_group;             /* 1 + the one being built; 0: top level */
+    const json_t *seq_build_shape; /* the Sequential's build_input_shape, or NULL */
+    const json_t *build_shape; /* Keras 3 build_input_shape / build_config.input_shape of the
+                                  Sequential being started, or NULL */
     int n, cap;
     int input;
     int in_rank, in_dims[FV_MAX_RANK];
@@ -37,7 +45,9 @@ static int grow(struct builder *b, struct fv_error *err) {
     if (specs) b->specs = specs;
     char **wg = realloc(b->wgroup, (size_t)cap * sizeof *wg);
     if (wg) b->wgroup = wg;
-    if (!nodes || !specs || !wg) return fv_error_set(err, FV_ERR_NOMEM, "out of memory building the graph");
+    char **st = realloc(b->store, (size_t)cap * sizeof *st);
+    if (st) b->store = st;
+    if (!nodes || !specs || !wg || !st) return fv_error_set(err, FV_ERR_NOMEM, "out of memory building the graph");
     b->cap = cap;
     return FV_OK;
 }
@@ -59,17 +69,23 @@ static int find_node(const struct builder *b, const char *name) {
     return -1;
 }
 
-/* Adds a node named `name` (made unique when a shared layer is called again). */
-static int add_node(struct builder *b, const char *name, const char *group, struct fv_error *err) {
+/* Adds a node named `name` (made unique when a shared layer is called again),
+ * its weights in legacy group `group` or at Keras 3 path `store`. */
+static int add_node(struct builder *b, const char *name, const char *group, const char *store,
+                    struct fv_error *err) {
     if (grow(b, err)) return -1;
     int i = b->n;
     struct fv_layer *l = &b->nodes[i];
     memset(l, 0, sizeof *l);
     memset(&b->specs[i], 0, sizeof b->specs[i]);
+    l->group = b->cur_group;
     snprintf(l->name, sizeof l->name, "%s", name);
     for (int k = 1; find_node(b, l->name) >= 0; k++) snprintf(l->name, sizeof l->name, "%s@%d", name, k);
     b->wgroup[i] = group ? strdup(group) : NULL;
-    if (group && !b->wgroup[i]) {
+    b->store[i] = store ? strdup(store) : NULL;
+    if ((group && !b->wgroup[i]) || (store && !b->store[i])) {
+        free(b->wgroup[i]);
+        free(b->store[i]);
         fv_error_set(err, FV_ERR_NOMEM, "out of memory");
         return -1;
     }
@@ -83,6 +99,8 @@ static int read_input_shape(struct builder *b, const json_t *cfg, const char *ln
     const json_t *v = json_object_get(cfg, "batch_input_shape");
     int skip = 1;
     if (!json_is_array(v)) v = json_object_get(cfg, "batch_shape");
+    /* Keras 3 Sequential without an InputLayer: the shape the model was built with */
+    if (!json_is_array(v)) v = b->build_shape;
     if (!json_is_array(v)) v = json_object_get(cfg, "input_shape"), skip = 0;
     if (!json_is_array(v)) {
         const json_t *d = json_object_get(cfg, "input_dim");
@@ -115,7 +133,7 @@ static int make_input_node(struct builder *b, const json_t *cfg, const char *nam
                             b->ctx.path, b->nodes[b->input].name, name);
     int rc = read_input_shape(b, cfg, name, err);
     if (rc) return -1;
-    int i = add_node(b, name, NULL, err);
+    int i = add_node(b, name, NULL, NULL, err);
     if (i < 0) return -1;
     snprintf(b->nodes[i].keras_class, sizeof b->nodes[i].keras_class, "InputLayer");
     b->nodes[i].act.max_value = -1;
@@ -130,31 +148,104 @@ static int is_model_class(const char *cls) {
     return !strcmp(cls, "Sequential") || !strcmp(cls, "Model") || !strcmp(cls, "Functional");
 }
 
-static int build_model(struct builder *b, const json_t *model, const char *group, int in_node,
-                       int *out_node, struct fv_error *err);
+static int build_model(struct builder *b, const json_t *model, const char *group,
+                       const char *store, int in_node, int *out_node, struct fv_error *err);
 
-/* One call of a (non-model) layer on the given input nodes. */
+/* Keras 3's name for Python class names (keras.src.utils.naming.to_snake_case):
+ * "Conv2D" -> "conv2d", "BatchNormalization" -> "batch_normalization",
+ * "ReLU" -> "re_lu". */
+static void snake_case(const char *cls, char *out, size_t cap) {
+    char w[256], t[512];
+    size_t n = 0, m = 0;
+    for (const char *p = cls; *p && n + 1 < sizeof w; p++) /* drop non-word characters */
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_')
+            w[n++] = *p;
+    w[n] = 0;
+    /* (.)([A-Z][a-z]+) -> \1_\2 */
+    for (size_t i = 0; i < n && m + 2 < sizeof t; i++) {
+        if (i > 0 && w[i] >= 'A' && w[i] <= 'Z' && w[i + 1] >= 'a' && w[i + 1] <= 'z') t[m++] = '_';
+        t[m++] = w[i];
+    }
+    t[m] = 0;
+    /* ([a-z])([A-Z]) -> \1_\2, then lower case */
+    size_t k = 0;
+    for (size_t i = 0; i < m && k + 2 < cap; i++) {
+        if (i > 0 && t[i] >= 'A' && t[i] <= 'Z' && t[i - 1] >= 'a' && t[i - 1] <= 'z') out[k++] = '_';
+        out[k++] = (char)(t[i] >= 'A' && t[i] <= 'Z' ? t[i] - 'A' + 'a' : t[i]);
+    }
+    out[k] = 0;
+}
+
+/* Where Keras 3 keeps the weights of entry k of a container's layer list:
+ * "<store>/layers/<key>", the key being the snake_case class name numbered
+ * by how many entries of that class come before it (saving_lib's
+ * _save_container_state; not the layer's name). */
+static void store_path(const json_t *layers, size_t k, const char *store, char *out, size_t cap) {
+    char key[256], other[256];
+    snake_case(jstr(json_array_get(layers, k), "class_name"), key, sizeof key);
+    int before = 0;
+    for (size_t j = 0; j < k; j++) {
+        const char *c = jstr(json_array_get(layers, j), "class_name");
+        if (!c) continue;
+        snake_case(c, other, sizeof other);
+        before += !strcmp(other, key);
+    }
+    if (before) snprintf(out, cap, "%s%slayers/%s_%d", store, *store ? "/" : "", key, before);
+    else snprintf(out, cap, "%s%slayers/%s", store, *store ? "/" : "", key);
+}
+
+/* Custom layers hold Python code: refused by name. */
+static int check_builtin(const struct builder *b, const json_t *entry, const char *name,
+                         const char *cls, struct fv_error *err) {
+    const char *reg = jstr(entry, "registered_name"), *mod = jstr(entry, "module");
+    int custom = (reg && strncmp(reg, "keras", 5) && strcmp(reg, cls)) ||
+                 (mod && strcmp(mod, "keras") && strncmp(mod, "keras.", 6));
+    if (!custom) return FV_OK;
+    return fv_error_set(err, FV_ERR_UNSUPPORTED,
+                        "%s: layer '%s' has class '%s' (%s%s): custom layers are not supported, featviz runs Keras' built-in layers only",
+                        b->ctx.path, name, cls, reg ? "registered as " : "module ", reg ? reg : mod);
+}
+
+/* One call of a (non-model) layer on the given input nodes; store: where its
+ * Keras 3 weights are (NULL for legacy files). */
 static int add_layer_call(struct builder *b, const json_t *entry, const char *group,
-                          const int *ins, int n_in, int *out_node, struct fv_error *err) {
+                          const char *store, const int *ins, int n_in, int *out_node,
+                          struct fv_error *err) {
     const char *cls = jstr(entry, "class_name");
     const char *name = entry_name(entry);
     const json_t *cfg = json_object_get(entry, "config");
     if (!cls || !name || !json_is_object(cfg))
         return fv_error_set(err, FV_ERR_FORMAT, "%s: a layer in model_config has no class_name, name or config", b->ctx.path);
+    int rc = check_builtin(b, entry, name, cls, err);
+    if (rc) return rc;
     if (is_model_class(cls)) {
         if (n_in != 1)
             return fv_error_set(err, FV_ERR_UNSUPPORTED, "%s: nested model '%s' is called on %d inputs; featviz takes one", b->ctx.path, name, n_in);
-        return build_model(b, entry, group ? group : name, ins[0], out_node, err);
+        struct fv_group *gs = realloc(b->groups, (size_t)(b->n_groups + 1) * sizeof *gs);
+        if (!gs) return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+        b->groups = gs;
+        int g = b->n_groups++;
+        memset(&gs[g], 0, sizeof gs[g]);
+        snprintf(gs[g].name, sizeof gs[g].name, "%s", name);
+        snprintf(gs[g].cls, sizeof gs[g].cls, "%s", cls);
+        gs[g].parent = b->cur_group;
+        int outer = b->cur_group;
+        b->cur_group = g + 1;
+        rc = build_model(b, entry, group ? group : name, store, ins[0], out_node, err);
+        b->cur_group = outer;
+        if (!rc) snprintf(b->groups[g].output, sizeof b->groups[g].output, "%s", b->nodes[*out_node].name);
+        return rc;
     }
-    int i = add_node(b, name, group ? group : name, err);
+    int i = add_node(b, name, group ? group : name, store, err);
     if (i < 0) return err->code;
     struct fv_layer *l = &b->nodes[i];
-    int rc = fv_keras_make_layer(&b->ctx, cls, cfg, l, &b->specs[i], err);
+    rc = fv_keras_make_layer(&b->ctx, cls, cfg, l, &b->specs[i], err);
     if (rc) return rc;
     const struct fv_kspec *s = &b->specs[i];
     if (s->node.is_input) { /* an InputLayer inside a nested model: just the incoming tensor */
         b->n--;
         free(b->wgroup[i]);
+        free(b->store[i]);
         *out_node = ins[0];
         return FV_OK;
     }
@@ -167,7 +258,7 @@ static int add_layer_call(struct builder *b, const json_t *entry, const char *gr
 }
 
 static int build_sequential(struct builder *b, const json_t *layers, const char *group,
-                            int in_node, int *out_node, struct fv_error *err) {
+                            const char *store, int in_node, int *out_node, struct fv_error *err) {
     int cur = in_node;
     size_t k;
     const json_t *entry;
@@ -178,12 +269,18 @@ static int build_sequential(struct builder *b, const json_t *layers, const char 
         if (!cls || !name || !json_is_object(cfg))
             return fv_error_set(err, FV_ERR_FORMAT, "%s: layer %zu of a Sequential model has no class_name, name or config", b->ctx.path, k);
         if (cur < 0) { /* the first layer declares the model input */
+            const json_t *bc = json_object_get(json_object_get(entry, "build_config"), "input_shape");
+            b->build_shape = json_is_array(bc) ? bc : b->seq_build_shape;
             char iname[FV_NAME_MAX + 8];
             snprintf(iname, sizeof iname, "%s%s", name, strcmp(cls, "InputLayer") ? "_input" : "");
-            if ((cur = make_input_node(b, cfg, iname, err)) < 0) return err->code;
+            cur = make_input_node(b, cfg, iname, err);
+            b->build_shape = NULL;
+            if (cur < 0) return err->code;
             if (!strcmp(cls, "InputLayer")) continue;
         }
-        int rc = add_layer_call(b, entry, group, &cur, 1, &cur, err);
+        char path[1024];
+        store_path(layers, k, store ? store : "", path, sizeof path);
+        int rc = add_layer_call(b, entry, group, store ? path : NULL, &cur, 1, &cur, err);
         if (rc) return rc;
     }
     if (cur < 0) return fv_error_set(err, FV_ERR_FORMAT, "%s: a Sequential model has no layers", b->ctx.path);
@@ -244,8 +341,8 @@ static int resolve_ref(struct calls *c, int n, const char *name, int call) {
     return -1;
 }
 
-static int build_functional(struct builder *b, const json_t *cfg, const char *group, int in_node,
-                            int *out_node, struct fv_error *err) {
+static int build_functional(struct builder *b, const json_t *cfg, const char *group,
+                            const char *store, int in_node, int *out_node, struct fv_error *err) {
     const json_t *layers = json_object_get(cfg, "layers");
     int n = (int)json_array_size(layers);
     struct calls *c = calloc((size_t)(n ? n : 1), sizeof *c);
@@ -310,7 +407,9 @@ static int build_functional(struct builder *b, const json_t *cfg, const char *gr
                     goto done;
                 }
                 int out;
-                if ((rc = add_layer_call(b, c[i].entry, group, ins, m, &out, err))) goto done;
+                char path[1024];
+                store_path(layers, (size_t)i, store ? store : "", path, sizeof path);
+                if ((rc = add_layer_call(b, c[i].entry, group, store ? path : NULL, ins, m, &out, err))) goto done;
                 c[i].node[c[i].n_calls++] = out;
                 progress = 1;
             }
@@ -342,22 +441,24 @@ done:
     return rc;
 }
 
-static int build_model(struct builder *b, const json_t *model, const char *group, int in_node,
-                       int *out_node, struct fv_error *err) {
+static int build_model(struct builder *b, const json_t *model, const char *group,
+                       const char *store, int in_node, int *out_node, struct fv_error *err) {
     const char *cls = jstr(model, "class_name");
     const json_t *cfg = json_object_get(model, "config");
     if (!cls || !cfg)
         return fv_error_set(err, FV_ERR_FORMAT, "%s: model_config has no class_name or config", b->ctx.path);
     if (!strcmp(cls, "Sequential")) {
         const json_t *layers = json_is_array(cfg) ? cfg : json_object_get(cfg, "layers");
+        const json_t *bis = json_object_get(cfg, "build_input_shape");
+        b->seq_build_shape = json_is_array(bis) ? bis : NULL;
         if (!json_is_array(layers))
             return fv_error_set(err, FV_ERR_FORMAT, "%s: Sequential config has no layer list", b->ctx.path);
-        return build_sequential(b, layers, group, in_node, out_node, err);
+        return build_sequential(b, layers, group, store, in_node, out_node, err);
     }
     if (!strcmp(cls, "Model") || !strcmp(cls, "Functional")) {
         if (!json_is_array(json_object_get(cfg, "layers")))
             return fv_error_set(err, FV_ERR_FORMAT, "%s: functional config has no layer list", b->ctx.path);
-        return build_functional(b, cfg, group, in_node, out_node, err);
+        return build_functional(b, cfg, group, store, in_node, out_node, err);
     }
     return fv_error_set(err, FV_ERR_UNSUPPORTED, "%s: model class '%s' is not Sequential or Functional", b->ctx.path, cls);
 }
@@ -511,31 +612,13 @@ static int legacy_resize(const char *v) {
     return atoi(v + 2) < 4;
 }
 
-static int read_text_file(const char *path, char **out, struct fv_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return fv_error_set(err, FV_ERR_IO, "%s: cannot open architecture file", path);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    size_t r;
-    while (buf && (r = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += r;
-        if (cap - len < 2) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb) free(buf);
-            buf = nb;
-        }
-    }
-    fclose(f);
-    if (!buf) return fv_error_set(err, FV_ERR_NOMEM, "out of memory reading %s", path);
-    buf[len] = 0;
-    *out = buf;
-    return FV_OK;
-}
-
 static void free_groups(struct builder *b) {
     for (int i = 0; b->wgroup && i < b->n; i++) free(b->wgroup[i]);
+    for (int i = 0; b->store && i < b->n; i++) free(b->store[i]);
     free(b->wgroup);
+    free(b->store);
     b->wgroup = NULL;
+    b->store = NULL;
 }
 
 static void builder_free(struct builder *b) {
@@ -544,6 +627,7 @@ static void builder_free(struct builder *b) {
         for (int k = 0; k < b->nodes[i].n_w; k++) free(b->nodes[i].w[k]);
     free(b->nodes);
     free(b->specs);
+    free(b->groups);
     cache_free(b);
 }
 
@@ -555,6 +639,9 @@ static int finish(struct builder *b, struct fv_model *m, int out, struct fv_erro
     snprintf(m->path, sizeof m->path, "%s", b->ctx.path);
     m->in_rank = b->in_rank;
     memcpy(m->in_dims, b->in_dims, sizeof m->in_dims);
+    m->groups = b->groups;
+    m->n_groups = b->n_groups;
+    b->groups = NULL;
     struct fv_layer *nodes = b->nodes;
     int n = b->n;
     b->nodes = NULL;
@@ -562,32 +649,90 @@ static int finish(struct builder *b, struct fv_model *m, int out, struct fv_erro
     return fv_graph_finish(m, nodes, specs, n, b->input, out, err);
 }
 
-int fv_keras_h5_load(struct fv_model *m, const char *path, const struct fv_load_opts *opts,
-                     struct fv_error *err) {
+int fv_keras_build(struct fv_model *m, const struct fv_keras_source *src,
+                   const struct fv_load_opts *opts, struct fv_error *err) {
     memset(m, 0, sizeof *m);
     struct fv_load_opts none = {.flip_kernels = -1};
     if (!opts) opts = &none;
     struct builder b;
     memset(&b, 0, sizeof b);
     b.input = -1;
-    b.ctx.path = path;
+    b.ctx.path = src->path;
     b.ctx.opts = opts;
     b.ctx.flip_kernels = opts->flip_kernels;
+    b.h5 = src->h5;
+    b.wroot = src->wroot ? src->wroot : "";
+    b.keras3_store = src->keras3_store;
+    int rc;
+    json_error_t jerr;
+    json_t *root = json_loads(src->config, JSON_ALLOW_NUL, &jerr);
+    if (!root)
+        return fv_error_set(err, FV_ERR_FORMAT, "%s: %s is not valid JSON (line %d: %s)",
+                            src->config_file ? src->config_file : src->path, src->config_what,
+                            jerr.line, jerr.text);
+    const char *version = src->version ? src->version : jstr(root, "keras_version");
+    const char *backend = src->backend ? src->backend : jstr(root, "backend");
+    snprintf(m->format, sizeof m->format, "%s", src->format);
+    snprintf(m->producer, sizeof m->producer, "Keras %s", version ? version : src->keras3_store ? "3" : "1.x");
+    snprintf(m->keras_version, sizeof m->keras_version, "%s", version ? version : "");
+    snprintf(m->backend, sizeof m->backend, "%s", backend ? backend : "");
+    b.ctx.keras_major = src->keras3_store && !version ? 3 : version_major(version);
+    b.ctx.theano = backend && !strcmp(backend, "theano");
+    b.ctx.legacy_resize = legacy_resize(version);
+
+    snprintf(m->model_class, sizeof m->model_class, "%s", jstr(root, "class_name") ? jstr(root, "class_name") : "?");
+    const json_t *cfg = json_object_get(root, "config");
+    snprintf(m->name, sizeof m->name, "%s", json_is_object(cfg) && jstr(cfg, "name") ? jstr(cfg, "name") : "model");
+    int out = -1;
+    if ((rc = build_model(&b, root, NULL, b.keras3_store ? "" : NULL, -1, &out, err))) goto fail;
+    if (b.input < 0) {
+        rc = fv_error_set(err, FV_ERR_FORMAT, "%s: the model has no input layer", src->path);
+        goto fail;
+    }
+    if (b.keras3_store)
+        rc = fv_keras3_weights(&b.ctx, b.h5, b.nodes, b.specs, b.store, b.n, err);
+    else
+        rc = load_weights(&b, err);
+    if (rc) goto fail;
+    free_groups(&b);
+    cache_free(&b);
+    rc = finish(&b, m, out, err);
+fail:
+    builder_free(&b);
+    json_decref(root);
+    if (rc) fv_model_free(m);
+    return rc;
+}
+
+int fv_keras_h5_load(struct fv_model *m, const char *path, const struct fv_load_opts *opts,
+                     struct fv_error *err) {
+    memset(m, 0, sizeof *m);
+    struct fv_load_opts none = {.flip_kernels = -1};
+    if (!opts) opts = &none;
+    struct fv_h5 *h5 = NULL;
     char *config = NULL, *version = NULL, *backend = NULL;
-    json_t *root = NULL;
-    int rc = fv_h5_open(&b.h5, path, err);
+    struct fv_keras_source src = {.path = path, .format = "Keras HDF5", .config_what = "model_config", .wroot = ""};
+    int rc = fv_h5_open(&h5, path, err);
     if (rc) return rc;
-    if ((rc = fv_h5_attr_string(b.h5, "/", "model_config", &config, err))) goto fail;
+    src.h5 = h5;
+    if ((rc = fv_h5_attr_string(h5, "/", "model_config", &config, err))) goto fail;
     if (config) {
-        b.wroot = "model_weights";
-        if (!fv_h5_has_group(b.h5, "model_weights")) {
+        src.wroot = "model_weights";
+        if (!fv_h5_has_group(h5, "model_weights")) {
             rc = fv_error_set(err, FV_ERR_FORMAT, "%s: has model_config but no model_weights group", path);
             goto fail;
         }
-    } else if (fv_h5_has_attr(b.h5, "/", "layer_names")) {
-        b.wroot = "";
+    } else if (fv_h5_has_attr(h5, "/", "layer_names")) {
+        src.wroot = "";
         if (!opts->arch_json) {
             rc = fv_error_set(err, FV_ERR_USAGE, "%s: holds weights only (save_weights); give the architecture with --arch model.json", path);
+            goto fail;
+        }
+    } else if (fv_h5_has_group(h5, "layers") || fv_h5_has_group(h5, "vars")) {
+        src.keras3_store = 1; /* a Keras 3 model.weights.h5 / *.weights.h5 */
+        src.format = "Keras 3 weights";
+        if (!opts->arch_json) {
+            rc = fv_error_set(err, FV_ERR_USAGE, "%s: holds Keras 3 weights only (*.weights.h5); give the architecture with --arch config.json", path);
             goto fail;
         }
     } else {
@@ -597,49 +742,23 @@ int fv_keras_h5_load(struct fv_model *m, const char *path, const struct fv_load_
     if (opts->arch_json) {
         free(config);
         config = NULL;
-        if ((rc = read_text_file(opts->arch_json, &config, err))) goto fail;
+        src.config_file = opts->arch_json;
+        src.config_what = "the architecture";
+        if ((rc = fv_read_text_file(opts->arch_json, FV_KERAS_MAX_JSON, &config, "architecture file", err))) goto fail;
     }
-    json_error_t jerr;
-    root = json_loads(config, JSON_ALLOW_NUL, &jerr);
-    if (!root) {
-        rc = fv_error_set(err, FV_ERR_FORMAT, "%s: %s is not valid JSON (line %d: %s)",
-                          opts->arch_json ? opts->arch_json : path,
-                          opts->arch_json ? "the architecture" : "model_config", jerr.line, jerr.text);
-        goto fail;
-    }
-    const char *wattr = *b.wroot ? b.wroot : "/";
-    if ((rc = fv_h5_attr_string(b.h5, "/", "keras_version", &version, err))) goto fail;
-    if (!version && (rc = fv_h5_attr_string(b.h5, wattr, "keras_version", &version, err))) goto fail;
-    if ((rc = fv_h5_attr_string(b.h5, "/", "backend", &backend, err))) goto fail;
-    if (!backend && (rc = fv_h5_attr_string(b.h5, wattr, "backend", &backend, err))) goto fail;
-    if (!version && jstr(root, "keras_version")) version = strdup(jstr(root, "keras_version"));
-    if (!backend && jstr(root, "backend")) backend = strdup(jstr(root, "backend"));
-    snprintf(m->format, sizeof m->format, "Keras HDF5");
-    snprintf(m->producer, sizeof m->producer, "Keras %s", version ? version : "1.x");
-    snprintf(m->keras_version, sizeof m->keras_version, "%s", version ? version : "");
-    snprintf(m->backend, sizeof m->backend, "%s", backend ? backend : "");
-    b.ctx.keras_major = version_major(version);
-    b.ctx.theano = backend && !strcmp(backend, "theano");
-    b.ctx.legacy_resize = legacy_resize(version);
-
-    snprintf(m->model_class, sizeof m->model_class, "%s", jstr(root, "class_name") ? jstr(root, "class_name") : "?");
-    const json_t *cfg = json_object_get(root, "config");
-    snprintf(m->name, sizeof m->name, "%s", json_is_object(cfg) && jstr(cfg, "name") ? jstr(cfg, "name") : "model");
-    int out = -1;
-    if ((rc = build_model(&b, root, NULL, -1, &out, err))) goto fail;
-    if (b.input < 0) {
-        rc = fv_error_set(err, FV_ERR_FORMAT, "%s: the model has no input layer", path);
-        goto fail;
-    }
-    if ((rc = load_weights(&b, err))) goto fail;
-    rc = finish(&b, m, out, err);
+    const char *wattr = *src.wroot ? src.wroot : "/";
+    if ((rc = fv_h5_attr_string(h5, "/", "keras_version", &version, err))) goto fail;
+    if (!version && !src.keras3_store && (rc = fv_h5_attr_string(h5, wattr, "keras_version", &version, err))) goto fail;
+    if ((rc = fv_h5_attr_string(h5, "/", "backend", &backend, err))) goto fail;
+    if (!backend && !src.keras3_store && (rc = fv_h5_attr_string(h5, wattr, "backend", &backend, err))) goto fail;
+    src.config = config;
+    src.version = version;
+    src.backend = backend;
+    rc = fv_keras_build(m, &src, opts, err);
 fail:
-    builder_free(&b);
-    json_decref(root);
     free(config);
     free(version);
     free(backend);
-    fv_h5_close(b.h5);
-    if (rc) fv_model_free(m);
+    fv_h5_close(h5);
     return rc;
 }

@@ -461,13 +461,120 @@ static int make_merge(const struct fv_kctx *c, const char *cls, const json_t *cf
     return fv_error_set(err, FV_ERR_UNSUPPORTED, "merge mode '%s'", mode ? mode : cls);
 }
 
+/* A number or a list of numbers (per channel) from the config: *n values
+ * into out (at most max); 0 when absent or not numbers. */
+static int cfg_floats(const json_t *v, float *out, int max, int *n) {
+    if (json_is_number(v)) {
+        out[0] = (float)json_number_value(v);
+        *n = 1;
+        return 1;
+    }
+    if (!json_is_array(v) || json_array_size(v) < 1 || json_array_size(v) > (size_t)max) return 0;
+    *n = (int)json_array_size(v);
+    for (int i = 0; i < *n; i++) {
+        const json_t *e = json_array_get(v, (size_t)i);
+        if (!json_is_number(e)) return 0;
+        out[i] = (float)json_number_value(e);
+    }
+    return 1;
+}
+
+/* Per-channel y = x*scale + shift as a BatchNormalization node on the last axis. */
+static int channel_affine(struct fv_layer *l, struct fv_kspec *s, const float *scale,
+                          const float *shift, int n, struct fv_error *err) {
+    float *a = malloc((size_t)n * sizeof *a), *b = malloc((size_t)n * sizeof *b);
+    if (!a || !b) {
+        free(a), free(b);
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    }
+    memcpy(a, scale, (size_t)n * sizeof *a);
+    memcpy(b, shift, (size_t)n * sizeof *b);
+    l->n_w = 2;
+    l->w[0] = a, l->w[1] = b;
+    l->w_len[0] = l->w_len[1] = (size_t)n;
+    s->node.axis = -1;
+    l->ops = &fv_batchnorm_ops;
+    return FV_OK;
+}
+
+#define MAX_CHANNEL_CONSTS 2048 /* per-channel constants in a config (on the stack) */
+
 static int make_rescaling(const struct fv_kctx *c, const char *cls, const json_t *cfg,
                           struct fv_layer *l, struct fv_kspec *s, struct fv_error *err) {
-    (void)c, (void)cls, (void)s, (void)err;
-    l->p.affine.scale = cfg_float(cfg, KEYS("scale"), 1.0f);
-    l->p.affine.offset = cfg_float(cfg, KEYS("offset"), 0.0f);
-    l->ops = &fv_affine_ops;
-    return FV_OK;
+    (void)c, (void)cls;
+    float sc[MAX_CHANNEL_CONSTS], of[MAX_CHANNEL_CONSTS];
+    int ns = 1, no = 1;
+    sc[0] = 1.f, of[0] = 0.f;
+    const json_t *vs = get(cfg, KEYS("scale")), *vo = get(cfg, KEYS("offset"));
+    if (vs && !cfg_floats(vs, sc, MAX_CHANNEL_CONSTS, &ns)) FAIL("scale is not a number or a list of numbers");
+    if (vo && !cfg_floats(vo, of, MAX_CHANNEL_CONSTS, &no)) FAIL("offset is not a number or a list of numbers");
+    if (ns == 1 && no == 1) {
+        l->p.affine.scale = sc[0];
+        l->p.affine.offset = of[0];
+        l->ops = &fv_affine_ops;
+        return FV_OK;
+    }
+    int n = ns > no ? ns : no;
+    if ((ns != 1 && ns != n) || (no != 1 && no != n)) FAIL("scale has %d values and offset %d", ns, no);
+    for (int i = n - 1; i >= 0; i--) sc[i] = sc[ns == 1 ? 0 : i], of[i] = of[no == 1 ? 0 : i];
+    return channel_affine(l, s, sc, of, n, err);
+}
+
+/* Normalization: (x - mean) / max(sqrt(variance), 1e-7) along one axis (x *
+ * sqrt(variance) + mean when invert), with mean and variance in the config or
+ * adapted and stored as weights (mean, variance, count). */
+static int make_normalization(const struct fv_kctx *c, const char *cls, const json_t *cfg,
+                              struct fv_layer *l, struct fv_kspec *s, struct fv_error *err) {
+    (void)c, (void)cls;
+    const json_t *ax = get(cfg, KEYS("axis"));
+    int axis = -1;
+    if (json_is_array(ax)) {
+        if (json_array_size(ax) != 1) FAIL("normalising over several axes is not supported");
+        ax = json_array_get(ax, 0);
+    }
+    if (ax && !json_is_null(ax) && !cfg_int(ax, &axis)) FAIL("axis is not an int");
+    if (axis == 0 || json_is_null(ax)) FAIL("normalising with one mean over all axes is not supported");
+    s->norm = 1;
+    s->norm_invert = cfg_bool(cfg, KEYS("invert"), 0);
+    s->node.axis = axis;
+    l->ops = &fv_batchnorm_ops;
+    const json_t *vm = get(cfg, KEYS("mean")), *vv = get(cfg, KEYS("variance"));
+    if ((!vm || json_is_null(vm)) && (!vv || json_is_null(vv))) {
+        s->n_fixed = 3; /* adapted: mean, variance, count */
+        return FV_OK;
+    }
+    float mean[MAX_CHANNEL_CONSTS], var[MAX_CHANNEL_CONSTS], sc[MAX_CHANNEL_CONSTS], sh[MAX_CHANNEL_CONSTS];
+    int nm, nv;
+    if (!cfg_floats(vm, mean, MAX_CHANNEL_CONSTS, &nm) || !cfg_floats(vv, var, MAX_CHANNEL_CONSTS, &nv))
+        FAIL("mean and variance are not numbers or lists of numbers");
+    int n = nm > nv ? nm : nv;
+    if ((nm != 1 && nm != n) || (nv != 1 && nv != n)) FAIL("mean has %d values and variance %d", nm, nv);
+    for (int i = 0; i < n; i++) {
+        double m = mean[nm == 1 ? 0 : i], sd = sqrt((double)var[nv == 1 ? 0 : i]);
+        if (s->norm_invert) sc[i] = (float)(sd > 1e-7 ? sd : 1e-7), sh[i] = (float)m;
+        else sc[i] = (float)(1.0 / (sd > 1e-7 ? sd : 1e-7)), sh[i] = (float)(-m / (sd > 1e-7 ? sd : 1e-7));
+    }
+    return channel_affine(l, s, sc, sh, n, err);
+}
+
+/* Resizing (and RandomCrop, which resizes its centred crop at inference). */
+static int make_resizing(const struct fv_kctx *c, const char *cls, const json_t *cfg,
+                         struct fv_layer *l, struct fv_kspec *s, struct fv_error *err) {
+    (void)s;
+    int h, w;
+    if (!cfg_int(get(cfg, KEYS("height")), &h) || !cfg_int(get(cfg, KEYS("width")), &w) ||
+        h < 1 || w < 1 || h > (1 << 16) || w > (1 << 16))
+        FAIL("height and width are not sizes");
+    const char *in = cfg_str(cfg, KEYS("interpolation"));
+    if (!in || !strcmp(in, "bilinear")) l->p.resize.bilinear = 1;
+    else if (!strcmp(in, "nearest")) l->p.resize.bilinear = 0;
+    else return fv_error_set(err, FV_ERR_UNSUPPORTED, "interpolation '%s' (featviz knows bilinear and nearest)", in);
+    if (cfg_bool(cfg, KEYS("pad_to_aspect_ratio"), 0))
+        return fv_error_set(err, FV_ERR_UNSUPPORTED, "pad_to_aspect_ratio (featviz resizes whole images or their centred crop)");
+    l->p.resize.oh = h, l->p.resize.ow = w;
+    l->p.resize.crop = !strcmp(cls, "RandomCrop") || cfg_bool(cfg, KEYS("crop_to_aspect_ratio"), 0);
+    l->ops = &fv_resize_ops;
+    return data_format_cf(c, cfg, &l->cf, err);
 }
 
 static int make_lambda(const struct fv_kctx *c, const char *cls, const json_t *cfg,
@@ -552,6 +659,29 @@ static const struct {
     {"Concatenate", make_merge},
     {"Merge", make_merge},
     {"Rescaling", make_rescaling},
+    {"Normalization", make_normalization},
+    {"Resizing", make_resizing},
+    {"RandomCrop", make_resizing},
+    /* preprocessing layers that change images only in training */
+    {"Identity", make_identity},
+    {"RandomFlip", make_identity},
+    {"RandomRotation", make_identity},
+    {"RandomZoom", make_identity},
+    {"RandomContrast", make_identity},
+    {"RandomTranslation", make_identity},
+    {"RandomBrightness", make_identity},
+    {"RandomGrayscale", make_identity},
+    {"RandomHue", make_identity},
+    {"RandomSaturation", make_identity},
+    {"RandomSharpness", make_identity},
+    {"RandomShear", make_identity},
+    {"RandomColorJitter", make_identity},
+    {"RandomColorDegeneration", make_identity},
+    {"RandomErasing", make_identity},
+    {"RandomGaussianBlur", make_identity},
+    {"RandomInvert", make_identity},
+    {"RandomPerspective", make_identity},
+    {"RandomPosterization", make_identity},
     {"Lambda", make_lambda},
 };
 
@@ -706,6 +836,30 @@ static int weights_bn(struct fv_layer *l, const struct fv_kspec *s, struct fv_h5
     return FV_OK;
 }
 
+/* Normalization's adapted mean, variance (and count, unused). */
+static int weights_norm(struct fv_layer *l, const struct fv_kspec *s, struct fv_h5_weight *w,
+                        struct fv_error *err) {
+    const struct fv_h5_weight *mean = &w[0], *var = &w[1];
+    size_t n = mean->count;
+    if (var->count != n)
+        return fv_error_set(err, FV_ERR_SHAPE, "weight '%s' has %zu values, '%s' has %zu", var->name,
+                            var->count, mean->name, n);
+    float *scale = malloc(n * sizeof(float)), *shift = malloc(n * sizeof(float));
+    if (!scale || !shift) {
+        free(scale), free(shift);
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    }
+    for (size_t k = 0; k < n; k++) {
+        double sd = sqrt(var->data[k] > 0 ? (double)var->data[k] : 0.0), m = mean->data[k];
+        if (s->norm_invert) scale[k] = (float)(sd > 1e-7 ? sd : 1e-7), shift[k] = (float)m;
+        else scale[k] = (float)(1.0 / (sd > 1e-7 ? sd : 1e-7)), shift[k] = (float)(-m / (sd > 1e-7 ? sd : 1e-7));
+    }
+    l->n_w = 2;
+    l->w[0] = scale, l->w[1] = shift;
+    l->w_len[0] = l->w_len[1] = n;
+    return FV_OK;
+}
+
 int fv_keras_set_weights(const struct fv_kctx *ctx, struct fv_layer *l,
                          const struct fv_kspec *spec, struct fv_h5_weight *w, int n,
                          struct fv_error *err) {
@@ -720,7 +874,9 @@ int fv_keras_set_weights(const struct fv_kctx *ctx, struct fv_layer *l,
         else l->params_fixed += w[i].count;
     }
     if (n == 0) return FV_OK;
-    if (l->ops == &fv_conv2d_ops || l->ops == &fv_depthwise_ops || l->ops == &fv_separable_ops)
+    if (spec->norm)
+        rc = weights_norm(l, spec, w, err);
+    else if (l->ops == &fv_conv2d_ops || l->ops == &fv_depthwise_ops || l->ops == &fv_separable_ops)
         rc = weights_conv(ctx, l, spec, w, err);
     else if (l->ops == &fv_dense_ops)
         rc = weights_dense(l, w, err);
