@@ -229,6 +229,50 @@ static void test_run(void **state) {
     assert_non_null(strstr(cfg, "steps = 4"));
     assert_non_null(strstr(cfg, "lr = 0.05")); /* defaults included */
     free(cfg);
+    /* the report, at the end of the run */
+    snprintf(p, sizeof p, "%s/index.html", dir);
+    assert_true(exists(p));
+    snprintf(p, sizeof p, "%s/report.json", dir);
+    assert_true(exists(p));
+}
+
+/* featviz report: errors name the folder or file, and nothing half-written stays. */
+static void test_report_errors(void **state) {
+    (void)state;
+    char *out = NULL;
+    assert_int_equal(run_capture(&out, "%s report %s", FV_BINARY, tmp_path("no_such_run")), 1);
+    assert_non_null(strstr(out, "no_such_run: not a featviz run folder"));
+    free(out);
+    assert_int_equal(run_capture(&out, "%s report", FV_BINARY), 2);
+    free(out);
+    /* a run folder whose classes.json is cut short */
+    const char *dir = tmp_path("report_bad");
+    char p[1024];
+    assert_int_equal(run_capture(&out, "rm -rf %s && mkdir -p %s/classes", dir, dir), 0);
+    free(out);
+    snprintf(p, sizeof p, "%s/featviz-run.ini", dir);
+    FILE *f = fopen(p, "w");
+    fprintf(f, "[model]\npath = %s\n[output]\ndir = %s\n", GOLD("cl_convnet.h5"), dir);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/classes/classes.json", dir);
+    f = fopen(p, "w");
+    fprintf(f, "[\n {\"class\": 0, \"label\": ");
+    fclose(f);
+    assert_int_equal(run_capture(&out, "%s report %s", FV_BINARY, dir), 1);
+    assert_non_null(strstr(out, "classes/classes.json:"));
+    assert_non_null(strstr(out, "not valid JSON"));
+    free(out);
+    snprintf(p, sizeof p, "%s/index.html", dir);
+    assert_false(exists(p));
+    /* once it parses, the report is written */
+    snprintf(p, sizeof p, "%s/classes/classes.json", dir);
+    f = fopen(p, "w");
+    fprintf(f, "[\n {\"class\": 0, \"label\": null, \"objective\": 1, \"probability\": 0.5, \"rank\": 1}\n]\n");
+    fclose(f);
+    assert_int_equal(run_capture(&out, "%s report %s", FV_BINARY, dir), 0);
+    free(out);
+    snprintf(p, sizeof p, "%s/index.html", dir);
+    assert_true(exists(p));
 }
 
 /* The README's key reference is what `featviz help config` prints. */
@@ -250,6 +294,7 @@ int main(void) {
         cmocka_unit_test(test_exit_codes),      cmocka_unit_test(test_predict_matches_reference),
         cmocka_unit_test(test_activations_npy), cmocka_unit_test(test_saliency_gradient),
         cmocka_unit_test(test_config_errors),   cmocka_unit_test(test_run),
+        cmocka_unit_test(test_report_errors),
         cmocka_unit_test(test_readme_keys_current),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

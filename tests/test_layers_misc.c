@@ -210,6 +210,16 @@ static void test_pool_grad(void **state) {
             struct fv_shape in = shp(3, 7, 5, 2, 0);
             gradcheck(&l, 2, 1, &in, NULL, 50 + k);
         }
+    /* ONNX: explicit asymmetric pads, ceil_mode, count_include_pad both ways */
+    for (int k = 0; k < 8; k++) {
+        struct fv_layer l = pool_layer(&(struct pool_case){k & 1, 2, 7, 5, 2, 3, 3, 2, 2, 0});
+        l.p.pool.pad_explicit = 1;
+        l.p.pool.pad_t = 1, l.p.pool.pad_b = 2, l.p.pool.pad_l = 0, l.p.pool.pad_r = 1;
+        l.p.pool.ceil_mode = (k >> 1) & 1;
+        l.p.pool.count_include_pad = (k >> 2) & 1;
+        struct fv_shape in = shp(3, 7, 5, 2, 0);
+        gradcheck(&l, 2, 1, &in, NULL, 70 + k);
+    }
 }
 
 static void test_maxpool_ties(void **state) {
@@ -772,6 +782,7 @@ static void check_accumulates(const struct fv_layer *l, int n_in, const struct f
     float *dy = malloc(ny * sizeof(float));
     fill_uniform(dy, ny, 31, -1.f, 1.f);
     io.dy = dy;
+    io.ws = io.ws_floats ? malloc(io.ws_floats * sizeof(float)) : NULL; /* scratch, as a plan gives */
     float *d1[FV_MAX_IN], *d2[FV_MAX_IN];
     for (int i = 0; i < n_in; i++) {
         size_t c = fv_shape_count(&in[i]);
@@ -791,6 +802,7 @@ static void check_accumulates(const struct fv_layer *l, int n_in, const struct f
         free(d1[i]);
         free(d2[i]);
     }
+    free(io.ws);
     free(y);
     free(dy);
 }
@@ -806,9 +818,14 @@ static void test_backward_accumulates(void **state) {
     struct fv_layer ls[16];
     int k = 0;
     ls[k] = mklayer(&fv_maxpool_ops);
-    ls[k].p.pool = (struct fv_pool_params){2, 2, 2, 2, 0, 0};
+    ls[k].p.pool = (struct fv_pool_params){.ph = 2, .pw = 2, .sh = 2, .sw = 2};
     ls[++k] = mklayer(&fv_avgpool_ops);
-    ls[k].p.pool = (struct fv_pool_params){3, 3, 2, 2, 1, 0};
+    ls[k].p.pool = (struct fv_pool_params){.ph = 3, .pw = 3, .sh = 2, .sw = 2, .same = 1};
+    /* ONNX pooling: explicit pads, ceil_mode, count_include_pad */
+    ls[++k] = mklayer(&fv_maxpool_ops);
+    ls[k].p.pool = (struct fv_pool_params){.ph = 3, .pw = 3, .sh = 2, .sw = 2, .pad_explicit = 1, .pad_t = 1, .pad_l = 1, .ceil_mode = 1};
+    ls[++k] = mklayer(&fv_avgpool_ops);
+    ls[k].p.pool = (struct fv_pool_params){.ph = 3, .pw = 3, .sh = 1, .sw = 2, .pad_explicit = 1, .pad_t = 1, .pad_b = 1, .pad_l = 1, .count_include_pad = 1};
     ls[++k] = mklayer(&fv_gmaxpool_ops);
     ls[++k] = mklayer(&fv_gavgpool_ops);
     ls[++k] = mklayer(&fv_batchnorm_ops);

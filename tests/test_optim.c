@@ -359,9 +359,8 @@ static void param_fwd(void *c, const float *theta, float *u) {
     fv_param_forward(&k->p, theta, u, k->n, k->ws);
 }
 static void param_bwd(void *c, const float *theta, const float *u, const float *du, float *dth) {
-    (void)theta;
     struct param_ctx *k = c;
-    fv_param_backward(&k->p, u, du, dth, k->n, k->ws);
+    fv_param_backward(&k->p, theta, u, du, dth, k->n, k->ws);
 }
 
 static void test_param_gradcheck(void **state) {
@@ -371,14 +370,17 @@ static void test_param_gradcheck(void **state) {
         enum fv_param_basis basis;
         int sigmoid, decorrelate, custom, h, w, c;
         float decay;
+        int maco; /* a fixed random magnitude spectrum, phases optimized */
     } cases[] = {
-        {"pixel clip", FV_PARAM_PIXEL, 0, 0, 0, 4, 5, 3, 1.f},
-        {"pixel sigmoid gray", FV_PARAM_PIXEL, 1, 0, 0, 4, 5, 1, 1.f},
-        {"pixel sigmoid decorrelated", FV_PARAM_PIXEL, 1, 1, 0, 4, 5, 3, 1.f},
-        {"fourier decorrelated 6x5", FV_PARAM_FOURIER, 1, 1, 0, 6, 5, 3, 1.f},
-        {"fourier rgb plain 4x4", FV_PARAM_FOURIER, 1, 0, 0, 4, 4, 3, 1.f},
-        {"fourier gray 5x6", FV_PARAM_FOURIER, 1, 0, 0, 5, 6, 1, 1.f},
-        {"fourier custom matrix 3x7 decay 1.5", FV_PARAM_FOURIER, 1, 1, 1, 3, 7, 3, 1.5f},
+        {"maco decorrelated 6x5", FV_PARAM_FOURIER, 1, 1, 0, 6, 5, 3, 1.f, 1},
+        {"maco gray 4x6", FV_PARAM_FOURIER, 1, 0, 0, 4, 6, 1, 1.f, 1},
+        {"pixel clip", FV_PARAM_PIXEL, 0, 0, 0, 4, 5, 3, 1.f, 0},
+        {"pixel sigmoid gray", FV_PARAM_PIXEL, 1, 0, 0, 4, 5, 1, 1.f, 0},
+        {"pixel sigmoid decorrelated", FV_PARAM_PIXEL, 1, 1, 0, 4, 5, 3, 1.f, 0},
+        {"fourier decorrelated 6x5", FV_PARAM_FOURIER, 1, 1, 0, 6, 5, 3, 1.f, 0},
+        {"fourier rgb plain 4x4", FV_PARAM_FOURIER, 1, 0, 0, 4, 4, 3, 1.f, 0},
+        {"fourier gray 5x6", FV_PARAM_FOURIER, 1, 0, 0, 5, 6, 1, 1.f, 0},
+        {"fourier custom matrix 3x7 decay 1.5", FV_PARAM_FOURIER, 1, 1, 1, 3, 7, 3, 1.5f, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct fv_param_config cfg;
@@ -390,6 +392,11 @@ static void test_param_gradcheck(void **state) {
             cfg.custom_matrix = 1;
             fill_uniform(cfg.color_matrix, 9, 77, -1.f, 1.f);
         }
+        float mag[3 * 6 * 4];
+        if (cases[i].maco) {
+            fill_uniform(mag, sizeof mag / sizeof mag[0], 300 + i, 0.5f, 3.f);
+            cfg.magnitude = mag;
+        }
         struct param_ctx k;
         k.n = 2;
         assert_int_equal(fv_param_init(&k.p, &cfg, cases[i].h, cases[i].w, cases[i].c, NULL),
@@ -399,7 +406,7 @@ static void test_param_gradcheck(void **state) {
         size_t ny = (size_t)cases[i].h * cases[i].w * cases[i].c * (size_t)k.n;
         float *theta = malloc(nx * sizeof(float));
         /* Fourier: coefficients whose t is O(1), so the sigmoid is not linear */
-        float a = cases[i].basis == FV_PARAM_FOURIER ? 0.5f : 1.5f;
+        float a = cases[i].maco ? 3.f : cases[i].basis == FV_PARAM_FOURIER ? 0.5f : 1.5f;
         fill_uniform(theta, nx, 100 + i, -a, a);
         double rel = gradcheck(param_fwd, param_bwd, &k, theta, nx, ny, 4e-3, 0, 0, 200 + i);
         expect_grad(cases[i].what, rel, 1e-3);
@@ -1039,7 +1046,7 @@ static void test_thread_independence(void **state) {
             fv_warp_backward(wp, &tc, dv, du, n, h, w, c);
             fv_reg_tv_l1(u, n, h, w, c, 0.1f, du, NULL);
             fv_reg_lp(u, n, hwc, 2.f, 0.5f, 0.1f, du, NULL);
-            fv_param_backward(&p, u, du, dth, n, ws);
+            fv_param_backward(&p, theta, u, du, dth, n, ws);
             fv_adam_step(&adam, theta, dth, m, vv, t, n, p.size);
         }
         fv_param_forward(&p, theta, u, n, ws);

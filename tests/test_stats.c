@@ -194,6 +194,82 @@ static void check_against_ref(const char *dir, const char *which, const char *su
     json_decref(root);
 }
 
+/* stats.json's positions of the maxima, receptive fields and histograms
+ * against the NumPy reference `which`; with u8 (the images, 16x16x3 each),
+ * examples/<image>.png holds exactly that image. */
+static void check_where_hist(const char *dir, const char *which, const unsigned char *u8, int min_checked) {
+    json_error_t jerr;
+    json_t *root = json_load_file(data_path("stats/ref.json"), 0, &jerr);
+    if (!root) fail_msg("ref.json: %s", jerr.text);
+    json_t *ref = json_object_get(json_object_get(root, which), "layers");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/stats.json", dir);
+    json_t *j = json_load_file(path, 0, &jerr);
+    if (!j) fail_msg("stats.json: %s", jerr.text);
+    int n_where = 0, n_hist = 0, n_examples = 0;
+    size_t i;
+    json_t *L;
+    json_array_foreach(json_object_get(j, "layers"), i, L) {
+        const char *name = json_string_value(json_object_get(L, "layer"));
+        json_t *R = json_object_get(ref, name);
+        assert_non_null(R);
+        size_t c;
+        json_t *ch;
+        json_array_foreach(json_object_get(L, "per_channel"), c, ch) {
+            json_t *top = json_object_get(ch, "top");
+            if (json_is_true(json_array_get(json_object_get(R, "top_checkable"), c)) &&
+                json_is_true(json_array_get(json_object_get(R, "where_checkable"), c))) {
+                for (size_t k = 0; k < json_array_size(top); k++) {
+                    json_t *t = json_array_get(top, k), *box = json_object_get(t, "box");
+                    json_t *w = json_array_get(json_array_get(json_object_get(R, "where"), c), k);
+                    long got[6] = {json_integer_value(json_object_get(t, "y")), json_integer_value(json_object_get(t, "x")),
+                                   json_integer_value(json_array_get(box, 0)), json_integer_value(json_array_get(box, 1)),
+                                   json_integer_value(json_array_get(box, 2)), json_integer_value(json_array_get(box, 3))};
+                    for (int d = 0; d < 6; d++)
+                        if (got[d] != json_integer_value(json_array_get(w, (size_t)d)))
+                            fail_msg("%s[%zu] top %zu: y x box %ld %ld [%ld %ld %ld %ld], NumPy [%s]", name, c, k, got[0],
+                                     got[1], got[2], got[3], got[4], got[5], json_dumps(w, JSON_COMPACT));
+                    n_where++;
+                }
+            }
+            if (json_is_true(json_array_get(json_object_get(R, "hist_checkable"), c))) {
+                json_t *h = json_object_get(ch, "hist"), *rh = json_array_get(json_object_get(R, "hist"), c);
+                assert_true(fabs(json_number_value(json_object_get(h, "width")) - json_number_value(json_object_get(rh, "width"))) <=
+                            1e-6 * json_number_value(json_object_get(rh, "width")));
+                assert_int_equal(json_integer_value(json_object_get(h, "silent")), json_integer_value(json_object_get(rh, "silent")));
+                json_t *hc = json_object_get(h, "counts"), *rc = json_object_get(rh, "counts");
+                assert_int_equal(json_array_size(hc), json_array_size(rc));
+                for (size_t b = 0; b < json_array_size(rc); b++)
+                    if (json_integer_value(json_array_get(hc, b)) != json_integer_value(json_array_get(rc, b)))
+                        fail_msg("%s[%zu]: histogram bin %zu holds %lld, NumPy %lld", name, c, b,
+                                 (long long)json_integer_value(json_array_get(hc, b)), (long long)json_integer_value(json_array_get(rc, b)));
+                n_hist++;
+            }
+            /* every top image is in examples/, as the input was */
+            for (size_t k = 0; k < json_array_size(top); k++) {
+                long item = (long)json_integer_value(json_object_get(json_array_get(top, k), "image"));
+                snprintf(path, sizeof path, "%s/examples/%ld.png", dir, item);
+                if (!u8) {
+                    assert_true(file_exists(path));
+                    continue;
+                }
+                struct fv_image img;
+                struct fv_error err = {0};
+                if (fv_image_load(path, &img, &err)) fail_msg("%s", err.msg);
+                assert_true(img.h == 16 && img.w == 16 && img.c == 3);
+                for (int q = 0; q < 16 * 16 * 3; q++)
+                    if (img.data[q] != (float)u8[(size_t)item * 768 + (size_t)q]) fail_msg("%s: pixel %d differs from the input", path, q);
+                fv_image_free(&img);
+                n_examples++;
+            }
+        }
+    }
+    if (n_where < min_checked || n_hist < 40) fail_msg("only %d positions and %d histograms checked", n_where, n_hist);
+    assert_true(!u8 || n_examples >= 100);
+    json_decref(j);
+    json_decref(root);
+}
+
 /* The planted filters: dead with zero_fraction 1; neighbours alive. */
 static void check_planted(const char *dir) {
     char path[4200];
@@ -233,6 +309,15 @@ static void test_npy_dataset(void **state) {
     if (rc) fail_msg("stats: %s", err.msg);
     check_planted(out);
     check_against_ref(out, "npy", summary);
+    struct fv_array u8 = {0};
+    struct fv_error e2 = {0};
+    if (fv_npy_load(data_path("stats/images.npy"), &u8, &e2)) fail_msg("%s", e2.msg);
+    unsigned char *bytes = malloc(u8.count);
+    assert_non_null(bytes);
+    for (size_t q = 0; q < u8.count; q++) bytes[q] = (unsigned char)u8.data[q];
+    check_where_hist(out, "npy", bytes, 100);
+    free(bytes);
+    free(u8.data);
     /* the dead filter named in the summary, exactly as the issue shows it */
     assert_non_null(strstr(summary, "conv2d_2: 1 of 8 filters never fires on 24 images: 3\n"));
     assert_non_null(strstr(summary, "activation_1: 1 of 8 filters never fires on 24 images: 5\n"));
@@ -273,6 +358,7 @@ static void test_folder(void **state) {
     int rc = run_stats(&s, &err, &summary);
     if (rc) fail_msg("stats: %s", err.msg);
     check_against_ref(out, "folder", summary);
+    check_where_hist(out, "folder", NULL, 20);
     free(summary);
     fv_settings_free(&s);
 }

@@ -37,6 +37,8 @@ static void config(struct synth_cfg *c, const char *param, int steps) {
     struct fv_error err = {0};
     fv_settings_init(&s);
     assert_int_equal(fv_settings_set(&s, "classes", "param", param, "test", &err), FV_OK);
+    assert_int_equal(fv_settings_set(&s, "classes", "size", "1x", "test", &err), FV_OK);
+    assert_int_equal(fv_settings_set(&s, "classes", "relative", "false", "test", &err), FV_OK);
     assert_int_equal(synth_cfg_read(&s, "classes", c, &err), FV_OK);
     c->steps = steps;
     fv_settings_free(&s);
@@ -235,9 +237,90 @@ static void test_interrupt_writes_results(void **state) {
     assert_true(exists(p));
 }
 
+/* High-resolution rendering: the gradient of a step's objective with respect
+ * to theta, through the Fourier image at 3x the input, the random warp and
+ * the anti-aliased downsample into the model, against central differences
+ * (class and log-probability objectives, in float32 through the network). */
+static void test_highres_gradient(void **state) {
+    (void)state;
+    struct synth_cfg c;
+    struct fv_settings s;
+    struct fv_error err = {0};
+    fv_settings_init(&s);
+    assert_int_equal(fv_settings_set(&s, "classes", "size", "3x", "test", &err), FV_OK);
+    assert_int_equal(fv_settings_set(&s, "classes", "tv", "0", "test", &err), FV_OK);
+    assert_int_equal(fv_settings_set(&s, "classes", "relative", "false", "test", &err), FV_OK);
+    assert_int_equal(synth_cfg_read(&s, "classes", &c, &err), FV_OK);
+    fv_settings_free(&s);
+    int H, W;
+    synth_display_size(&c, 11, 13, &H, &W);
+    assert_int_equal(H, 33);
+    assert_int_equal(W, 39);
+    struct fv_objective obj[2];
+    assert_int_equal(fv_objective_parse("class:1", &model, &obj[0], &err), FV_OK);
+    assert_int_equal(fv_objective_parse("logprob:2", &model, &obj[1], &err), FV_OK);
+    uint64_t keys[2] = {1, 2};
+    size_t size = synth_theta_size(&c, 11, 13, 3);
+    assert_true(size > 0);
+    float *theta = malloc(2 * size * sizeof(float)), *g = malloc(2 * size * sizeof(float));
+    fill_uniform(theta, 2 * size, 5, -0.3f, 0.3f);
+    double v[2], vp[2], vm[2];
+    assert_int_equal(synth_probe(&model, &pp, &c, obj, 2, 11, 13, 3, keys, 7, theta, v, g, &err), FV_OK);
+    double worst = 0, big = 0;
+    for (size_t k = 0; k < 2 * size; k += 2 * size / 60) {
+        float keep = theta[k];
+        theta[k] = keep + 0.02f;
+        assert_int_equal(synth_probe(&model, &pp, &c, obj, 2, 11, 13, 3, keys, 7, theta, vp, NULL, &err), FV_OK);
+        theta[k] = keep - 0.02f;
+        assert_int_equal(synth_probe(&model, &pp, &c, obj, 2, 11, 13, 3, keys, 7, theta, vm, NULL, &err), FV_OK);
+        theta[k] = keep;
+        int i = k >= size;
+        double num = (vp[i] - vm[i]) / 0.04, d = fabs(num - (double)g[k]);
+        if (d > worst) worst = d;
+        if (fabs(num) > big) big = fabs(num);
+    }
+    printf("  high-res gradient: max |analytic - numeric| %.3g, largest %.3g\n", worst, big);
+    if (!(worst <= 0.02 * big)) fail_msg("high-res gradient off by %g (largest %g)", worst, big);
+    free(theta);
+    free(g);
+}
+
+/* per_class: the images of one class differ, and the diversity penalty
+ * pushes them further apart (Gram-matrix cosine lower than without it). */
+static void test_per_class_diversity(void **state) {
+    (void)state;
+    enum { IMG = 11 * 13 * 3 };
+    double dist[2];
+    for (int on = 0; on < 2; on++) {
+        struct synth_cfg c;
+        config(&c, "fourier", 48);
+        c.per_class = 3;
+        c.diversity = on ? 2.0f : 0.0f;
+        struct fv_objective obj[3];
+        struct fv_error err = {0};
+        uint64_t keys[3] = {4, 4 + 1000003u, 4 + 2000006u};
+        for (int i = 0; i < 3; i++) assert_int_equal(fv_objective_parse("class:4", &model, &obj[i], &err), FV_OK);
+        float u[3 * IMG];
+        double score[3];
+        assert_int_equal(synth_run(&model, &pp, &c, obj, 3, 11, 13, 3, keys, u, score, &err), FV_OK);
+        dist[on] = 0;
+        for (int i = 0; i < 3; i++)
+            for (int j = i + 1; j < 3; j++) {
+                double d = 0;
+                for (int k = 0; k < IMG; k++) d += fabs((double)u[i * IMG + k] - (double)u[j * IMG + k]);
+                assert_true(d / IMG > 1e-3); /* distinct images */
+                dist[on] += d / IMG / 3;
+            }
+    }
+    printf("  mean |difference| between the images of a class: %.4f without diversity, %.4f with\n", dist[0], dist[1]);
+    assert_true(dist[1] > dist[0] * 1.1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_objective_rises),
+        cmocka_unit_test(test_highres_gradient),
+        cmocka_unit_test(test_per_class_diversity),
         cmocka_unit_test(test_same_result_any_threads_or_batch),
         cmocka_unit_test(test_lanes_reused_same_result),
         cmocka_unit_test(test_cli_bytes_thread_independent),

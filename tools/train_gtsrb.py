@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Trains featviz's demo model, models/gtsrb32.h5, and writes its labels.
+"""Trains featviz's demo model, models/gtsrb32.h5 (and the same weights as
+models/gtsrb32.onnx), and writes its labels.
 
     /usr/bin/python3 tools/train_gtsrb.py              # train, write, verify
     /usr/bin/python3 tools/train_gtsrb.py --verify     # only re-check the file
+    /usr/bin/python3 tools/train_gtsrb.py --onnx-only  # gtsrb32.onnx from the .h5's weights
 
 Data: ../shared/gtsrb/train48_{x,y,track}.npy (GTSRB training images at 48x48,
 10 frames per track; see that folder's README.md). The path can be changed
@@ -302,6 +304,33 @@ def save_h5(net, path, lr):
     os.replace(tmp, path)
 
 
+def net_from_h5(path):
+    """The PyTorch Net holding the weights of a written .h5."""
+    net = Net()
+    params = [(c.weight, c.bias) for c in net.convs] + [
+        (net.fc1.weight, net.fc1.bias), (net.fc2.weight, net.fc2.bias)]
+    params.reverse()
+    with torch.no_grad():
+        for cls, _, ws in read_h5(path):
+            if cls not in ('Conv2D', 'Dense'):
+                continue
+            w, b = params.pop()
+            k = ws[0].transpose(3, 2, 0, 1) if cls == 'Conv2D' else ws[0].T
+            w.copy_(torch.tensor(np.ascontiguousarray(k), dtype=torch.float32))
+            b.copy_(torch.tensor(ws[1], dtype=torch.float32))
+    assert not params
+    return net.eval()
+
+
+def save_onnx(net, path):
+    """The network as ONNX (opset 13, NCHW input 'input', softmax output 'probabilities')."""
+    model = nn.Sequential(net, nn.Softmax(dim=1)).eval()
+    tmp = path + '.tmp'
+    torch.onnx.export(model, torch.zeros(1, 3, 32, 32), tmp, opset_version=13,
+                      input_names=['input'], output_names=['probabilities'])
+    os.replace(tmp, path)
+
+
 def write_labels(path):
     with open(path, 'w', newline='') as f:
         w = csv.writer(f, lineterminator='\n')   # quotes a name only if it has a comma
@@ -426,7 +455,14 @@ def main():
     ap.add_argument('--lr', type=float, default=1e-3)
     ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--verify', action='store_true', help='only verify an existing --out')
+    ap.add_argument('--onnx-only', action='store_true',
+                    help='only write --out with .onnx from the weights of the existing --out')
     args = ap.parse_args()
+    onnx_out = os.path.splitext(args.out)[0] + '.onnx'
+    if args.onnx_only:
+        save_onnx(net_from_h5(args.out), onnx_out)
+        print('wrote %s (%d bytes) from %s' % (onnx_out, os.path.getsize(onnx_out), args.out))
+        return 0
 
     log = lambda s: print(s, flush=True)
     torch.set_num_threads(args.threads)
@@ -451,6 +487,7 @@ def main():
             % (args.epochs, secs, secs / 60, args.threads))
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         save_h5(net, args.out, args.lr)
+        save_onnx(net_from_h5(args.out), onnx_out)
         write_labels(args.labels)
         log('wrote %s (%d bytes) and %s' % (args.out, os.path.getsize(args.out), args.labels))
         torch_acc = float((predict(net, x_val) == y[val]).mean())

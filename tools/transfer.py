@@ -11,6 +11,15 @@ permuted labels (its README); that mapping is recovered by majority vote of its
 predictions on the real GTSRB images of ../shared/gtsrb/train48_x.npy.
 Prints, per source model, how many of the 43 images each judge classifies as
 their class, and the mean transfer rate. A measurement tool, not a test.
+
+Each source's folder gets transfer.json: per class, which judges recognize its
+image ({"judges": [...], "classes": [{"class": i, "transfer_hits": k,
+"transfer_judges": n, "recognized_by": [...]}]}); `featviz report` shows these
+numbers beside the class images when the file is in a run's classes/ folder.
+To judge the class images of a run instead of making new ones:
+
+    /usr/bin/python3 tools/transfer.py --sources demo32 --judge outputs/gtsrb/classes
+    build/release/featviz report outputs/gtsrb
 """
 import argparse
 import json
@@ -69,6 +78,8 @@ def main():
     ap.add_argument("--out", default="/tmp/featviz-transfer")
     ap.add_argument("--steps", default="512")
     ap.add_argument("--sources", default="tfkeras2.4,keras3.8,tfkeras2.1.6,demo32")
+    ap.add_argument("--judge", help="judge the class images already in this featviz classes folder "
+                    "(made from the one model of --sources) instead of making new ones")
     ap.add_argument("extra", nargs="*", help="more options for featviz classes")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
@@ -82,22 +93,30 @@ def main():
         if src not in names:
             continue
         path, pre = MODELS[src]
-        d = os.path.join(a.out, src)
-        run([a.featviz, "classes", path, "--steps", a.steps, "-o", d] + pre + a.extra)
+        d = a.judge or os.path.join(a.out, src)
+        if not a.judge:
+            run([a.featviz, "classes", path, "--steps", a.steps, "-o", d] + pre + a.extra)
         u = np.load(os.path.join(d, "classes.npy"))
-        imgs = os.path.join(d, "classes_u8.npy")
+        imgs = os.path.join(a.out, src + "_classes_u8.npy")
         np.save(imgs, np.clip(np.rint(u * 255), 0, 255).astype(np.uint8))
         own = np.loadtxt(os.path.join(d, "classes.csv"), delimiter=",", skiprows=1, usecols=(3,))
         line = "%-14s own p>=0.9: %2d/43 |" % (src, int((own >= 0.9).sum()))
-        for judge in names:
-            if judge == src:
-                continue
+        judges = [j for j in names if j != src]
+        by = [[] for _ in range(43)]
+        for judge in judges:
             got = maps[judge][predict(a.featviz, judge, imgs)]
             want = maps[src][np.arange(43)]  # image i maximized output i of the source
             hit = int((got == want).sum())
             rates.append(hit / 43)
             line += " %s %2d/43" % (judge, hit)
+            for i in np.nonzero(got == want)[0]:
+                by[i].append(judge)
         print(line)
+        with open(os.path.join(d, "transfer.json"), "w") as f:
+            json.dump({"judges": judges, "classes": [
+                {"class": i, "transfer_hits": len(by[i]), "transfer_judges": len(judges), "recognized_by": by[i]}
+                for i in range(43)]}, f, indent=1)
+            f.write("\n")
     if rates:
         print("mean transfer rate: %.3f over %d (source, judge) pairs" % (np.mean(rates), len(rates)))
 

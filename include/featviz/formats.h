@@ -19,9 +19,19 @@ struct fv_load_opts {
     const struct fv_lambda_decl *lambdas;
     int n_lambdas;
     int flip_kernels;        /* -1 auto (Theano), 0 never, 1 always */
+    size_t max_bytes;        /* weights and attributes read at most (0: FV_MODEL_MAX_BYTES) */
 };
+
+/* Limits checked while loading, before allocating (model.max_model_mb sets max_bytes). */
+#define FV_MODEL_MAX_BYTES ((size_t)2048 << 20)
+#define FV_MODEL_MAX_LAYERS 100000
+#define FV_MODEL_MAX_DEPTH 32    /* models nested in models */
 
 int fv_model_load(struct fv_model *m, const char *path, const struct fv_load_opts *opts,
                   struct fv_error *err);
+/* A Keras .h5 from a file image in memory (HDF5's core driver; the fuzz
+ * target fuzz_h5); name stands for the file in messages. */
+int fv_model_load_image(struct fv_model *m, const void *image, size_t len, const char *name,
+                        const struct fv_load_opts *opts, struct fv_error *err);
 
 #endif

@@ -19,6 +19,11 @@ struct fv_image {
  * up to 65535), JPEG; chosen by content, not by extension. */
 int fv_image_load(const char *path, struct fv_image *img, struct fv_error *err);
 void fv_image_free(struct fv_image *img);
+/* The largest image (width x height) the decoders accept, checked before
+ * they allocate (model.max_image_pixels); 0 restores the default. */
+#define FV_IMAGE_MAX_PIXELS_DEFAULT ((size_t)50000000)
+void fv_image_set_max_pixels(size_t n);
+size_t fv_image_max_pixels(void);
 /* 1 if the file name has an image extension we read (.png .ppm .pgm .pnm .jpg .jpeg). */
 int fv_is_image_name(const char *path);
 

@@ -52,6 +52,9 @@ enum fv_act_kind {
     FV_ACT_GELU,         /* exact erf form; approximate=true uses tanh form */
     FV_ACT_GELU_TANH,
     FV_ACT_EXPONENTIAL,
+    FV_ACT_HARD_SIGMOID_AB, /* ONNX HardSigmoid: clip(alpha*x + beta, 0, 1), beta in threshold */
+    FV_ACT_HARD_SWISH,   /* x*relu6(x+3)/6 */
+    FV_ACT_CLIP,         /* ONNX Clip: min(max(x, alpha), max_value) */
     FV_ACT_COUNT
 };
 
@@ -188,11 +191,17 @@ struct fv_conv_params {          /* Conv2D, DepthwiseConv2D, SeparableConv2D */
     int multiplier;              /* depth_multiplier (depthwise, separable) */
     int use_bias;
     int groups;
+    int pad_explicit;            /* pads below instead of same/valid (ONNX) */
+    int pad_t, pad_b, pad_l, pad_r;
 };
 struct fv_pool_params {          /* Max/AveragePooling2D, Global*Pooling2D */
     int ph, pw, sh, sw;
     int same;
     int keepdims;
+    int pad_explicit;            /* pads below instead of same/valid (ONNX) */
+    int pad_t, pad_b, pad_l, pad_r;
+    int ceil_mode;               /* with pad_explicit: output size rounded up */
+    int count_include_pad;       /* average: divide by the window inside the padded image */
 };
 struct fv_pad_params {           /* ZeroPadding2D, Cropping2D */
     int top, bottom, left, right;
@@ -229,6 +238,7 @@ struct fv_affine_params {        /* declared Lambda replacement: x*scale+offset 
 
 struct fv_layer {
     char name[FV_NAME_MAX];      /* Keras layer name (unique in the model) */
+    char tensor[FV_NAME_MAX];    /* ONNX: name of the output tensor, also addressable ("" for Keras) */
     char keras_class[64];        /* "Conv2D", "Convolution2D", ... as in the file */
     const struct fv_layer_ops *ops;
 

@@ -17,7 +17,7 @@
 
 #define FV_MAX_TERMS 16
 
-enum fv_term_kind { FV_TERM_CLASS, FV_TERM_FILTER, FV_TERM_NEURON, FV_TERM_DREAM };
+enum fv_term_kind { FV_TERM_CLASS, FV_TERM_FILTER, FV_TERM_NEURON, FV_TERM_DREAM, FV_TERM_LOGPROB };
 
 struct fv_term {
     enum fv_term_kind kind;

@@ -78,6 +78,7 @@ struct fv_dft2 {
     float *ch, *sh; /* (h, h): cos/sin(2 pi ky y / h), indexed [ky*h + y] */
     float *cw, *sw; /* (wf, w): g_k cos(2 pi k x / w), -g_k sin(...), g_k = 1 for the
                        DC and Nyquist bins (whose sine row is exactly 0), 2 otherwise */
+    float *b2;      /* (2 wf, w): rows cw[0], sw[0], cw[1], sw[1], ... */
 };
 
 int fv_dft2_init(struct fv_dft2 *d, int h, int w, struct fv_error *err);
@@ -137,6 +138,12 @@ struct fv_param_config {
     int custom_matrix;     /* 1: use color_matrix below instead of the ImageNet one */
     float color_matrix[9]; /* row-major 3x3, used as given (no normalization) */
     float decay;           /* FOURIER spectrum decay power; Lucid default 1 */
+    /* FOURIER, MACO (Fel et al. 2023): the magnitude spectrum is fixed to this
+     * (c, h, w/2+1) array (fv_spectrum_*) and theta is the phase only,
+     * (n, c, h, w/2+1): spectrum = magnitude .* (cos theta, sin theta),
+     * t = irfft2(spectrum) / 4, then the colour and sigmoid stages as above.
+     * NULL: Lucid's free spectrum. Not copied: keep it alive with the param. */
+    const float *magnitude;
     /* Initial theta (fv_param_init_values): init_mean + init_sd * N(0,1), or
      * with init_uniform: init_mean + U(-init_sd, init_sd) (init_sd = half-width). */
     int init_uniform;
@@ -182,7 +189,7 @@ void fv_param_init_values(const struct fv_param *p, float *theta, int n, uint64_
 void fv_param_forward(const struct fv_param *p, const float *theta, float *u, int n, float *ws);
 /* dtheta += J^T du. u is fv_param_forward's output for the same theta (the
  * sigmoid derivative is u(1-u)). ACCUMULATES into dtheta. */
-void fv_param_backward(const struct fv_param *p, const float *u, const float *du, float *dtheta,
+void fv_param_backward(const struct fv_param *p, const float *theta, const float *u, const float *du, float *dtheta,
                        int n, float *ws);
 /* After each step: PIXEL without sigmoid clips theta to [0,1]; otherwise nothing. */
 void fv_param_project(const struct fv_param *p, float *theta, int n);
@@ -194,6 +201,15 @@ void fv_param_project(const struct fv_param *p, float *theta, int n);
  * FV_ERR_USAGE). ws: fv_param_ws_floats(p, n). */
 int fv_param_from_image(const struct fv_param *p, const float *u, float *theta, int n, float *ws,
                         struct fv_error *err);
+
+/* MACO's magnitude spectrum from real images: the mean over images of
+ * |rfft2(t_k)| / 4 per channel k, where t is what the FOURIER
+ * parameterization would have to produce to give the image: t = M^-1
+ * logit(u) per pixel (u clamped to [0.01, 0.99]; M the colour matrix when
+ * decorrelating). img (n, h, w, c) in [0, 1]; mag (c, h, w/2+1) is
+ * overwritten. ws: fv_param_ws_floats(p, 1) + 2 h (w/2+1) floats. p: a
+ * FOURIER param of the same size (its magnitude is not used). */
+void fv_spectrum_from_images(const struct fv_param *p, const float *img, int n, float *mag, float *ws);
 
 /* Lucid's ImageNet color_correlation_svd_sqrt / its largest column norm. */
 void fv_color_matrix_imagenet(float m[9]);
@@ -226,10 +242,11 @@ int fv_color_stats_matrix(const struct fv_color_stats *s, float m[9], struct fv_
  * For PIXEL bases theta has the image layout, so theta itself can be resized.
  * ====================================================================== */
 
-/* dst (n, H, W, c) from src (n, h, w, c). */
-void fv_resize_bilinear(const float *src, int h, int w, float *dst, int H, int W, int c, int n);
-/* dsrc += J^T ddst. ACCUMULATES. */
-void fv_resize_bilinear_backward(const float *ddst, int H, int W, float *dsrc, int h, int w, int c,
+/* dst (n, H, W, c) from src (n, h, w, c). FV_ERR_NOMEM (nothing written) when
+ * its small tables cannot be allocated; FV_ERR_USAGE for sizes < 1. */
+int fv_resize_bilinear(const float *src, int h, int w, float *dst, int H, int W, int c, int n);
+/* dsrc += J^T ddst. ACCUMULATES. Errors as fv_resize_bilinear. */
+int fv_resize_bilinear_backward(const float *ddst, int H, int W, float *dsrc, int h, int w, int c,
                                  int n);
 
 /* ======================================================================

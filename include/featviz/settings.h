@@ -21,6 +21,10 @@ enum fv_key_type {
     FV_KEY_LIST      /* comma-separated words (or "all") */
 };
 
+/* Limits on what a config may hold: a FLOATS value's numbers, a file's bytes. */
+#define FV_FLOATS_MAX 64
+#define FV_CONFIG_MAX_BYTES (1 << 20)
+
 struct fv_key {
     const char *section;
     const char *name;
@@ -73,7 +77,8 @@ const char *fv_get_str(const struct fv_settings *s, const char *section, const c
 int fv_get_int(const struct fv_settings *s, const char *section, const char *name);
 double fv_get_float(const struct fv_settings *s, const char *section, const char *name);
 int fv_get_bool(const struct fv_settings *s, const char *section, const char *name);
-/* Comma-separated floats; returns the count (<= max), -1 on a bad value. */
+/* Comma-separated floats; returns how many there are (only the first max are
+ * stored in out), -1 on a bad value. */
 int fv_get_floats(const struct fv_settings *s, const char *section, const char *name, float *out,
                   int max);
 /* Where a value came from ("default" when unset). */

@@ -14,5 +14,8 @@ struct fv_tmpfile {
 int fv_tmpfile_open(struct fv_tmpfile *t, const char *path, struct fv_error *err);
 int fv_tmpfile_commit(struct fv_tmpfile *t, struct fv_error *err);
 void fv_tmpfile_abort(struct fv_tmpfile *t);
+/* Removes the "*.tmp.XXXXXX" files that writers killed before their rename
+ * (SIGKILL) left in dir: those no live writer holds locked. Returns how many. */
+int fv_tmpfile_sweep(const char *dir);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "dist/dist.h"
 #include "dist/items.h"
+#include "featviz/image.h"
 #include "featviz/jobs.h"
 #include "featviz/progress.h"
 #include "featviz/settings.h"
@@ -38,12 +39,16 @@ static const struct command commands[] = {
      "synthesize one image per class that the model recognizes as that class", 1},
     {"filters", fv_job_filters, "MODEL -o DIR", NULL, NULL, {"filters", "model", "output"}, "output.dir",
      "each filter's preferred pattern, for one, several or all conv layers", 1},
-    {"dream", fv_job_dream, "MODEL IMAGE --layer L -o FILE", "dream", "input", {"dream", "model", "output"}, "dream.out",
+    {"dream", fv_job_dream, "MODEL IMAGE [--layer L] -o FILE", "dream", "input", {"dream", "model", "output"}, "dream.out",
      "DeepDream on a photo: amplify what a layer sees, over several octaves", 0},
     {"saliency", fv_job_saliency, "MODEL INPUT... [--objective OBJ] [-o FILE]", "saliency", "inputs", {"saliency", "model", "output"}, "saliency.out",
      "the input gradient of an objective as .npy and a heat map (SmoothGrad, Grad-CAM)", 0},
+    {"transfer", fv_job_transfer, "MODEL --judges J1.ini,J2.h5 [--input CLASSES_DIR] -o DIR", NULL, NULL, {"transfer", "classes", "model", "output"}, "output.dir",
+     "are the class images recognized by other models? (makes them first unless --input names a classes output)", 1},
     {"run", fv_job_run, "CONFIG", NULL, NULL, {"model", "output"}, "output.dir",
-     "run every job section of an INI config file, in order", 1},
+     "run every job section of an INI config file, in order, then write the report", 1},
+    {"report", fv_job_report, "OUTPUT_DIR", NULL, NULL, {"model"}, NULL,
+     "write OUTPUT_DIR/index.html, the report of a featviz run's folder (its model, images and numbers)", 0},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
@@ -137,11 +142,27 @@ static int append_input(char **list, const char *path) {
 
 static int parse_args(const struct command *c, int argc, char **argv, struct fv_settings *s,
                       struct fv_error *err) {
+    const char *run_config = "CONFIG";
     /* pass 1: config files, the lowest priority after defaults
      * (featviz run's CONFIG comes first: `featviz run CONFIG [options]`) */
     if (c->run == fv_job_run) {
         if (argc < 1 || argv[0][0] == '-') return fv_error_set(err, FV_ERR_USAGE, "usage: featviz run CONFIG [options]");
         int rc = fv_settings_load_ini(s, argv[0], err);
+        if (rc) return rc;
+        run_config = argv[0];
+        argc--, argv++;
+    }
+    /* featviz report OUTPUT_DIR: the run's own configuration, then the options */
+    if (c->run == fv_job_report) {
+        if (argc < 1 || argv[0][0] == '-') return fv_error_set(err, FV_ERR_USAGE, "usage: featviz report OUTPUT_DIR [options]");
+        char ini[4200];
+        if ((size_t)snprintf(ini, sizeof ini, "%s/featviz-run.ini", argv[0]) >= sizeof ini)
+            return fv_error_set(err, FV_ERR_USAGE, "%s: path too long", argv[0]);
+        FILE *f = fopen(ini, "r");
+        if (!f) return fv_error_set(err, FV_ERR_IO, "%s: not a featviz run folder (no featviz-run.ini; featviz run writes it)", argv[0]);
+        fclose(f);
+        int rc = fv_settings_load_ini(s, ini, err);
+        if (!rc) rc = fv_settings_set(s, "output", "dir", argv[0], "OUTPUT_DIR argument", err);
         if (rc) return rc;
         argc--, argv++;
     }
@@ -207,8 +228,8 @@ static int parse_args(const struct command *c, int argc, char **argv, struct fv_
             rc = fv_error_set(err, FV_ERR_USAGE, "unknown option '%s' for featviz %s (see featviz %s --help)", a, c->name, c->name);
             break;
         }
-        if (c->run == fv_job_run) {
-            rc = fv_error_set(err, FV_ERR_USAGE, "featviz run takes one CONFIG (unexpected '%s')", a);
+        if (c->run == fv_job_run || c->run == fv_job_report) {
+            rc = fv_error_set(err, FV_ERR_USAGE, "featviz %s takes one %s (unexpected '%s')", c->name, c->args, a);
         } else if (positional++ == 0 && (is_model_file(a) || !fv_get_str(s, "model", "path"))) {
             /* MODEL comes first, unless a config already names the model and
              * this is not an .h5 file: then the arguments are all inputs */
@@ -227,8 +248,10 @@ static int parse_args(const struct command *c, int argc, char **argv, struct fv_
             if (i + 1 >= argc) return fv_error_set(err, FV_ERR_USAGE, "--set needs section.key=value");
             rc = fv_settings_set_dotted(s, argv[++i], "--set", err);
         }
-    if (!rc && !fv_get_str(s, "model", "path"))
-        rc = fv_error_set(err, FV_ERR_USAGE, "featviz %s needs a model: %s", c->name, c->args);
+    if (!rc && !fv_get_str(s, "model", "path") && c->run == fv_job_run)
+        rc = fv_error_set(err, FV_ERR_USAGE, "%s: no model: add path = FILE to its [model] section, or --set model.path=FILE", run_config);
+    else if (!rc && !fv_get_str(s, "model", "path"))
+        rc = fv_error_set(err, FV_ERR_USAGE, "featviz %s needs a model (MODEL, or model.path in a config): %s", c->name, c->args);
     if (!rc && c->inputs_key && !fv_get_str(s, c->inputs_key, c->inputs_name))
         rc = fv_error_set(err, FV_ERR_USAGE, "featviz %s needs %s: %s", c->name, c->inputs_name, c->args);
     return rc;
@@ -284,6 +307,7 @@ static int cli(int argc, char **argv) {
     fv_settings_init(&s);
     fv_interrupt_install();
     int rc = parse_args(c, argc - 2, argv + 2, &s, &err);
+    if (!rc) fv_image_set_max_pixels((size_t)fv_get_int(&s, "model", "max_image_pixels"));
     if (rc) { /* every rank parsed the same arguments: rank 0 says it */
         fv_settings_free(&s);
         if (fv_dist_rank() == 0) fprintf(stderr, "featviz: %s\n", err.msg);

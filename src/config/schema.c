@@ -40,6 +40,9 @@
     {sec, "escape_steps", FV_KEY_INT, escape, NULL, 0, 1000000, "dead-ReLU escape: let gradients through switched-off ReLUs for this many steps"}, \
     {sec, "keep_best", FV_KEY_BOOL, "true", NULL, NORANGE, "keep the image with the best objective (judged without transforms)"}, \
     {sec, "batch", FV_KEY_INT, "64", NULL, 1, 4096, "images optimized together"},                            \
+    {sec, "size", FV_KEY_STRING, "auto", NULL, NORANGE, "size of the images made and written: pixels of the longer side (128), a multiple of the model input (4x), or auto (4x, at least 128 px); each step the model sees an anti-aliased downsample"}, \
+    {sec, "spectrum_from", FV_KEY_PATH, "", NULL, NORANGE, "fourier: fix the magnitude spectrum to that of these images and optimize the phase only (MACO): a directory or .npy of 8-bit images, or a spectrum.npy that an earlier run wrote"}, \
+    {sec, "relative", FV_KEY_BOOL, "true", NULL, NORANGE, "penalty weights (l2, tv, diversity) are relative to the objective: its gradient is scaled to mean |g| = 1 per display value first"}, \
     {sec, "min_size", FV_KEY_INT, "128", NULL, 1, 4096, "images are upscaled (nearest) to at least this many pixels"}
 
 const struct fv_key fv_keys[] = {
@@ -55,10 +58,14 @@ const struct fv_key fv_keys[] = {
     {"model", "std", FV_KEY_FLOATS, "", NULL, NORANGE, "then the result is divided by this per-channel std"},
     {"model", "preprocess", FV_KEY_CHOICE, "none", "none|caffe|tf|torch", NORANGE, "a Keras named mode instead of scale/offset/mean/std: caffe (BGR, minus ImageNet means), tf (x/127.5-1), torch (x/255, ImageNet mean/std)"},
     {"model", "lambda", FV_KEY_STRING, NULL, NULL, NORANGE, "what Lambda layers compute: NAME=identity or NAME=SCALE,OFFSET (x*SCALE+OFFSET); several separated by spaces"},
+    {"model", "class_map", FV_KEY_PATH, NULL, NULL, NORANGE, "what each output means when the labels were permuted in training: one class index per line, output 0 first (used when the model is a transfer judge)"},
     {"model", "flip_kernels", FV_KEY_CHOICE, "auto", "auto|yes|no", NORANGE, "rotate convolution kernels by 180 degrees (Theano-trained files); auto decides from the file"},
+    {"model", "max_model_mb", FV_KEY_INT, "2048", NULL, 1, 1048576, "refuse model files whose weights and attributes would need more memory than this (MB), before reading them"},
+    {"model", "max_image_pixels", FV_KEY_INT, "50000000", NULL, 1, 2000000000, "refuse images larger than this (width x height), before decoding them"},
 
     /* [output]: where results go */
     {"output", "dir", FV_KEY_PATH, "outputs", NULL, NORANGE, "output directory"},
+    {"output", "report", FV_KEY_BOOL, "true", NULL, NORANGE, "featviz run: end by writing the report, <dir>/index.html and report.json (featviz report DIR writes it for an existing folder)"},
 
     /* jobs */
     {"info", "json", FV_KEY_BOOL, "false", NULL, NORANGE, "print JSON instead of a table"},
@@ -87,13 +94,17 @@ const struct fv_key fv_keys[] = {
     {"stats", "topk", FV_KEY_INT, "9", NULL, 1, 1000, "images that excite each channel most, kept per channel"},
     {"stats", "batch", FV_KEY_INT, "64", NULL, 1, 65536, "images per forward pass (memory stays bounded by it)"},
     {"stats", "montage", FV_KEY_BOOL, "true", NULL, NORANGE, "write a montage of each channel's top-k images"},
+    {"stats", "examples", FV_KEY_BOOL, "true", NULL, NORANGE, "write each top-k image as examples/<image>.png, with where each channel peaks on it and the receptive field there in stats.json (the report's dataset examples)"},
     {"stats", "limit", FV_KEY_INT, "0", NULL, 0, 2000000000, "use only the first N images (0: all)"},
     {"stats", "shard", FV_KEY_INT, "1024", NULL, 1, 2000000000, "images per work item: measured apart (by any MPI rank) and summed in shard order"},
 
     SYNTH_KEYS("classes", "512", "0.05", "0.0625", "0.1", "0"),
     {"classes", "targets", FV_KEY_LIST, "all", NULL, NORANGE, "classes to draw: all, or a list such as 0,5,14"},
     {"classes", "objective", FV_KEY_STRING, "class:{c}", NULL, NORANGE, "objective per class; {c} is the class index (e.g. class:{c} - 0.2*class:13)"},
-    {"classes", "cols", FV_KEY_INT, "7", NULL, 1, 1000, "montage columns"},
+    {"classes", "cols", FV_KEY_INT, "7", NULL, 1, 1000, "montage columns (with per_class > 1: a multiple of per_class, the images of a class side by side)"},
+    {"classes", "per_class", FV_KEY_INT, "1", NULL, 1, 64, "distinct images per class (files class_NN_label_K.png; a diversity penalty keeps them apart)"},
+    {"classes", "diversity", FV_KEY_FLOAT, "0.5", NULL, 0, 1e6, "with per_class > 1: weight of Lucid's diversity penalty (cosine similarity of the Gram matrices of diversity_layer between the images of a class), times |objective|"},
+    {"classes", "diversity_layer", FV_KEY_STRING, "", NULL, NORANGE, "layer whose Gram matrices the diversity penalty compares; empty: the deepest layer with an image output"},
 
     SYNTH_KEYS("filters", "256", "0.05", "0.0625", "0", "128"),
     {"filters", "layer", FV_KEY_LIST, "all", NULL, NORANGE, "conv layers: one, several (comma-separated) or all"},
@@ -102,7 +113,7 @@ const struct fv_key fv_keys[] = {
     {"filters", "cols", FV_KEY_INT, "8", NULL, 1, 1000, "montage columns"},
 
     {"dream", "input", FV_KEY_PATH, NULL, NULL, NORANGE, "the photo to dream on"},
-    {"dream", "layer", FV_KEY_STRING, NULL, NULL, NORANGE, "layer whose activations are amplified"},
+    {"dream", "layer", FV_KEY_STRING, NULL, NULL, NORANGE, "layer whose activations are amplified (default: the model's last convolution)"},
     {"dream", "objective", FV_KEY_STRING, NULL, NULL, NORANGE, "objective instead of dream:LAYER (e.g. filter:conv2d_3:5)"},
     {"dream", "size", FV_KEY_INT, "0", NULL, 0, 8192, "resize the photo so its longer side has this many pixels (0: its own size)"},
     {"dream", "octaves", FV_KEY_INT, "4", NULL, 1, 20, "number of scales"},
@@ -124,6 +135,9 @@ const struct fv_key fv_keys[] = {
     {"saliency", "noise", FV_KEY_FLOAT, "0.15", NULL, 0, 10, "SmoothGrad noise sd as a fraction of the input's value range"},
     {"saliency", "gradcam", FV_KEY_STRING, NULL, NULL, NORANGE, "draw Grad-CAM of this conv layer instead of the gradient magnitude"},
     {"saliency", "seed", FV_KEY_INT, "0", NULL, 0, 2000000000, "seed of the SmoothGrad noise"},
+
+    {"transfer", "judges", FV_KEY_LIST, NULL, NULL, NORANGE, "the judge models: INI files with a [model] section (path, preprocessing, class_map), or .h5 files with the default preprocessing"},
+    {"transfer", "input", FV_KEY_PATH, NULL, NULL, NORANGE, "a featviz classes output directory (classes.npy, classes.csv); empty: make the class images first with [classes] into output.dir"},
 
     {NULL, NULL, 0, NULL, NULL, 0, 0, NULL},
 };

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "featviz/tmpfile.h"
 
@@ -83,8 +84,10 @@ static int check_value(const struct fv_key *k, const char *t, const char *origin
     int b;
     switch (k->type) {
     case FV_KEY_INT:
-        if (!parse_number(t, &x) || x != floor(x) || fabs(x) > 2e9)
+        if (!parse_number(t, &x) || x != floor(x))
             return fv_error_set(err, FV_ERR_USAGE, "%s: %s.%s = '%s' is not an integer", origin, k->section, k->name, t);
+        if (fabs(x) > 2e9 && k->min > k->max)
+            return fv_error_set(err, FV_ERR_USAGE, "%s: %s.%s = '%s' is out of range [-2e+09, 2e+09]", origin, k->section, k->name, t);
         break;
     case FV_KEY_FLOAT:
         if (!parse_number(t, &x))
@@ -101,14 +104,27 @@ static int check_value(const struct fv_key *k, const char *t, const char *origin
             return fv_error_set(err, FV_ERR_USAGE, "%s: %s.%s = '%s' is not one of: %s", origin, k->section, k->name, t, c);
         }
         return FV_OK;
+    case FV_KEY_PATH:
+        if (!*t && k->def && *k->def)
+            return fv_error_set(err, FV_ERR_USAGE, "%s: %s.%s is empty: give a path (default: %s)", origin, k->section, k->name, k->def);
+        return FV_OK;
     case FV_KEY_FLOATS: {
-        char buf[1024];
-        snprintf(buf, sizeof buf, "%s", t);
-        char *save = NULL;
-        for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            while (isspace((unsigned char)*tok)) tok++;
-            if (!parse_number(tok, &x))
+        /* every comma separates two numbers: ",", "1,,2" and "1," are refused */
+        if (!*t) return FV_OK;
+        int n = 0;
+        for (const char *p = t;; p++) {
+            char tok[64];
+            const char *comma = strchr(p, ',');
+            size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            snprintf(tok, sizeof tok, "%.*s", (int)(len < sizeof tok ? len : sizeof tok - 1), p);
+            const char *q = tok;
+            while (isspace((unsigned char)*q)) q++;
+            if (len >= sizeof tok || !parse_number(q, &x))
                 return fv_error_set(err, FV_ERR_USAGE, "%s: %s.%s = '%s' is not a comma-separated list of numbers", origin, k->section, k->name, t);
+            if (++n > FV_FLOATS_MAX)
+                return fv_error_set(err, FV_ERR_USAGE, "%s: %s.%s = '%s' has more than %d values", origin, k->section, k->name, t, FV_FLOATS_MAX);
+            if (!comma) break;
+            p = comma;
         }
         return FV_OK;
     }
@@ -209,21 +225,53 @@ struct ini_state {
     const char *path;
     FILE *f;
     int line;
+    size_t bytes;
     int failed;
     char section[64];
 };
 
 /* fgets that counts lines and notes section headers (inih does not report
- * empty sections, and a job section may have no keys). */
+ * empty sections, and a job section may have no keys). Lines longer than
+ * inih's buffer, section headers without ']' and files beyond
+ * FV_CONFIG_MAX_BYTES (such as /dev/zero) end the parse with an error. */
 static char *counting_reader(char *str, int num, void *stream) {
     struct ini_state *st = stream;
-    char *r = fgets(str, num, st->f);
-    if (!r) return NULL;
+    if (st->failed || num < 2) return NULL;
+    int len = 0, ch = EOF, nul = 0;
+    while (len < num - 1 && (ch = getc(st->f)) != EOF) {
+        nul |= ch == 0;
+        str[len++] = (char)ch;
+        if (ch == '\n') break;
+    }
+    str[len] = 0;
+    if (!len) return NULL;
+    char *r = str;
     st->line++;
+    st->bytes += (size_t)len;
+    if (nul) {
+        fv_error_set(st->err, FV_ERR_USAGE, "%s:%d: a NUL byte: not a text file", st->path, st->line);
+        st->failed = 1;
+        return NULL;
+    }
+    if (st->bytes > FV_CONFIG_MAX_BYTES) {
+        fv_error_set(st->err, FV_ERR_USAGE, "%s:%d: config file longer than %d bytes", st->path, st->line, FV_CONFIG_MAX_BYTES);
+        st->failed = 1;
+        return NULL;
+    }
+    if (len == num - 1 && str[len - 1] != '\n' && (ch = getc(st->f)) != EOF) {
+        fv_error_set(st->err, FV_ERR_USAGE, "%s:%d: line longer than %d characters", st->path, st->line, num - 2);
+        st->failed = 1;
+        return NULL;
+    }
     const char *p = r;
     while (isspace((unsigned char)*p)) p++;
     if (*p == '[' && !st->failed) {
         const char *end = strchr(p, ']');
+        if (!end) {
+            fv_error_set(st->err, FV_ERR_USAGE, "%s:%d: section header '%.*s' has no closing ']'", st->path, st->line, (int)strcspn(p, "\r\n"), p);
+            st->failed = 1;
+            return NULL;
+        }
         if (end) {
             char name[64];
             snprintf(name, sizeof name, "%.*s", (int)(end - p - 1), p + 1);
@@ -258,10 +306,17 @@ static int on_ini_value(void *user, const char *section, const char *name, const
 int fv_settings_load_ini(struct fv_settings *s, const char *path, struct fv_error *err) {
     struct ini_state st = {.s = s, .err = err, .path = path};
     st.f = fopen(path, "r");
-    if (!st.f) return fv_error_set(err, FV_ERR_IO, "%s: cannot open config file", path);
+    if (!st.f) return fv_error_set(err, FV_ERR_USAGE, "%s: cannot open config file: %s", path, strerror(errno));
+    struct stat sb;
+    if (!fstat(fileno(st.f), &sb) && S_ISDIR(sb.st_mode)) {
+        fclose(st.f);
+        return fv_error_set(err, FV_ERR_USAGE, "%s: is a directory, not a config file", path);
+    }
     int rc = ini_parse_stream(counting_reader, &st, on_ini_value, &st);
+    int bad_read = ferror(st.f);
     fclose(st.f);
     if (st.failed) return err->code;
+    if (bad_read) return fv_error_set(err, FV_ERR_IO, "%s: cannot read config file", path);
     if (rc > 0) return fv_error_set(err, FV_ERR_USAGE, "%s:%d: not an INI line (expected [section] or key = value)", path, rc);
     if (rc < 0) return fv_error_set(err, FV_ERR_IO, "%s: cannot read config file", path);
     return FV_OK;
@@ -322,8 +377,9 @@ int fv_get_floats(const struct fv_settings *s, const char *section, const char *
     for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         double x;
         while (isspace((unsigned char)*tok)) tok++;
-        if (!parse_number(tok, &x) || n >= max) return -1;
-        out[n++] = (float)x;
+        if (!parse_number(tok, &x)) return -1;
+        if (n < max) out[n] = (float)x;
+        n++; /* counted beyond max, so callers can say how many there are */
     }
     return n;
 }

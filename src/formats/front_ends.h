@@ -13,4 +13,8 @@ int fv_keras_h5_load(struct fv_model *m, const char *path, const struct fv_load_
 int fv_keras3_load(struct fv_model *m, const char *path, int folder,
                    const struct fv_load_opts *opts, struct fv_error *err);
 
+/* ONNX: a ModelProto (protobuf), weights inline or in files beside it. */
+int fv_onnx_load(struct fv_model *m, const char *path, const struct fv_load_opts *opts,
+                 struct fv_error *err);
+
 #endif

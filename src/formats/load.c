@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "formats/front_ends.h"
+#include "formats/onnx/onnx.h"
 
 static const unsigned char zip_magic[4] = {'P', 'K', 3, 4};
 
@@ -19,6 +20,12 @@ int fv_model_load(struct fv_model *m, const char *path, const struct fv_load_opt
     if (f) fclose(f);
     if (got >= sizeof zip_magic && !memcmp(head, zip_magic, sizeof zip_magic))
         return fv_keras3_load(m, path, 0, opts, err);
+    size_t len = strlen(path);
+    /* ONNX by its first bytes; a file named .onnx that matches nothing gets
+     * the ONNX reader's error rather than the HDF5 reader's */
+    if (onnx_sniff(head, got) || (len > 5 && !strcmp(path + len - 5, ".onnx") &&
+                                  memcmp(head, "\x89HDF\r\n\x1a\n", 8)))
+        return fv_onnx_load(m, path, opts, err);
     /* HDF5 and everything unrecognised: the HDF5 reader says what is wrong */
     return fv_keras_h5_load(m, path, opts, err);
 }

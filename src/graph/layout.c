@@ -83,7 +83,7 @@ int fv_resolve_layouts(struct fv_layer **nodes_io, struct fv_node_spec **specs_i
         struct fv_layer l = in[i];
         struct fv_node_spec s = ins[i];
         if (s.is_input) {
-            int cf = 0;
+            int cf = l.cf; /* a front end may declare a channels_first input (ONNX) */
             for (int k = i + 1; k < n; k++)
                 for (int j = 0; j < in[k].n_in; j++)
                     if (in[k].in[j] == i && in[k].ops && in[k].ops->need == FV_NEED_SPATIAL && in[k].cf && !ins[k].flatten)

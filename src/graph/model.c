@@ -20,6 +20,8 @@ static int inside(const struct fv_model *m, int g, const char *name, size_t len)
 int fv_model_find(const struct fv_model *m, const char *name) {
     int t = find_node(m, name);
     if (t >= 0) return t;
+    for (int i = 0; i < m->n_layers; i++) /* the name of a node's output tensor (ONNX) */
+        if (!m->layers[i].hidden && *m->layers[i].tensor && !strcmp(m->layers[i].tensor, name)) return i;
     for (int g = 0; g < m->n_groups; g++)
         if (!strcmp(m->groups[g].name, name)) return find_node(m, m->groups[g].output);
     const char *slash = strrchr(name, '/'); /* "outer/inner" */

@@ -2,12 +2,43 @@
 #include "io/decode.h"
 
 #include <dirent.h>
+#include <stdint.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+
+/* 50 megapixels: a 4K photo has 8.3; images are decoded to floats (12 bytes
+ * a pixel for RGB), so this is 600 MB before any work. */
+static size_t max_pixels = FV_IMAGE_MAX_PIXELS_DEFAULT;
+
+void fv_image_set_max_pixels(size_t n) { max_pixels = n ? n : FV_IMAGE_MAX_PIXELS_DEFAULT; }
+size_t fv_image_max_pixels(void) { return max_pixels; }
+
+size_t fv_file_bytes(FILE *fp) {
+    struct stat st;
+    if (fstat(fileno(fp), &st) || !S_ISREG(st.st_mode)) return SIZE_MAX;
+    return (size_t)st.st_size;
+}
+
+int fv_image_check_dims(const char *path, const char *format, size_t w, size_t h,
+                        size_t file_bytes, double px_per_byte, struct fv_error *err) {
+    double px = (double)w * (double)h;
+    if (px > (double)max_pixels)
+        return fv_error_set(err, FV_ERR_FORMAT,
+                            "%s: %s of %zux%zu pixels is above the limit of %zu pixels "
+                            "(raise it with --max-image-pixels N, key model.max_image_pixels)",
+                            path, format, w, h, max_pixels);
+    /* a little slack for tiny images */
+    if (file_bytes != SIZE_MAX && px > ((double)file_bytes + 64.0) * px_per_byte)
+        return fv_error_set(err, FV_ERR_FORMAT,
+                            "%s: %s declares %zux%zu pixels, more than its %zu bytes can hold "
+                            "(truncated or corrupt)",
+                            path, format, w, h, file_bytes);
+    return FV_OK;
+}
 
 enum image_kind { KIND_UNKNOWN, KIND_PNG, KIND_JPEG, KIND_PNM };
 

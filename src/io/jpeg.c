@@ -27,6 +27,9 @@ struct jpeg_ctx {
     float *data;        /* (h, w, c) output */
     int h, w, c;
     char msg[JMSG_LENGTH_MAX + 64];
+    const char *path;
+    size_t file_bytes;
+    struct fv_error err; /* set by the size check */
 };
 
 static void jpeg_on_error(j_common_ptr ci) {
@@ -50,7 +53,8 @@ static void jpeg_on_output(j_common_ptr ci) {
     (void)ci;
 }
 
-/* Returns 0, -1 after a libjpeg error (ctx->msg), -2 for a refusal (ctx->msg). */
+/* Returns 0, -1 after a libjpeg error (ctx->msg), -2 for a refusal (ctx->msg),
+ * -3 for a size refusal (ctx->err). */
 static int jpeg_decode_guarded(struct jpeg_ctx *ctx) {
     struct jpeg_decompress_struct *ci = &ctx->cinfo;
     if (setjmp(ctx->jump)) return -1;
@@ -58,6 +62,11 @@ static int jpeg_decode_guarded(struct jpeg_ctx *ctx) {
     ctx->created = 1;
     jpeg_stdio_src(ci, ctx->fp);
     (void)jpeg_read_header(ci, TRUE);
+    /* before libjpeg allocates (a progressive file keeps every coefficient):
+     * each 8x8 block costs at least one bit of entropy-coded data */
+    if (fv_image_check_dims(ctx->path, "JPEG", ci->image_width, ci->image_height, ctx->file_bytes,
+                            64.0 * 8.0, &ctx->err))
+        return -3;
 
     int cmyk = 0;
     switch (ci->jpeg_color_space) {
@@ -144,9 +153,13 @@ int fv_jpeg_read(const char *path, struct fv_image *img, struct fv_error *err) {
     ctx->pub.error_exit = jpeg_on_error;
     ctx->pub.emit_message = jpeg_on_message;
     ctx->pub.output_message = jpeg_on_output;
+    ctx->path = path;
+    ctx->file_bytes = fv_file_bytes(ctx->fp);
     int st = jpeg_decode_guarded(ctx);
     if (st != 0) {
-        if (ctx->truncated)
+        if (st == -3)
+            rc = fv_error_set(err, ctx->err.code, "%s", ctx->err.msg);
+        else if (ctx->truncated)
             rc = fv_error_set(err, FV_ERR_FORMAT, "%s: truncated JPEG file", path);
         else if (strcmp(ctx->msg, "out of memory") == 0)
             rc = fv_error_set(err, FV_ERR_NOMEM, "%s: out of memory decoding JPEG", path);

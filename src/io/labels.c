@@ -13,6 +13,7 @@
 #include <string.h>
 
 #define LABELS_MAX_ID 1000000
+#define LABELS_MAX_BYTES (64 << 20)
 
 static char *dup_str(const char *s, size_t n) {
     char *d = malloc(n + 1);
@@ -44,6 +45,12 @@ static char *read_all(const char *path, size_t *len, struct fv_error *err) {
         size_t got = fread(buf + n, 1, cap - n - 1, fp);
         n += got;
         if (got == 0) break;
+        if (n > LABELS_MAX_BYTES) { /* /dev/zero, or not a labels file */
+            free(buf);
+            fclose(fp);
+            fv_error_set(err, FV_ERR_FORMAT, "%s: labels file larger than %d MB", path, LABELS_MAX_BYTES >> 20);
+            return NULL;
+        }
     }
     if (!buf) {
         fclose(fp);

@@ -141,6 +141,12 @@ int fv_pnm_read(const char *path, struct fv_image *img, struct fv_error *err) {
             goto done;
         }
     }
+    /* binary rasters hold each sample in 1 or 2 bytes; ASCII ones need a
+     * digit per sample */
+    double px_per_byte = 1.0 / ((binary && maxval > 255 ? 2.0 : 1.0) * c);
+    if ((rc = fv_image_check_dims(path, binary ? "binary PPM/PGM" : "ASCII PPM/PGM", w, h,
+                                  fv_file_bytes(fp), px_per_byte, err)))
+        goto done;
     size_t n;
     if (!fv_mul_size((size_t)w * (size_t)h, (size_t)c, &n) || n > SIZE_MAX / sizeof(float)) {
         rc = fv_error_set(err, FV_ERR_FORMAT, "%s: image too large (%lux%lu)", path, w, h);

@@ -38,14 +38,22 @@ static void expand(const char *tmpl, int k, char *out, size_t cap) {
     out[n] = 0;
 }
 
-/* Probability and rank (1 = top) of each target on the final images. */
+/* Probability and rank (1 = top) of each target on the final images u
+ * (n, H, W, c), downsampled (anti-aliased) to the model's h x w as in the
+ * optimization. */
 static int recognize(const struct fv_model *m, const struct fv_preproc *pp, const float *u, int n,
-                     int h, int w, int c, const int *target, double *prob, int *rank,
+                     int H, int W, int h, int w, int c, const int *target, double *prob, int *rank,
                      struct fv_error *err) {
     struct fv_plan p;
     int batch = n < 8 ? n : 8; /* a forward pass per 8 images keeps this plan small */
-    int rc = fv_plan_init(&p, m, batch, h, w, FV_PLAN_FUSE, err);
+    float *small = NULL;
+    int rc = synth_downsample(u, n, H, W, h, w, c, &small, err);
     if (rc) return rc;
+    u = small;
+    if ((rc = fv_plan_init(&p, m, batch, h, w, FV_PLAN_FUSE, err))) {
+        free(small);
+        return rc;
+    }
     int k = (int)fv_shape_count(&p.io[m->output].out);
     size_t img = (size_t)h * (size_t)w * (size_t)c;
     for (int first = 0; first < n; first += batch) {
@@ -62,11 +70,12 @@ static int recognize(const struct fv_model *m, const struct fv_preproc *pp, cons
         }
     }
     fv_plan_free(&p);
+    free(small);
     return FV_OK;
 }
 
 static int write_tables(const char *dir, const struct fv_labels *labels, const int *target,
-                        const double *score, const double *prob, const int *rank, int n,
+                        const double *score, const double *prob, const int *rank, int n, int per,
                         struct fv_error *err) {
     char path[4200];
     struct fv_tmpfile t;
@@ -74,10 +83,10 @@ static int write_tables(const char *dir, const struct fv_labels *labels, const i
     int rc = fv_tmpfile_open(&t, path, err);
     if (rc) return rc;
     FILE *f = t.fp;
-    fprintf(f, "class,label,objective,probability,rank\n");
+    fprintf(f, "class,label,objective,probability,rank,image\n");
     for (int i = 0; i < n; i++) {
         const char *lab = fv_labels_get(labels, target[i]);
-        fprintf(f, "%d,\"%s\",%.6g,%.6g,%d\n", target[i], lab ? lab : "", score[i], prob[i], rank[i]);
+        fprintf(f, "%d,\"%s\",%.6g,%.6g,%d,%d\n", target[i], lab ? lab : "", score[i], prob[i], rank[i], i % per);
     }
     if ((rc = fv_tmpfile_commit(&t, err))) return rc;
     snprintf(path, sizeof path, "%s/classes.json", dir);
@@ -89,7 +98,7 @@ static int write_tables(const char *dir, const struct fv_labels *labels, const i
         const char *lab = fv_labels_get(labels, target[i]);
         if (lab) job_json_string(f, lab);
         else fprintf(f, "null");
-        fprintf(f, ", \"objective\": %.6g, \"probability\": %.6g, \"rank\": %d}", score[i], prob[i], rank[i]);
+        fprintf(f, ", \"objective\": %.6g, \"probability\": %.6g, \"rank\": %d, \"image\": %d}", score[i], prob[i], rank[i], i % per);
     }
     fprintf(f, "\n]\n");
     return fv_tmpfile_commit(&t, err);
@@ -107,14 +116,17 @@ struct class_items {
     const struct fv_labels *labels;
     const int *target;
     const char *dir;
-    int h, w, c, min_size;
-    const int *start;              /* lane k: images start[k] .. start[k+1]-1 */
+    int h, w;                      /* the model's input size */
+    int H, W, c;                   /* the images' size (synth_display_size) */
+    int min_size, per;             /* per: images per class (classes.per_class) */
+    int widest;                    /* images in the largest lane */
+    const int *start;              /* lane k: images start[k] .. start[k+1]-1, whole classes */
 };
 
 /* One image's part of an item's result: its score (double) and display image
- * (h, w, c) floats; an item holds SYNTH_LANE of them. */
+ * (H, W, c) floats; an item holds `widest` of them. */
 static size_t class_image_bytes(const struct class_items *x) {
-    return sizeof(double) + (size_t)x->h * (size_t)x->w * (size_t)x->c * sizeof(float);
+    return sizeof(double) + (size_t)x->H * (size_t)x->W * (size_t)x->c * sizeof(float);
 }
 
 static void class_item_name(void *ctx, int item, char *buf, size_t cap) {
@@ -129,28 +141,30 @@ static size_t class_item_units(void *ctx, int item) {
 
 static void class_png_path(const struct class_items *x, int i, char *path, size_t cap) {
     const char *lab = fv_labels_get(x->labels, x->target[i]);
-    char slug[96];
+    char slug[96], copy[24] = "";
     job_slug(lab ? lab : "", slug, sizeof slug);
-    snprintf(path, cap, "%s/class_%02d%s%s.png", x->dir, x->target[i], *slug ? "_" : "", slug);
+    if (x->per > 1) snprintf(copy, sizeof copy, "_%d", i % x->per);
+    snprintf(path, cap, "%s/class_%02d%s%s%s.png", x->dir, x->target[i], *slug ? "_" : "", slug, copy);
 }
 
 static int class_item_run(void *ctx, int first, int count, unsigned char *blobs, struct fv_error *err) {
     const struct class_items *x = ctx;
-    size_t img = (size_t)x->h * (size_t)x->w * (size_t)x->c, ib = class_image_bytes(x);
+    size_t img = (size_t)x->H * (size_t)x->W * (size_t)x->c, ib = class_image_bytes(x);
     int i0 = x->start[first], n = x->start[first + count] - i0;
     float *u = malloc((size_t)n * img * sizeof *u);
     double *score = calloc((size_t)n, sizeof *score);
     uint64_t *keys = calloc((size_t)x->start[first + count], sizeof *keys);
     int rc = !u || !score || !keys ? fv_error_set(err, FV_ERR_NOMEM, "out of memory") : FV_OK;
-    for (int i = i0; i < i0 + n && !rc; i++) keys[i] = (uint64_t)x->target[i];
+    for (int i = i0; i < i0 + n && !rc; i++) /* the first image of a class keys as without per_class */
+        keys[i] = (uint64_t)x->target[i] + (uint64_t)(i % x->per) * 1000003u;
     if (!rc) rc = synth_run_lanes(x->m, x->pp, x->cfg, x->obj, x->start + first, count, x->h, x->w, x->c, keys, u, score, err);
     for (int i = 0; i < n && !rc; i++) {
         char path[4400];
         class_png_path(x, i0 + i, path, sizeof path);
-        rc = job_write_image(path, u + (size_t)i * img, x->h, x->w, x->c, x->min_size, err);
+        rc = job_write_image(path, u + (size_t)i * img, x->H, x->W, x->c, x->min_size, err);
         int k = first; /* the item (lane) of image i0 + i, and its place there */
         while (x->start[k + 1] <= i0 + i) k++;
-        unsigned char *b = blobs + (size_t)(k - first) * SYNTH_LANE * ib + (size_t)(i0 + i - x->start[k]) * ib;
+        unsigned char *b = blobs + (size_t)(k - first) * (size_t)x->widest * ib + (size_t)(i0 + i - x->start[k]) * ib;
         memcpy(b, &score[i], sizeof(double));
         memcpy(b + sizeof(double), u + (size_t)i * img, img * sizeof(float));
     }
@@ -168,6 +182,7 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
     double *score = NULL, *prob = NULL;
     int *target = NULL, *rank = NULL, n = 0;
     unsigned char *bytes = NULL;
+    float *mag = NULL; /* MACO's magnitude spectrum, or NULL */
     int rc = job_load_model(s, &m, err);
     if (rc) return rc;
     int h, w, c;
@@ -188,7 +203,22 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
     if ((rc = job_index_list(fv_get_str(s, "classes", "targets"), k, "classes.targets",
                              fv_get_origin(s, "classes", "targets"), &target, &n, err)))
         goto done;
-    size_t img = (size_t)h * (size_t)w * (size_t)c;
+    int per = cfg.per_class; /* images per class, side by side */
+    if (per > 1) { /* image i draws class target[i / per] */
+        int *t = malloc((size_t)n * (size_t)per * sizeof *t);
+        if (!t) {
+            rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        for (int i = 0; i < n * per; i++) t[i] = target[i / per];
+        free(target);
+        target = t;
+        n *= per;
+        cfg.batch = cfg.batch < per ? per : cfg.batch / per * per; /* whole classes per batch */
+    }
+    int H, W; /* the images' size (synth_display_size); the model sees them downsampled */
+    synth_display_size(&cfg, h, w, &H, &W);
+    size_t img = (size_t)H * (size_t)W * (size_t)c;
     obj = calloc((size_t)n, sizeof *obj);
     u = malloc((size_t)n * img * sizeof *u);
     score = calloc((size_t)n, sizeof *score);
@@ -210,20 +240,30 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
     }
     if ((rc = job_mkdirs(dir, err)) || (rc = job_write_config(s, "classes", dir, err))) goto done;
     int min_size = fv_get_int(s, "classes", "min_size");
+    const char *from = fv_get_str(s, "classes", "spectrum_from");
+    if (from && *from) { /* every rank needs the spectrum; rank 0 keeps it as spectrum.npy */
+        if ((rc = synth_spectrum(from, fv_get_origin(s, "classes", "spectrum_from"), &cfg, H, W, c,
+                                 fv_items_leader() ? dir : NULL, &mag, err)))
+            goto done;
+        cfg.param.magnitude = mag;
+    }
     int *start = malloc(((size_t)n / SYNTH_LANE + 2) * sizeof *start);
     if (!start) {
         rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
         goto done;
     }
-    int lanes = synth_lanes(n, start);
-    struct class_items x = {&m, &pp, &cfg, obj, &labels, target, dir, h, w, c, min_size, start};
+    int lanes = synth_lanes(n, per, start), widest = 1;
+    for (int l = 0; l < lanes; l++)
+        if (start[l + 1] - start[l] > widest) widest = start[l + 1] - start[l];
+    struct class_items x = {&m, &pp, &cfg, obj, &labels, target, dir, h, w, H, W, c, min_size, per, widest, start};
     /* a rank takes a lane per thread at a time (classes.batch images at most) */
-    int take = fv_omp_max_threads() < cfg.batch / SYNTH_LANE ? fv_omp_max_threads() : cfg.batch / SYNTH_LANE;
+    int take = fv_omp_max_threads() < cfg.batch / widest ? fv_omp_max_threads() : cfg.batch / widest;
     struct fv_items it = {.job = "classes", .dir = dir, .s = s, .n = lanes, .max_take = take > 1 ? take : 1,
-                          .blob_size = SYNTH_LANE * class_image_bytes(&x), .item_units = class_item_units,
+                          .blob_size = (size_t)widest * class_image_bytes(&x), .item_units = class_item_units,
                           .run = class_item_run, .name = class_item_name, .ctx = &x};
     if ((rc = fv_items_run(&it, err)) || !fv_items_leader() || it.already) goto done_items;
-    /* rank 0: the images there are, in class order (a stopped run: those reached) */
+    /* rank 0: the images there are, in class order (a stopped run: those
+     * reached; lanes hold whole classes, so image i % per stays right) */
     int kept = 0;
     unsigned char *blob = malloc(it.blob_size);
     size_t ib = class_image_bytes(&x);
@@ -243,7 +283,7 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
         printf("%s: stopped by Ctrl-C before the first images were done\n", m.name);
         goto done_items;
     }
-    if (rc || (rc = recognize(&m, &pp, u, n, h, w, c, target, prob, rank, err))) goto done_items;
+    if (rc || (rc = recognize(&m, &pp, u, n, H, W, h, w, c, target, prob, rank, err))) goto done_items;
     /* pictures */
     char **captions = calloc((size_t)n, sizeof *captions);
     const unsigned char **tiles = calloc((size_t)n, sizeof *tiles);
@@ -253,17 +293,19 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
         synth_to_bytes(u + (size_t)i * img, bytes + (size_t)i * img, img);
         tiles[i] = bytes + (size_t)i * img;
         captions[i] = malloc(160);
-        if (captions[i]) snprintf(captions[i], 160, "%d %s", target[i], lab ? lab : "");
+        if (captions[i] && (per == 1 || i % per == 0)) snprintf(captions[i], 160, "%d %s", target[i], lab ? lab : "");
+        else if (captions[i]) snprintf(captions[i], 160, "%d (%d)", target[i], i % per + 1);
         good += prob[i] >= 0.9;
     }
     if (!captions || !tiles) rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
     if (!rc) {
         char title[512], path[4200];
         snprintf(title, sizeof title, "%s: class images (%d steps, seed %d)", m.name, cfg.steps, (int)cfg.seed);
-        struct fv_montage_spec ms = {.tiles = tiles, .n = n, .th = h, .tw = w, .channels = c,
+        struct fv_montage_spec ms = {.tiles = tiles, .n = n, .th = H, .tw = W, .channels = c,
                                      .captions = (const char *const *)captions,
-                                     .cols = fv_get_int(s, "classes", "cols"),
-                                     .scale = fv_upscale_for(h > w ? h : w, min_size < 128 ? min_size : 128),
+                                     .cols = per > 1 ? per * (fv_get_int(s, "classes", "cols") / per > 1 ? fv_get_int(s, "classes", "cols") / per : 1)
+                                                     : fv_get_int(s, "classes", "cols"),
+                                     .scale = fv_upscale_for(H > W ? H : W, min_size < 128 ? min_size : 128),
                                      .margin = -1, .title = title};
         snprintf(path, sizeof path, "%s/montage.png", dir);
         rc = fv_montage_write(path, &ms, err);
@@ -273,11 +315,11 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
     free((void *)tiles);
     if (!rc) {
         char path[4200];
-        size_t dims[4] = {(size_t)n, (size_t)h, (size_t)w, (size_t)c};
+        size_t dims[4] = {(size_t)n, (size_t)H, (size_t)W, (size_t)c};
         snprintf(path, sizeof path, "%s/classes.npy", dir);
         rc = fv_npy_save(path, u, 4, dims, err);
     }
-    if (!rc) rc = write_tables(dir, &labels, target, score, prob, rank, n, err);
+    if (!rc) rc = write_tables(dir, &labels, target, score, prob, rank, n, per, err);
     if (!rc)
         printf("%s: %d class images in %s/: the model gives %d of them probability >= 0.9%s\n", m.name, n, dir, good,
                it.stopped ? " (stopped early by Ctrl-C; continue with --resume)" : "");
@@ -285,6 +327,7 @@ done_items:
     fv_items_finish(&it);
     free(start);
 done:
+    free(mag);
     free(obj);
     free(u);
     free(score);

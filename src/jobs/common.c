@@ -2,9 +2,11 @@
 
 #include <ctype.h>
 
+#include "featviz/image.h"
 #include "featviz/render.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,11 +44,33 @@ static int parse_lambdas(const char *text, struct fv_lambda_decl **out, int *n, 
         (*n)++;
         continue;
     bad:
+        /* the message names tok, which points into buf: set it before freeing */
+        fv_error_set(err, FV_ERR_USAGE, "%s: lambda '%s' is not NAME=identity or NAME=SCALE,OFFSET", origin, tok);
         free(buf);
-        return fv_error_set(err, FV_ERR_USAGE, "%s: lambda '%s' is not NAME=identity or NAME=SCALE,OFFSET", origin, tok);
+        free(*out);
+        *out = NULL;
+        *n = 0;
+        return FV_ERR_USAGE;
     }
     free(buf);
     return FV_OK;
+}
+
+/* NaN or infinite weights make every later value NaN (probabilities print as
+ * -nan, filters look dead): said once, naming the first such layer. */
+static void warn_nonfinite(const struct fv_model *m) {
+    int bad_layers = 0;
+    const char *first = NULL;
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct fv_layer *l = &m->layers[i];
+        int bad = 0;
+        for (int k = 0; k < l->n_w && !bad; k++)
+            for (size_t j = 0; j < l->w_len[k] && !bad; j++) bad = !isfinite(l->w[k][j]);
+        if (bad && !bad_layers++) first = l->name;
+    }
+    if (bad_layers)
+        fprintf(stderr, "featviz: warning: %s: layer '%s'%s has NaN or infinite weights; every value computed from it is NaN\n",
+                m->path, first, bad_layers > 1 ? " (and others)" : "");
 }
 
 int job_load_model(const struct fv_settings *s, struct fv_model *m, struct fv_error *err) {
@@ -61,12 +85,14 @@ int job_load_model(const struct fv_settings *s, struct fv_model *m, struct fv_er
                            fv_get_origin(s, "model", "lambda"), err);
     if (rc) return rc;
     o.lambdas = decl;
+    o.max_bytes = (size_t)fv_get_int(s, "model", "max_model_mb") << 20;
     rc = fv_model_load(m, path, &o, err);
     for (int i = 0; !rc && i < o.n_lambdas; i++)
         if (fv_model_find(m, decl[i].name) < 0) {
             rc = fv_error_set(err, FV_ERR_USAGE, "%s: lambda '%s' names no layer of %s", fv_get_origin(s, "model", "lambda"), decl[i].name, path);
             fv_model_free(m);
         }
+    if (!rc) warn_nonfinite(m);
     free(decl);
     return rc;
 }
@@ -82,7 +108,7 @@ int job_preproc(const struct fv_settings *s, int c, struct fv_preproc *p, struct
     float *dst[2] = {p->mean, p->std};
     for (int k = 0; k < 2; k++) {
         float v[3];
-        int n = fv_get_floats(s, "model", names[k], v, 3);
+        int n = fv_get_floats(s, "model", names[k], v, 3); /* counts values beyond 3 too */
         if (n == 0) continue;
         if (n != 1 && n != c)
             return fv_error_set(err, FV_ERR_USAGE, "%s: model.%s has %d values; the model has %d channels", fv_get_origin(s, "model", names[k]), names[k], n, c);
@@ -116,6 +142,7 @@ int job_mkdirs(const char *dir, struct fv_error *err) {
     }
     struct stat st;
     if (stat(dir, &st) || !S_ISDIR(st.st_mode)) return fv_error_set(err, FV_ERR_IO, "%s: not a directory", dir);
+    fv_tmpfile_sweep(dir); /* what a killed run left half-written */
     return FV_OK;
 }
 
@@ -210,10 +237,19 @@ int job_index_list(const char *text, int n, const char *what, const char *origin
     return FV_OK;
 }
 
+/* Layer names as file names: every character other than letters, digits,
+ * '.', '-' and '_' becomes '_' (nested Keras "outer/inner" -> outer_inner),
+ * leading '/' of ONNX names are dropped ("/layer1/layer1.0/conv1/Conv" ->
+ * layer1_layer1.0_conv1_Conv), and a name starting with '.' gets a '_' first. */
 void job_safe_name(const char *layer, char *out, size_t cap) {
-    snprintf(out, cap, "%s", layer);
-    for (char *p = out; *p; p++)
-        if (*p == '/') *p = '_';
+    while (*layer == '/') layer++;
+    snprintf(out, cap, "%s%s", *layer == '.' || !*layer ? "_" : "", layer);
+    for (char *p = out; *p; p++) {
+        char c = *p;
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                 c == '-' || c == '_';
+        if (!ok) *p = '_';
+    }
 }
 
 int job_path(char *out, size_t cap, struct fv_error *err, const char *fmt, ...) {

@@ -24,6 +24,8 @@ int job_path(char *out, size_t cap, struct fv_error *err, const char *fmt, ...)
 int job_mkdirs_for(const char *path, struct fv_error *err);
 /* Writes a JSON string literal (with quotes) for s. */
 void job_json_string(FILE *f, const char *s);
+/* The model as `featviz info --json` prints it (p: a plan of one image). */
+void job_info_json(FILE *f, const struct fv_model *m, const struct fv_plan *p);
 /* Writes the effective configuration of a job (its section, [model], [output])
  * as <dir>/<job>.ini so the run can be repeated. */
 int job_write_config(const struct fv_settings *s, const char *job, const char *dir,

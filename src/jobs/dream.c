@@ -119,9 +119,12 @@ static int dream_image(struct dream *d, float *u, int h, int w, int frame, struc
     for (int k = n_oct - 1; k >= 0 && !rc && !fv_interrupted(); k--) {
         int H = oh[k], W = ow[k];
         size_t cnt = (size_t)H * W * c;
-        fv_resize_bilinear(u, h, w, base, H, W, c, 1);
-        if (dh) fv_resize_bilinear(dsmall, dh, dw, detail, H, W, c, 1);
-        else memset(detail, 0, cnt * sizeof *detail);
+        if (fv_resize_bilinear(u, h, w, base, H, W, c, 1) ||
+            (dh && fv_resize_bilinear(dsmall, dh, dw, detail, H, W, c, 1))) {
+            rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory resizing to %dx%d", W, H);
+            break;
+        }
+        if (!dh) memset(detail, 0, cnt * sizeof *detail);
         for (size_t i = 0; i < cnt; i++) src[i] = base[i] + detail[i];
         /* ReLUs in place (half the memory) unless the objective reads before one */
         int flags = FV_PLAN_GRAD | (fv_objective_reads_pre_relu(&d->obj, d->m) ? 0 : FV_PLAN_FUSE);
@@ -148,14 +151,8 @@ static int dream_image(struct dream *d, float *u, int h, int w, int frame, struc
             memset(tmp, 0, cnt * sizeof *tmp);
             gradient(d, &p, &bands, g, tmp, H, W);
             roll(tmp, g, H, W, c, -oy, -ox); /* un-roll the gradient */
-            double mean_abs = 0;
-            for (size_t i = 0; i < cnt; i++) mean_abs += fabs((double)g[i]);
-            mean_abs /= (double)cnt;
-            float step = (float)((double)d->lr / (mean_abs + 1e-8));
-            for (size_t i = 0; i < cnt; i++) {
-                float v = src[i] + step * g[i];
-                src[i] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
-            }
+            fv_ascent_step(d->lr, FV_NORM_MEAN_ABS, src, g, 1, cnt); /* lr * g / mean|g| */
+            for (size_t i = 0; i < cnt; i++) src[i] = src[i] < 0.0f ? 0.0f : src[i] > 1.0f ? 1.0f : src[i];
             fv_progress_add(1);
         }
         fv_bands_free(&bands);
@@ -163,7 +160,8 @@ static int dream_image(struct dream *d, float *u, int h, int w, int frame, struc
         for (size_t i = 0; i < cnt; i++) dsmall[i] = src[i] - base[i];
         dh = H, dw = W;
         if (k == 0) memcpy(u, src, full * sizeof *u);
-        else if (fv_interrupted()) fv_resize_bilinear(src, H, W, u, h, w, c, 1); /* what we have */
+        else if (fv_interrupted() && fv_resize_bilinear(src, H, W, u, h, w, c, 1)) /* what we have */
+            rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory resizing to %dx%d", w, h);
     }
 done:
     free(base), free(detail), free(src), free(tmp), free(g), free(dsmall);
@@ -171,13 +169,13 @@ done:
 }
 
 /* Zooms into the centre by z, keeping the size. */
-static void zoom_in(float *u, int h, int w, int c, float z, float *tmp) {
+static int zoom_in(float *u, int h, int w, int c, float z, float *tmp) {
     int ch = (int)lroundf((float)h / z), cw = (int)lroundf((float)w / z);
     if (ch < 1) ch = 1;
     if (cw < 1) cw = 1;
     int y0 = (h - ch) / 2, x0 = (w - cw) / 2;
     for (int y = 0; y < ch; y++) memcpy(tmp + (size_t)y * cw * c, u + ((size_t)(y0 + y) * w + x0) * c, (size_t)cw * c * sizeof(float));
-    fv_resize_bilinear(tmp, ch, cw, u, h, w, c, 1);
+    return fv_resize_bilinear(tmp, ch, cw, u, h, w, c, 1);
 }
 
 int fv_job_dream(const struct fv_settings *s, struct fv_error *err) {
@@ -203,9 +201,18 @@ int fv_job_dream(const struct fv_settings *s, struct fv_error *err) {
         rc = fv_error_set(err, FV_ERR_UNSUPPORTED, "%s: dream needs an image input with 1 or 3 channels", m.path);
         goto done;
     }
-    if (!layer && !objective) {
-        rc = fv_error_set(err, FV_ERR_USAGE, "dream needs --layer NAME (or --objective)");
+    if (!input || !*input) { /* a preset such as configs/fast.ini names no photo */
+        printf("dream: skipped: no photo to dream on (give dream.input, or IMAGE on the command line)\n");
         goto done;
+    }
+    if (!layer && !objective) { /* the deepest convolution: a preset must run on any model */
+        for (int i = m.n_layers - 1; i >= 0 && !layer; i--)
+            if (strstr(m.layers[i].keras_class, "Conv") && !m.layers[i].hidden && m.layers[i].out_rank == 3) layer = m.layers[i].name;
+        if (!layer) {
+            printf("dream: skipped: %s has no convolution to dream on (give dream.layer)\n", m.path);
+            goto done;
+        }
+        printf("dream: no layer given: dreaming on %s, the model's last convolution (set dream.layer to choose)\n", layer);
     }
     char text[300];
     snprintf(text, sizeof text, "%s%s", objective ? "" : "dream:", objective ? objective : layer);
@@ -248,7 +255,10 @@ int fv_job_dream(const struct fv_settings *s, struct fv_error *err) {
     rc = dream_image(&d, u, h, w, 0, err);
     if (!rc) rc = job_write_image(path, u, h, w, c, 1, err);
     for (int f = 1; f <= frames && !rc && !fv_interrupted(); f++) {
-        zoom_in(u, h, w, c, zoom, tmp);
+        if (zoom_in(u, h, w, c, zoom, tmp)) {
+            rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory zooming frame %d", f);
+            break;
+        }
         if ((rc = dream_image(&d, u, h, w, f, err))) break;
         char fp[4400];
         snprintf(fp, sizeof fp, "%s/dream_frame_%04d.png", dir, f);

@@ -110,8 +110,9 @@ static int write_layer(const struct fv_settings *s, const char *dir, const struc
                        int h, int w, int c, struct fv_error *err) {
     size_t img = (size_t)h * w * c;
     int min_size = fv_get_int(s, "filters", "min_size"), rc = FV_OK;
-    char sub[4200], path[4400];
-    snprintf(sub, sizeof sub, "%s/%s", dir, l->name);
+    char sub[4200], path[4400], fname[FV_NAME_MAX];
+    job_safe_name(l->name, fname, sizeof fname); /* ONNX names hold '/' */
+    snprintf(sub, sizeof sub, "%s/%s", dir, fname);
     if ((rc = job_mkdirs(sub, err))) return rc;
     struct ranked *r = malloc((size_t)n * sizeof *r);
     unsigned char *bytes = malloc((size_t)n * img);
@@ -140,17 +141,17 @@ static int write_layer(const struct fv_settings *s, const char *dir, const struc
                                      .captions = caps, .flagged = flag, .cols = fv_get_int(s, "filters", "cols"),
                                      .scale = fv_upscale_for(h > w ? h : w, min_size < 96 ? min_size : 96),
                                      .margin = -1, .title = title};
-        snprintf(path, sizeof path, "%s/%s.png", dir, l->name);
+        snprintf(path, sizeof path, "%s/%s.png", dir, fname);
         rc = fv_montage_write(path, &ms, err);
     }
     struct fv_tmpfile t;
-    snprintf(path, sizeof path, "%s/%s.csv", dir, l->name);
+    snprintf(path, sizeof path, "%s/%s.csv", dir, fname);
     if (!rc && !(rc = fv_tmpfile_open(&t, path, err))) {
         fprintf(t.fp, "layer,filter,objective,dead\n");
         for (int i = 0; i < n; i++) fprintf(t.fp, "%s,%d,%.6g,%d\n", l->name, filt[i], score[i], dead[i]);
         rc = fv_tmpfile_commit(&t, err);
     }
-    snprintf(path, sizeof path, "%s/%s.json", dir, l->name);
+    snprintf(path, sizeof path, "%s/%s.json", dir, fname);
     if (!rc && !(rc = fv_tmpfile_open(&t, path, err))) {
         fprintf(t.fp, "{\"layer\": ");
         job_json_string(t.fp, l->name);
@@ -180,7 +181,8 @@ struct filter_items {
     const int *layers;         /* (layers) nodes */
     int **filt, *n_filt;       /* (layers) the filters drawn of each */
     const char *dir;
-    int h, w, c, pre, min_size;
+    int h, w;                  /* the model's input size */
+    int H, W, c, pre, min_size; /* H, W: the images' size (synth_display_size) */
     int n_items;
     int *item_layer;           /* (items) which layer (k) */
     int *item_first;           /* (items + 1) first filter (index into filt[k]); the last ends at the next */
@@ -198,7 +200,7 @@ static int filter_items_make(struct filter_items *x, int n_layers, struct fv_err
     }
     x->n_items = 0;
     for (int k = 0; k < n_layers; k++) {
-        int lanes = synth_lanes(x->n_filt[k], start);
+        int lanes = synth_lanes(x->n_filt[k], 1, start);
         for (int j = 0; j < lanes; j++, x->n_items++) {
             x->item_layer[x->n_items] = k;
             x->item_first[x->n_items] = start[j];
@@ -238,14 +240,15 @@ static int filter_item_run(void *ctx, int first, int count, unsigned char *blobs
     a = x->item_first[first];
     int n = last_b - a;
     const struct fv_layer *l = &x->m->layers[x->layers[k]];
-    size_t img = (size_t)x->h * x->w * x->c, ib = sizeof(double) + img * sizeof(float);
+    size_t img = (size_t)x->H * x->W * x->c, ib = sizeof(double) + img * sizeof(float);
     struct fv_objective *obj = calloc((size_t)n, sizeof *obj);
     float *u = malloc((size_t)n * img * sizeof *u);
     double *score = calloc((size_t)n, sizeof *score);
     uint64_t *keys = calloc((size_t)n, sizeof *keys);
     int *start = malloc(((size_t)count + 1) * sizeof *start);
-    char sub[4200], path[4400];
-    snprintf(sub, sizeof sub, "%s/%s", x->dir, l->name);
+    char sub[4200], path[4400], fname[FV_NAME_MAX];
+    job_safe_name(l->name, fname, sizeof fname); /* ONNX names hold '/' */
+    snprintf(sub, sizeof sub, "%s/%s", x->dir, fname);
     int rc = !obj || !u || !score || !keys || !start ? fv_error_set(err, FV_ERR_NOMEM, "out of memory") : job_mkdirs(sub, err);
     for (int i = 0; i < n && !rc; i++) {
         char text[300];
@@ -260,7 +263,7 @@ static int filter_item_run(void *ctx, int first, int count, unsigned char *blobs
     for (int j = 0; j < count && !rc; j++)
         for (int i = start[j]; i < start[j + 1] && !rc; i++) {
             snprintf(path, sizeof path, "%s/filter_%03d.png", sub, x->filt[k][a + i]);
-            rc = job_write_image(path, u + (size_t)i * img, x->h, x->w, x->c, x->min_size, err);
+            rc = job_write_image(path, u + (size_t)i * img, x->H, x->W, x->c, x->min_size, err);
             unsigned char *bl = blobs + (size_t)j * SYNTH_LANE * ib + (size_t)(i - start[j]) * ib;
             memcpy(bl, &score[i], sizeof(double));
             memcpy(bl + sizeof(double), u + (size_t)i * img, img * sizeof(float));
@@ -305,15 +308,23 @@ int fv_job_filters(const struct fv_settings *s, struct fv_error *err) {
     int first_conv = -1;
     for (int i = 0; i < m.n_layers && first_conv < 0; i++)
         if (m.layers[i].ops && (m.layers[i].ops->flags & FV_OPF_KERNEL_IMAGE)) first_conv = i;
-    struct filter_items x = {.m = &m, .pp = &pp, .cfg = &cfg, .layers = layers, .dir = dir, .h = h, .w = w, .c = c,
+    int H, W; /* the images' size (synth_display_size) */
+    synth_display_size(&cfg, h, w, &H, &W);
+    float *mag = NULL; /* MACO's magnitude spectrum, or NULL */
+    const char *from = fv_get_str(s, "filters", "spectrum_from");
+    /* every rank needs the spectrum; rank 0 keeps it as spectrum.npy */
+    if (from && *from && !(rc = synth_spectrum(from, fv_get_origin(s, "filters", "spectrum_from"), &cfg, H, W, c,
+                                               fv_items_leader() ? dir : NULL, &mag, err)))
+        cfg.param.magnitude = mag;
+    struct filter_items x = {.m = &m, .pp = &pp, .cfg = &cfg, .layers = layers, .dir = dir, .h = h, .w = w, .H = H, .W = W, .c = c,
                              .pre = fv_get_bool(s, "filters", "pre"), .min_size = fv_get_int(s, "filters", "min_size")};
-    if (!(x.filt = calloc((size_t)n_layers, sizeof *x.filt)) || !(x.n_filt = calloc((size_t)n_layers, sizeof *x.n_filt)))
+    if (!rc && (!(x.filt = calloc((size_t)n_layers, sizeof *x.filt)) || !(x.n_filt = calloc((size_t)n_layers, sizeof *x.n_filt))))
         rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
     for (int k = 0; k < n_layers && !rc; k++)
         rc = job_index_list(fv_get_str(s, "filters", "filters"), chans[k], "filters.filters",
                             fv_get_origin(s, "filters", "filters"), &x.filt[k], &x.n_filt[k], err);
     if (!rc) rc = filter_items_make(&x, n_layers, err);
-    size_t img = (size_t)h * w * c, ib = sizeof(double) + img * sizeof(float);
+    size_t img = (size_t)H * W * c, ib = sizeof(double) + img * sizeof(float);
     int take = fv_omp_max_threads() < cfg.batch / SYNTH_LANE ? fv_omp_max_threads() : cfg.batch / SYNTH_LANE;
     struct fv_items it = {.job = "filters", .dir = dir, .s = s, .n = x.n_items, .group = x.item_layer,
                           .max_take = take > 1 ? take : 1, .blob_size = SYNTH_LANE * ib,
@@ -342,10 +353,11 @@ int fv_job_filters(const struct fv_settings *s, struct fv_error *err) {
                 n_dead += dead[n] = !x.pre && relu_like(l) && score[n] <= 0;
             }
         }
-        if (!rc && n) rc = write_layer(s, dir, l, filt, n, u, score, dead, h, w, c, err);
+        if (!rc && n) rc = write_layer(s, dir, l, filt, n, u, score, dead, H, W, c, err);
         if (!rc && n && layers[k] == first_conv) {
-            char path[4200];
-            snprintf(path, sizeof path, "%s/%s.kernels.png", dir, l->name);
+            char path[4200], fname[FV_NAME_MAX];
+            job_safe_name(l->name, fname, sizeof fname);
+            snprintf(path, sizeof path, "%s/%s.kernels.png", dir, fname);
             rc = write_kernels(path, l, err);
         }
         if (!rc && n) {
@@ -363,6 +375,7 @@ int fv_job_filters(const struct fv_settings *s, struct fv_error *err) {
     free(x.filt), free(x.n_filt), free(x.item_layer), free(x.item_first);
 
     free(chans);
+    free(mag);
 done:
     free(layers);
     fv_model_free(&m);

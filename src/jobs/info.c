@@ -64,6 +64,80 @@ static void enter_groups(const struct fv_model *m, const struct fv_plan *p, int 
     printf("%-46s %-22s %12zu\n", name, shape, group_params(m, to));
 }
 
+/* The model as JSON (featviz info --json, and the report's model table). */
+void job_info_json(FILE *f, const struct fv_model *m, const struct fv_plan *p) {
+    size_t trainable = 0, fixed = 0;
+    double flops = 0;
+    char shape[128];
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct fv_layer *l = &m->layers[i];
+        trainable += l->params_trainable, fixed += l->params_fixed;
+        if (l->ops && l->ops->flops) flops += l->ops->flops(l, &p->io[i]);
+    }
+    fprintf(f, "{\"path\": ");
+    job_json_string(f, m->path);
+    fprintf(f, ", \"format\": ");
+    job_json_string(f, m->format);
+    fprintf(f, ", \"producer\": ");
+    job_json_string(f, m->producer);
+    fprintf(f, ", \"keras_version\": ");
+    job_json_string(f, m->keras_version);
+    fprintf(f, ", \"backend\": ");
+    job_json_string(f, m->backend);
+    fprintf(f, ", \"class\": ");
+    job_json_string(f, m->model_class);
+    fprintf(f, ", \"name\": ");
+    job_json_string(f, m->name);
+    fprintf(f, ", \"input\": ");
+    job_json_string(f, m->layers[m->input].name);
+    fprintf(f, ", \"output\": ");
+    job_json_string(f, m->layers[m->output].name);
+    fprintf(f, ", \"layers\": [");
+    int first = 1;
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct fv_layer *l = &m->layers[i];
+        if (l->hidden) continue;
+        shape_text(p, i, m, shape, sizeof shape);
+        fprintf(f, "%s\n  {\"name\": ", first ? "" : ",");
+        first = 0;
+        job_json_string(f, l->name);
+        fprintf(f, ", \"class\": ");
+        job_json_string(f, l->keras_class);
+        if (*l->tensor) {
+            fprintf(f, ", \"tensor\": ");
+            job_json_string(f, l->tensor);
+        }
+        fprintf(f, ", \"output_shape\": ");
+        job_json_string(f, shape);
+        fprintf(f, ", \"params\": %zu, \"activation\": ", l->params_trainable + l->params_fixed);
+        job_json_string(f, act_text(l));
+        if (l->group) {
+            fprintf(f, ", \"nested_in\": ");
+            job_json_string(f, m->groups[l->group - 1].name);
+        }
+        fprintf(f, ", \"flops\": %.0f, \"inputs\": [", l->ops && l->ops->flops ? l->ops->flops(l, &p->io[i]) : 0.0);
+        for (int j = 0; j < l->n_in; j++) {
+            fprintf(f, "%s", j ? ", " : "");
+            job_json_string(f, source(m, l, j)->name);
+        }
+        fprintf(f, "]}");
+    }
+    fprintf(f, "\n], \"nested_models\": [");
+    for (int g = 0; g < m->n_groups; g++) {
+        fprintf(f, "%s\n  {\"name\": ", g ? "," : "");
+        job_json_string(f, m->groups[g].name);
+        fprintf(f, ", \"class\": ");
+        job_json_string(f, m->groups[g].cls);
+        fprintf(f, ", \"output\": ");
+        job_json_string(f, m->groups[g].output);
+        fprintf(f, ", \"params\": %zu, \"nested_in\": ", group_params(m, g + 1));
+        job_json_string(f, m->groups[g].parent ? m->groups[m->groups[g].parent - 1].name : "");
+        fprintf(f, "}");
+    }
+    fprintf(f, "\n], \"total_params\": %zu, \"trainable_params\": %zu, \"non_trainable_params\": %zu, \"flops\": %.0f}\n",
+           trainable + fixed, trainable, fixed, flops);
+}
+
 int fv_job_info(const struct fv_settings *s, struct fv_error *err) {
     struct fv_model m;
     int rc = job_load_model(s, &m, err);
@@ -86,63 +160,13 @@ int fv_job_info(const struct fv_settings *s, struct fv_error *err) {
     int json = fv_get_bool(s, "info", "json");
     char shape[128];
     if (json) {
-        printf("{\"path\": ");
-        job_json_string(stdout, m.path);
-        printf(", \"format\": ");
-        job_json_string(stdout, m.format);
-        printf(", \"producer\": ");
-        job_json_string(stdout, m.producer);
-        printf(", \"keras_version\": ");
-        job_json_string(stdout, m.keras_version);
-        printf(", \"backend\": ");
-        job_json_string(stdout, m.backend);
-        printf(", \"class\": ");
-        job_json_string(stdout, m.model_class);
-        printf(", \"name\": ");
-        job_json_string(stdout, m.name);
-        printf(", \"layers\": [");
-        int first = 1;
-        for (int i = 0; i < m.n_layers; i++) {
-            const struct fv_layer *l = &m.layers[i];
-            if (l->hidden) continue;
-            shape_text(&p, i, &m, shape, sizeof shape);
-            printf("%s\n  {\"name\": ", first ? "" : ",");
-            first = 0;
-            job_json_string(stdout, l->name);
-            printf(", \"class\": ");
-            job_json_string(stdout, l->keras_class);
-            printf(", \"output_shape\": ");
-            job_json_string(stdout, shape);
-            printf(", \"params\": %zu, \"activation\": ", l->params_trainable + l->params_fixed);
-            job_json_string(stdout, act_text(l));
-            if (l->group) {
-                printf(", \"nested_in\": ");
-                job_json_string(stdout, m.groups[l->group - 1].name);
-            }
-            printf(", \"flops\": %.0f, \"inputs\": [", l->ops && l->ops->flops ? l->ops->flops(l, &p.io[i]) : 0.0);
-            for (int j = 0; j < l->n_in; j++) {
-                printf("%s", j ? ", " : "");
-                job_json_string(stdout, source(&m, l, j)->name);
-            }
-            printf("]}");
-        }
-        printf("\n], \"nested_models\": [");
-        for (int g = 0; g < m.n_groups; g++) {
-            printf("%s\n  {\"name\": ", g ? "," : "");
-            job_json_string(stdout, m.groups[g].name);
-            printf(", \"class\": ");
-            job_json_string(stdout, m.groups[g].cls);
-            printf(", \"output\": ");
-            job_json_string(stdout, m.groups[g].output);
-            printf(", \"params\": %zu, \"nested_in\": ", group_params(&m, g + 1));
-            job_json_string(stdout, m.groups[g].parent ? m.groups[m.groups[g].parent - 1].name : "");
-            printf("}");
-        }
-        printf("\n], \"total_params\": %zu, \"trainable_params\": %zu, \"non_trainable_params\": %zu, \"flops\": %.0f}\n",
-               trainable + fixed, trainable, fixed, flops);
+        job_info_json(stdout, &m, &p);
     } else {
         printf("Model: \"%s\" (%s) from %s\n", m.name, m.model_class, m.path);
         printf("%s, written by %s%s%s\n", m.format, m.producer, *m.backend ? ", backend " : "", m.backend);
+        if (*m.layers[m.output].tensor) /* names of the graph's tensors (ONNX) */
+            printf("Graph input: %s, output: %s (node %s)\n", m.layers[m.input].tensor,
+                   m.layers[m.output].tensor, m.layers[m.output].name);
         if (planned) printf("Input size is not declared; shapes below are for %dx%d.\n", h, w);
         printf("%-46s %-22s %12s  %-12s %-24s\n", "Layer (type)", "Output Shape", "Param #", "Activation", "Connected to");
         for (int i = 0; i < 120; i++) putchar('=');

@@ -1,6 +1,7 @@
 /* `featviz run CONFIG`: every job section of the file, in file order, each
  * writing under <output.dir>/<job>/, with one progress display; the
- * effective configuration goes to <output.dir>/featviz-run.ini first. */
+ * effective configuration goes to <output.dir>/featviz-run.ini first, and the
+ * report (<output.dir>/index.html, src/report/) is written last. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "featviz/jobs.h"
 #include "featviz/progress.h"
 #include "jobs/common.h"
+#include "report/report.h"
 
 static const struct {
     const char *section;
@@ -18,6 +20,7 @@ static const struct {
     {"info", fv_job_info, 0},         {"predict", fv_job_predict, 0}, {"activations", fv_job_activations, 1},
     {"stats", fv_job_stats, 1},       {"classes", fv_job_classes, 1}, {"filters", fv_job_filters, 1},
     {"dream", fv_job_dream, 0},       {"saliency", fv_job_saliency, 0},
+    {"transfer", fv_job_transfer, 1}, /* its classes are spread; rank 0 judges them */
 };
 
 static int spread(const char *section) {
@@ -65,6 +68,9 @@ int fv_job_run(const struct fv_settings *s, struct fv_error *err) {
         if (!rc) stop = fv_dist_any(fv_interrupted()); /* Ctrl-C on any rank stops every rank here */
     }
     fv_progress_prefix("");
+    /* the report reads every job's outputs: rank 0 writes it once all are done */
+    if (!rc && !stop && !fv_interrupted() && fv_get_bool(s, "output", "report") && fv_dist_rank() == 0)
+        rc = fv_report_write(s, dir, err);
     if (!rc) printf("results in %s/ (configuration: %s)\n", dir, path);
     return rc;
 }

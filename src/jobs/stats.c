@@ -11,7 +11,10 @@
  *   max            largest value
  *   zero_fraction  fraction of images on which the channel does not fire
  *   dead           it fires on no image
- *   top            the stats.topk images with the largest per-image maximum
+ *   top            the stats.topk images with the largest per-image maximum,
+ *                  with the position of that maximum and its receptive field
+ *   hist           a histogram of the per-image maximum (HIST_BINS bins of a
+ *                  width that doubles when a larger value comes: bounded)
  * where a channel FIRES on an image when its largest value over all
  * positions is > 0. After a ReLU (fused or a separate Activation/ReLU layer)
  * "does not fire" is "zero everywhere". Layers without a ReLU (a linear conv
@@ -33,6 +36,9 @@
  *                        over 64 px are shrunk to 64 px);
  *                        layers of more than 64 channels are split in
  *                        <layer>.top_<first>-<last>.png
+ *   examples/<item>.png  every image that is in some channel's top-k, at the
+ *                        model's input size (stats.examples; the report crops
+ *                        them to the receptive fields given in stats.json)
  * and on stdout one line per layer, e.g.
  *   conv2d_2: 3 of 32 filters never fire on 11690 images: 7, 19, 22
  *   conv2d_1: all 32 filters fire
@@ -52,13 +58,16 @@
 #include "featviz/render.h"
 #include "jobs/common.h"
 #include "jobs/inputs.h"
+#include "jobs/receptive.h"
 #include "jobs/topn.h"
 
 #define MONTAGE_ROWS 64 /* channels per top-images picture */
+#define HIST_BINS 32    /* histogram of the per-image maximum, per channel */
 
 struct top_item {
     float v;        /* the channel's largest value on that image */
     size_t item;    /* input item index */
+    int pos;        /* where: position (row * W + column) of that value */
 };
 
 /* Running statistics of one layer. */
@@ -71,6 +80,8 @@ struct layer_stats {
     size_t *silent;         /* (C) images on which the channel does not fire */
     struct top_item *heap;  /* (C, k) min-heaps of the best images */
     int *hn;                /* (C) heap sizes */
+    unsigned *hist;         /* (C, HIST_BINS) images whose maximum is > 0, by bin */
+    float *hist_w;          /* (C) bin width: bin i holds maxima in [i*w, (i+1)*w) */
 };
 
 /* ---- batch size ---- */
@@ -180,7 +191,9 @@ static int stats_init(struct layer_stats *L, int t, const struct fv_shape *out, 
     L->silent = calloc(C, sizeof *L->silent);
     L->heap = malloc(C * (size_t)k * sizeof *L->heap);
     L->hn = calloc(C, sizeof *L->hn);
-    if (!L->sum || !L->max || !L->silent || !L->heap || !L->hn)
+    L->hist = calloc(C * HIST_BINS, sizeof *L->hist);
+    L->hist_w = calloc(C, sizeof *L->hist_w);
+    if (!L->sum || !L->max || !L->silent || !L->heap || !L->hn || !L->hist || !L->hist_w)
         return fv_error_set(err, FV_ERR_NOMEM, "out of memory for the statistics of %d channels", L->C);
     for (size_t c = 0; c < C; c++) L->max[c] = -INFINITY;
     return FV_OK;
@@ -192,6 +205,22 @@ static void stats_free(struct layer_stats *L) {
     free(L->silent);
     free(L->heap);
     free(L->hn);
+    free(L->hist);
+    free(L->hist_w);
+}
+
+/* Counts a per-image maximum v > 0 in a channel's histogram; when v is past
+ * the last bin, the bins are merged pairwise (width doubled) until it fits. */
+static void hist_add(unsigned *h, float *w, float v) {
+    if (!(v > 0) || !isfinite(v)) return;
+    if (*w == 0) *w = fmaxf(exp2f(ceilf(log2f(v / (HIST_BINS / 2)))), 1e-30f); /* room above the first value */
+    while (v >= *w * HIST_BINS) {
+        for (int i = 0; i < HIST_BINS / 2; i++) h[i] = h[2 * i] + h[2 * i + 1];
+        for (int i = HIST_BINS / 2; i < HIST_BINS; i++) h[i] = 0;
+        *w *= 2;
+    }
+    int b = (int)(v / *w);
+    h[b < HIST_BINS ? b : HIST_BINS - 1]++;
 }
 
 /* One image's output y (P, C) of the layer, from input item `item`.
@@ -211,8 +240,18 @@ static void accumulate(struct layer_stats *L, const float *y, size_t item, int k
         L->sum[c] += isum[c];
         if (imax[c] > L->max[c]) L->max[c] = imax[c];
         if (!(imax[c] > 0)) L->silent[c]++;
-        struct top_item x = {imax[c], item};
-        heap_push(L->heap + c * (size_t)k, &L->hn[c], k, x);
+        hist_add(L->hist + c * HIST_BINS, &L->hist_w[c], imax[c]);
+        struct top_item x = {imax[c], item, 0};
+        struct top_item *h = L->heap + c * (size_t)k;
+        if (L->hn[c] == k && !worse(&h[0], &x)) continue; /* not in the top k: where does not matter */
+        /* where: the first position of the maximum (looked for only now, so
+         * the loop above stays a plain max that vectorizes) */
+        for (size_t q = 0; q < L->P; q++)
+            if (y[q * C + c] == imax[c]) {
+                x.pos = (int)q;
+                break;
+            }
+        heap_push(h, &L->hn[c], k, x);
     }
 }
 
@@ -249,9 +288,28 @@ static int write_csv(const char *dir, const struct fv_model *m, const struct lay
     return fv_tmpfile_commit(&tf, err);
 }
 
+/* "y": Y, "x": X, "box": [y0, x0, y1, x1]: where the channel's maximum was on
+ * that image, and the input pixels (inclusive) that position reads. pt: a plan
+ * of the transposed input, for the columns (see receptive.h); NULL: the
+ * whole width. */
+static int write_where(FILE *f, const struct fv_plan *p, const struct fv_plan *pt,
+                       const struct layer_stats *L, const struct top_item *h, struct fv_error *err) {
+    const struct fv_shape *o = &p->io[L->t].out, *xi = &p->io[p->m->input].out;
+    int H = xi->rank == 3 ? xi->d[0] : 1, W = xi->rank == 3 ? xi->d[1] : 1;
+    int y = 0, x = 0, y0 = 0, y1 = H - 1, x0 = 0, x1 = W - 1, rc = FV_OK;
+    if (o->rank == 3 && xi->rank == 3) {
+        y = h->pos / o->d[1], x = h->pos % o->d[1];
+        rc = receptive_rows(p, L->t, y, y, &y0, &y1, err);
+        if (!rc && pt) rc = receptive_rows(pt, L->t, x, x, &x0, &x1, err);
+    }
+    fprintf(f, ", \"y\": %d, \"x\": %d, \"box\": [%d, %d, %d, %d]", y, x, y0, x0, y1, x1);
+    return rc;
+}
+
 static int write_json(const char *dir, const struct fv_model *m, const struct fv_plan *p,
-                      const struct fv_inputs *in, const struct layer_stats *ls, int n_ls,
-                      size_t N, int k, int interrupted, struct fv_error *err) {
+                      const struct fv_plan *pt, const struct fv_inputs *in,
+                      const struct layer_stats *ls, int n_ls, size_t N, int k, int interrupted,
+                      int examples, struct fv_error *err) {
     char path[4200], name[4200];
     struct fv_tmpfile tf;
     int rc = job_path(path, sizeof path, err, "%s/stats.json", dir);
@@ -261,6 +319,10 @@ static int write_json(const char *dir, const struct fv_model *m, const struct fv
     job_json_string(f, m->path);
     fprintf(f, ",\n  \"images\": %zu,\n  \"images_total\": %zu,\n  \"interrupted\": %s,\n", N, in->total,
             interrupted ? "true" : "false");
+    fprintf(f, "  \"input_size\": [%d, %d], \"examples\": %s,\n", in->h, in->w,
+            examples ? "\"examples/<image>.png\"" : "null");
+    fprintf(f, "  \"hist\": \"per channel, the images whose maximum is > 0 by that maximum: bin i counts "
+               "maxima in [i*width, (i+1)*width)\",\n");
     fprintf(f, "  \"fires\": \"a channel fires on an image when its largest value over all positions is > 0; "
                "zero_fraction = fraction of images on which it does not fire; dead = fires on no image\",\n");
     fprintf(f, "  \"layers\": [");
@@ -291,19 +353,28 @@ static int write_json(const char *dir, const struct fv_model *m, const struct fv
             json_number(f, (double)L->silent[c] / (double)N);
             fprintf(f, ", \"dead\": %s, \"top\": [", L->silent[c] == N ? "true" : "false");
             const struct top_item *h = L->heap + (size_t)c * (size_t)k;
-            for (int i = 0; i < L->hn[c]; i++) {
+            for (int i = 0; i < L->hn[c] && !rc; i++) {
                 topn_item_name(in, h[i].item, name, sizeof name);
                 fprintf(f, "%s{\"image\": %zu, \"input\": ", i ? ", " : "", h[i].item);
                 job_json_string(f, name);
                 fprintf(f, ", \"value\": ");
                 json_number(f, (double)h[i].v);
+                rc = write_where(f, p, pt, L, &h[i], err);
                 fputc('}', f);
             }
-            fprintf(f, "]}");
+            fprintf(f, "], \"hist\": {\"width\": ");
+            json_number(f, (double)L->hist_w[c]);
+            fprintf(f, ", \"silent\": %zu, \"counts\": [", L->silent[c]);
+            for (int i = 0; i < HIST_BINS; i++) fprintf(f, "%s%u", i ? ", " : "", L->hist[(size_t)c * HIST_BINS + i]);
+            fprintf(f, "]}}");
         }
         fprintf(f, "]}");
     }
     fprintf(f, "\n  ]\n}\n");
+    if (rc) {
+        fv_tmpfile_abort(&tf);
+        return rc;
+    }
     return fv_tmpfile_commit(&tf, err);
 }
 
@@ -500,6 +571,37 @@ static int write_top(const char *dir, const struct fv_model *m, struct fv_inputs
     return rc;
 }
 
+/* examples/<item>.png: each image in some channel's top-k, once, at the
+ * model's input size (the report shows it whole and cropped). */
+static int write_examples(const char *dir, struct fv_inputs *in, const struct fv_preproc *pp,
+                          const struct layer_stats *ls, int n_ls, int k, struct fv_error *err) {
+    size_t n = 0, cap = 0;
+    for (int j = 0; j < n_ls; j++) cap += (size_t)ls[j].C * (size_t)k;
+    size_t per = (size_t)in->h * (size_t)in->w * (size_t)in->c;
+    size_t *items = malloc((cap ? cap : 1) * sizeof *items);
+    float *x = malloc(per * sizeof *x);
+    unsigned char *pix = malloc(per);
+    char sub[4200], path[4400];
+    int rc = job_path(sub, sizeof sub, err, "%s/examples", dir);
+    if (!rc && (!items || !x || !pix)) rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    for (int j = 0; j < n_ls && !rc; j++)
+        for (int c = 0; c < ls[j].C; c++)
+            for (int i = 0; i < ls[j].hn[c]; i++) items[n++] = ls[j].heap[(size_t)c * (size_t)k + (size_t)i].item;
+    if (!rc) qsort(items, n, sizeof *items, cmp_size);
+    if (!rc && n) rc = job_mkdirs(sub, err);
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (i && items[i] == items[i - 1]) continue;
+        if ((rc = fv_inputs_read(in, items[i], 1, x, err))) break;
+        fv_deprocess(pp, x, in->h, in->w, in->c, pix);
+        if (!(rc = job_path(path, sizeof path, err, "%s/%zu.png", sub, items[i])))
+            rc = fv_png_write(path, pix, in->h, in->w, in->c, err);
+    }
+    free(pix);
+    free(x);
+    free(items);
+    return rc;
+}
+
 /* The stdout line of one layer. */
 static void summary_line(FILE *f, const struct fv_model *m, const struct fv_plan *p,
                          const struct layer_stats *L, size_t N) {
@@ -550,13 +652,36 @@ struct shard_items {
 static void stats_reset(struct layer_stats *L, int k) {
     (void)k;
     for (int c = 0; c < L->C; c++) L->sum[c] = 0, L->max[c] = -INFINITY, L->silent[c] = 0, L->hn[c] = 0;
+    memset(L->hist, 0, (size_t)L->C * HIST_BINS * sizeof *L->hist);
+    memset(L->hist_w, 0, (size_t)L->C * sizeof *L->hist_w);
+}
+
+/* Doubles a histogram's bin width (bins merged pairwise) until it is at least
+ * w; the widths are powers of two, so the counts stay exact. */
+static void hist_rebin(unsigned *h, float *hw, float w) {
+    while (*hw < w) {
+        for (int i = 0; i < HIST_BINS / 2; i++) h[i] = h[2 * i] + h[2 * i + 1];
+        for (int i = HIST_BINS / 2; i < HIST_BINS; i++) h[i] = 0;
+        *hw *= 2;
+    }
+}
+
+/* Adds a shard's histogram (h, w) to the totals' (H, *W): both are first
+ * rebinned to the larger width (a shard's width depends on its first value). */
+static void hist_merge(unsigned *H, float *W, unsigned *h, float w) {
+    if (w == 0) return; /* nothing > 0 in the shard */
+    if (*W == 0) *W = w;
+    hist_rebin(H, W, w);
+    hist_rebin(h, &w, *W);
+    for (int i = 0; i < HIST_BINS; i++) H[i] += h[i];
 }
 
 /* a shard's result: images (u64), then per layer and channel sum (f64), max
- * (f32), silent (u64), heap size (i32) and k heap entries (f32 value, u64 image) */
+ * (f32), silent (u64), heap size (i32), k heap entries (f32 value, u64 image,
+ * i32 position) and the histogram (f32 width, HIST_BINS u32 counts) */
 static size_t shard_blob_size(const struct layer_stats *ls, int n_ls, int k) {
     size_t b = 8;
-    for (int j = 0; j < n_ls; j++) b += (size_t)ls[j].C * (8 + 4 + 8 + 4 + (size_t)k * 12);
+    for (int j = 0; j < n_ls; j++) b += (size_t)ls[j].C * (8 + 4 + 8 + 4 + (size_t)k * 16 + 4 + HIST_BINS * 4);
     return b;
 }
 
@@ -574,7 +699,13 @@ static void shard_pack(const struct layer_stats *ls, int n_ls, int k, uint64_t i
                 const struct top_item *t = &ls[j].heap[(size_t)c * (size_t)k + (size_t)i];
                 float v = i < hn ? t->v : 0.0f;
                 uint64_t item = i < hn ? t->item : 0;
-                PUT(b, v), PUT(b, item);
+                int32_t pos = i < hn ? t->pos : 0;
+                PUT(b, v), PUT(b, item), PUT(b, pos);
+            }
+            PUT(b, ls[j].hist_w[c]);
+            for (int i = 0; i < HIST_BINS; i++) {
+                uint32_t n = ls[j].hist[(size_t)c * HIST_BINS + i];
+                PUT(b, n);
             }
         }
 }
@@ -596,10 +727,21 @@ static uint64_t shard_merge(struct layer_stats *ls, int n_ls, int k, const unsig
             for (int i = 0; i < k; i++) {
                 struct top_item t;
                 uint64_t item;
-                GET(b, t.v), GET(b, item);
+                int32_t pos;
+                GET(b, t.v), GET(b, item), GET(b, pos);
                 t.item = (size_t)item;
+                t.pos = pos;
                 if (i < hn) heap_push(ls[j].heap + (size_t)c * (size_t)k, &ls[j].hn[c], k, t);
             }
+            float w;
+            unsigned h[HIST_BINS];
+            GET(b, w);
+            for (int i = 0; i < HIST_BINS; i++) {
+                uint32_t n;
+                GET(b, n);
+                h[i] = n;
+            }
+            hist_merge(ls[j].hist + (size_t)c * HIST_BINS, &ls[j].hist_w[c], h, w);
         }
     return images;
 }
@@ -647,7 +789,7 @@ int fv_job_stats(const struct fv_settings *s, struct fv_error *err) {
     struct fv_model m;
     struct fv_preproc pp;
     struct fv_inputs in = {0};
-    struct fv_plan p = {0};
+    struct fv_plan p = {0}, pt = {0}; /* pt: the input transposed, for receptive field columns */
     struct layer_stats *ls = NULL;
     int *layers = NULL, n_layers = 0, n_ls = 0;
     float *imax = NULL;
@@ -667,6 +809,10 @@ int fv_job_stats(const struct fv_settings *s, struct fv_error *err) {
     int k = fv_get_int(s, "stats", "topk");
     if ((rc = fit_batch(&m, batch, in.h, in.w, &batch, err))) goto done;
     if ((rc = fv_plan_init(&p, &m, batch, in.h, in.w, FV_PLAN_FUSE, err))) goto done;
+    /* columns: the row geometry of the transposed input (none if the model
+     * does not take it: the whole width is then given) */
+    struct fv_error terr = {0};
+    const struct fv_plan *cols = in.h == in.w ? &p : fv_plan_init(&pt, &m, 1, in.w, in.h, 0, &terr) ? NULL : &pt;
     if ((rc = pick_layers(s, &m, &p, &layers, &n_layers, err))) goto done;
     int max_c = 1;
     if (!(ls = calloc((size_t)n_layers, sizeof *ls))) {
@@ -712,7 +858,9 @@ int fv_job_stats(const struct fv_settings *s, struct fv_error *err) {
     /* write everything, then the summary */
     const char *dir = it.dir;
     if ((rc = write_csv(dir, &m, ls, n_ls, seen, k, err))) goto done_items;
-    if ((rc = write_json(dir, &m, &p, &in, ls, n_ls, seen, k, interrupted, err))) goto done_items;
+    int examples = fv_get_bool(s, "stats", "examples") && m.in_rank == 3;
+    if ((rc = write_json(dir, &m, &p, cols, &in, ls, n_ls, seen, k, interrupted, examples, err))) goto done_items;
+    if (examples && (rc = write_examples(dir, &in, &pp, ls, n_ls, k, err))) goto done_items;
     for (int j = 0; j < n_ls && !rc; j++) rc = write_chart(dir, &m, &p, &ls[j], seen, err);
     int montage = fv_get_bool(s, "stats", "montage") && m.in_rank == 3;
     for (int j = 0; j < n_ls && !rc && montage; j++) rc = write_top(dir, &m, &in, &pp, &ls[j], k, seen, err);
@@ -720,8 +868,8 @@ int fv_job_stats(const struct fv_settings *s, struct fv_error *err) {
     if (interrupted)
         printf("stats: interrupted after %zu of %zu images; the numbers below cover those %zu\n", seen, N, seen);
     for (int j = 0; j < n_ls; j++) summary_line(stdout, &m, &p, &ls[j], seen);
-    printf("stats: %zu images, %d layer%s -> %s/stats.csv, stats.json, <layer>.chart.png%s\n", seen, n_ls,
-           n_ls == 1 ? "" : "s", dir, montage ? ", <layer>.top.png" : "");
+    printf("stats: %zu images, %d layer%s -> %s/stats.csv, stats.json, <layer>.chart.png%s%s\n", seen, n_ls,
+           n_ls == 1 ? "" : "s", dir, montage ? ", <layer>.top.png" : "", examples ? ", examples/" : "");
     fflush(stdout);
     if (interrupted)
         rc = fv_error_set(err, FV_ERR_INTERRUPTED, "stats: interrupted after %zu of %zu images (results for those written to %s; continue with --resume)",
@@ -734,6 +882,7 @@ done:
     free(imax);
     free(isum);
     free(layers);
+    fv_plan_free(&pt);
     fv_plan_free(&p);
     fv_inputs_close(&in);
     fv_model_free(&m);

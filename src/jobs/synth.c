@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/par.h"
+#include "kernels/resample.h"
 #include "featviz/progress.h"
 
 int synth_cfg_read(const struct fv_settings *s, const char *sec, struct synth_cfg *c,
@@ -51,7 +52,35 @@ int synth_cfg_read(const struct fv_settings *s, const char *sec, struct synth_cf
     c->escape_steps = fv_get_int(s, sec, "escape_steps");
     c->keep_best = fv_get_bool(s, sec, "keep_best");
     c->batch = fv_get_int(s, sec, "batch");
+    c->relative = fv_get_bool(s, sec, "relative");
+    c->per_class = fv_key_find(sec, "per_class") ? fv_get_int(s, sec, "per_class") : 1;
+    c->diversity = fv_key_find(sec, "diversity") ? (float)fv_get_float(s, sec, "diversity") : 0.0f;
+    c->diversity_layer = fv_key_find(sec, "diversity_layer") ? fv_get_str(s, sec, "diversity_layer") : NULL;
+    const char *size = fv_get_str(s, sec, "size");
+    char *end = NULL;
+    if (!strcmp(size, "auto")) { /* 4x the input, at least 128 px */
+        c->size = 4, c->size_times = 1, c->size_min = 128;
+        return FV_OK;
+    }
+    double v = strtod(size, &end);
+    c->size_times = end && (*end == 'x' || *end == 'X') && !end[1];
+    if (end == size || (*end && !c->size_times) || !(v > 0) || v > 65536 || (!c->size_times && v != floor(v)))
+        return fv_error_set(err, FV_ERR_USAGE, "%s: %s.size '%s': expected auto, pixels (such as 128) or a multiple of the model input (such as 4x)",
+                            fv_get_origin(s, sec, "size"), sec, size);
+    c->size = (float)v;
+    c->size_min = 0;
     return FV_OK;
+}
+
+void synth_display_size(const struct synth_cfg *cfg, int h, int w, int *H, int *W) {
+    int side = h > w ? h : w;
+    double target = cfg->size_times ? (double)cfg->size * (double)side : (double)cfg->size;
+    if (target < cfg->size_min) target = cfg->size_min;
+    if (cfg->size <= 0) target = side;
+    double f = target / (double)side;
+    *H = (int)lround((double)h * f), *W = (int)lround((double)w * f);
+    if (*H < 1) *H = 1;
+    if (*W < 1) *W = 1;
 }
 
 /* x[k] = (255 v[src] * scale + offset - mean[k]) / std[k] as x[k] = a[k] v[src] + b[k],
@@ -101,7 +130,13 @@ static float px(float v, int h, int w) { return v > 0.0f && v < 1.0f ? v * (floa
 
 /* Everything one batch needs, allocated once. */
 struct batch {
-    int n, h, w, c, hl, wl;    /* hl, wl: resolution of the coarse phase */
+    int n, h, w, c, hl, wl;    /* h, w: the display image; hl, wl: resolution of the coarse phase */
+    int mh, mw;                /* the model's input; the display image is downsampled to it */
+    struct fv_resample down;   /* anti-aliased (h, w) -> (mh, mw); unused when the sizes agree */
+    float *small, *dsmall;     /* (n, mh, mw, c) model-size image and its gradient, or NULL */
+    int div_node, div_ch;      /* diversity: the layer whose Gram matrices are compared (-1: off), its channels */
+    float *gram, *dgram;       /* (n, ch, ch) normalized Gram matrices; one image's gradient (ch, ch) */
+    double *gnorm;             /* (n) their norms before normalizing */
     size_t img, size;          /* floats per image: display image, theta */
     struct fv_param param, param_lo;
     struct fv_plan plan;
@@ -116,6 +151,12 @@ static void batch_free(struct batch *b) {
     fv_param_free(&b->param);
     fv_param_free(&b->param_lo);
     fv_plan_free(&b->plan);
+    fv_resample_free(&b->down);
+    free(b->small);
+    free(b->dsmall);
+    free(b->gram);
+    free(b->dgram);
+    free(b->gnorm);
     free(b->warps);
     float *bufs[] = {b->theta, b->m, b->v, b->g, b->u, b->u_lo, b->warped, b->du, b->dv, b->du_lo, b->best, b->ws, b->blur_ws};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -131,15 +172,102 @@ static float *alloc_floats(size_t n, int *ok) {
     return p;
 }
 
+/* The diversity layer: diversity_layer by name, or the deepest layer up to
+ * the objectives' with an image output of at least 2x2 (its Gram matrices
+ * describe textures, as Lucid's mixed4a does). */
+static int diversity_layer(struct batch *b, const struct fv_model *m, const struct synth_cfg *cfg, int upto,
+                           struct fv_error *err) {
+    int node = -1;
+    if (cfg->diversity_layer && *cfg->diversity_layer) {
+        node = fv_model_find(m, cfg->diversity_layer);
+        if (node < 0 || node > upto || b->plan.io[node].out.rank != 3)
+            return fv_error_set(err, FV_ERR_USAGE, "diversity_layer '%s': not a layer with an image output below the objectives",
+                                cfg->diversity_layer);
+    } else {
+        for (int i = upto; i > m->input && node < 0; i--)
+            if (b->plan.io[i].out.rank == 3 && b->plan.io[i].out.d[0] >= 2 && b->plan.io[i].out.d[1] >= 2) node = i;
+        if (node < 0) return FV_OK; /* nothing to compare: no diversity */
+    }
+    b->div_node = node;
+    b->div_ch = b->plan.io[node].out.d[2];
+    if (b->div_ch > 2048) return fv_error_set(err, FV_ERR_USAGE, "diversity layer '%s' has %d channels (at most 2048)", m->layers[node].name, b->div_ch);
+    return FV_OK;
+}
+
+/* Lucid's diversity penalty over each group of k images (one class):
+ *   D = (1/k) sum_i sum_{j != i} <g_i, g_j>,  g_i = G_i / |G_i|,  G_i = A_i^T A_i
+ * with A_i (hw, ch) image i's activations at the diversity layer. Seeds
+ * -weight_i dD/dA_i into that layer's gradient, weight_i = diversity * |f_i|
+ * (f_i the objective now), so it scales with the objective.
+ *   dD/dG_i = (2/k) sum_{j != i} (g_j - <g_i, g_j> g_i) / |G_i|,  dD/dA_i = 2 A_i dD/dG_i */
+static void diversity_seed(struct batch *b, const struct synth_cfg *cfg, const struct fv_objective *obj) {
+    int node = b->div_node, ch = b->div_ch, k = cfg->per_class;
+    size_t per = fv_shape_count(&b->plan.io[node].out), hw = per / (size_t)ch, cc = (size_t)ch * (size_t)ch;
+    const float *act = b->plan.buf[node].y;
+    for (int i = 0; i < b->n; i++) {
+        const float *a = act + (size_t)i * per;
+        float *g = b->gram + (size_t)i * cc;
+        memset(g, 0, cc * sizeof(float));
+        for (size_t p = 0; p < hw; p++) {
+            const float *ap = a + p * (size_t)ch;
+            for (int r = 0; r < ch; r++) {
+                float v = ap[r];
+                if (v == 0.0f) continue;
+                float *gr = g + (size_t)r * (size_t)ch;
+                for (int q = 0; q < ch; q++) gr[q] += v * ap[q];
+            }
+        }
+        double s = 0;
+        for (size_t q = 0; q < cc; q++) s += (double)g[q] * (double)g[q];
+        b->gnorm[i] = sqrt(s);
+        float inv = b->gnorm[i] > 0 ? (float)(1.0 / b->gnorm[i]) : 0.0f;
+        for (size_t q = 0; q < cc; q++) g[q] *= inv;
+    }
+    float *grad = fv_plan_grad(&b->plan, node, 0);
+    for (int i = 0; i < b->n; i++) {
+        int g0 = i / k * k;
+        if (!(b->gnorm[i] > 0)) continue;
+        const float *gi = b->gram + (size_t)i * cc;
+        memset(b->dgram, 0, cc * sizeof(float));
+        for (int j = g0; j < g0 + k && j < b->n; j++) {
+            if (j == i) continue;
+            const float *gj = b->gram + (size_t)j * cc;
+            double c = 0;
+            for (size_t q = 0; q < cc; q++) c += (double)gi[q] * (double)gj[q];
+            for (size_t q = 0; q < cc; q++) b->dgram[q] += gj[q] - (float)c * gi[q];
+        }
+        double f = fabs(fv_objective_value(&obj[i], &b->plan, i));
+        /* -weight * 2 A (2/k) dgram / |G| */
+        float scale = (float)(-(double)cfg->diversity * (f > 1e-6 ? f : 1e-6) * 4.0 / ((double)k * b->gnorm[i]));
+        const float *a = act + (size_t)i * per;
+        float *d = grad + (size_t)i * per;
+        for (size_t p = 0; p < hw; p++) {
+            const float *ap = a + p * (size_t)ch;
+            float *dp = d + p * (size_t)ch;
+            for (int r = 0; r < ch; r++) {
+                float v = ap[r];
+                if (v == 0.0f) continue;
+                const float *gr = b->dgram + (size_t)r * (size_t)ch;
+                for (int q = 0; q < ch; q++) dp[q] += scale * v * gr[q];
+            }
+        }
+    }
+}
+
 static int batch_init(struct batch *b, const struct fv_model *m, const struct synth_cfg *cfg, int n,
-                      int h, int w, int c, int upto, int flags, struct fv_error *err) {
+                      int mh, int mw, int c, int upto, int flags, struct fv_error *err) {
     memset(b, 0, sizeof *b);
-    b->n = n, b->h = h, b->w = w, b->c = c;
+    int h, w;
+    synth_display_size(cfg, mh, mw, &h, &w);
+    b->n = n, b->h = h, b->w = w, b->c = c, b->mh = mh, b->mw = mw;
     int f = cfg->coarse > 0 && cfg->param.basis == FV_PARAM_PIXEL ? cfg->coarse_factor : 1;
     b->hl = (h + f - 1) / f, b->wl = (w + f - 1) / f;
     int rc = fv_param_init(&b->param, &cfg->param, h, w, c, err);
     if (!rc && f > 1) rc = fv_param_init(&b->param_lo, &cfg->param, b->hl, b->wl, c, err);
-    if (!rc) rc = fv_plan_init_upto(&b->plan, m, n, h, w, flags, upto, err);
+    if (!rc) rc = fv_plan_init_upto(&b->plan, m, n, mh, mw, flags, upto, err);
+    if (!rc && (h != mh || w != mw)) rc = fv_resample_init(&b->down, h, w, mh, mw, FV_RS_LINEAR_AA, err);
+    b->div_node = -1;
+    if (!rc && cfg->per_class > 1 && cfg->diversity > 0) rc = diversity_layer(b, m, cfg, upto, err);
     struct fv_transform_config t = cfg->transform;
     t.unit = FV_UNIT_PX;
     t.pad = px(t.pad, h, w), t.jitter1 = px(t.jitter1, h, w), t.jitter2 = px(t.jitter2, h, w);
@@ -165,6 +293,17 @@ static int batch_init(struct batch *b, const struct fv_model *m, const struct sy
         b->u_lo = alloc_floats(N * (size_t)b->hl * (size_t)b->wl * (size_t)c, &ok);
         b->du_lo = alloc_floats(N * (size_t)b->hl * (size_t)b->wl * (size_t)c, &ok);
     }
+    if (b->div_node >= 0) {
+        size_t cc = (size_t)b->div_ch * (size_t)b->div_ch;
+        b->gram = alloc_floats(N * cc, &ok);
+        b->dgram = alloc_floats(cc, &ok);
+        b->gnorm = calloc(N, sizeof *b->gnorm);
+        if (!b->gnorm) ok = 0;
+    }
+    if (h != mh || w != mw) {
+        b->small = alloc_floats(N * (size_t)mh * (size_t)mw * (size_t)c, &ok);
+        b->dsmall = alloc_floats(N * (size_t)mh * (size_t)mw * (size_t)c, &ok);
+    }
     b->t = calloc(N, sizeof *b->t);
     b->pick = calloc(N, sizeof *b->pick);
     b->best_score = calloc(N, sizeof *b->best_score);
@@ -175,16 +314,52 @@ static int batch_init(struct batch *b, const struct fv_model *m, const struct sy
 }
 
 /* Objectives of every image at display images u (no transforms). */
+/* Display images v (n, h, w, c) into the model's input: downsampled when larger. */
+static void to_model(struct batch *b, const struct fv_preproc *pp, const float *v) {
+    if (b->small) {
+        fv_resample_forward(&b->down, v, b->small, b->c, b->n, NULL);
+        v = b->small;
+    }
+    synth_to_model(pp, v, b->plan.x, (size_t)b->n * (size_t)b->mh * (size_t)b->mw, b->c);
+}
+
+/* dv = the transpose of to_model applied to the plan's input gradient (overwrites dv). */
+static void to_model_backward(struct batch *b, const struct fv_preproc *pp, float *dv) {
+    size_t model_px = (size_t)b->n * (size_t)b->mh * (size_t)b->mw;
+    memset(dv, 0, (size_t)b->n * b->img * sizeof(float));
+    if (!b->small) {
+        synth_to_model_backward(pp, b->plan.dx, dv, model_px, b->c);
+        return;
+    }
+    memset(b->dsmall, 0, model_px * (size_t)b->c * sizeof(float));
+    synth_to_model_backward(pp, b->plan.dx, b->dsmall, model_px, b->c);
+    fv_resample_backward(&b->down, b->dsmall, dv, b->c, b->n);
+}
+
 static void evaluate(struct batch *b, const struct fv_preproc *pp, const struct fv_objective *obj,
                      int top, const float *u, double *out) {
-    synth_to_model(pp, u, b->plan.x, (size_t)b->n * (size_t)b->h * (size_t)b->w, b->c);
+    to_model(b, pp, u);
     fv_forward(&b->plan, top);
     for (int i = 0; i < b->n; i++) out[i] = fv_objective_value(&obj[i], &b->plan, i);
 }
 
-/* One ascent step on all images. lo: the coarse phase. */
-static void step(struct batch *b, const struct fv_preproc *pp, const struct synth_cfg *cfg,
-                 const struct fv_objective *obj, int top, const uint64_t *keys, int s, int lo) {
+/* Each image's gradient divided by its mean |g| (left alone when 0): the
+ * objective's scale no longer matters to the penalties added after it. */
+static void relative_gradient(float *g, int n, size_t count) {
+    for (int i = 0; i < n; i++) {
+        float *gi = g + (size_t)i * count;
+        double s = 0;
+        for (size_t k = 0; k < count; k++) s += fabs((double)gi[k]);
+        if (!(s > 0)) continue;
+        float inv = (float)((double)count / s);
+        for (size_t k = 0; k < count; k++) gi[k] *= inv;
+    }
+}
+
+/* The gradient of step s's objectives (with penalties) with respect to theta,
+ * into b->g. */
+static void gradient(struct batch *b, const struct fv_preproc *pp, const struct synth_cfg *cfg,
+                     const struct fv_objective *obj, int top, const uint64_t *keys, int s, int lo) {
     const struct fv_param *param = lo ? &b->param_lo : &b->param;
     size_t pixels = (size_t)b->n * (size_t)b->h * (size_t)b->w;
     /* forward: theta -> u -> warped -> model */
@@ -200,31 +375,43 @@ static void step(struct batch *b, const struct fv_preproc *pp, const struct synt
         fv_warp_from_params(&tp, b->h, b->w, &b->warps[i]);
     }
     fv_warp_forward(b->warps, &b->tcfg, b->u, b->warped, b->n, b->h, b->w, b->c);
-    synth_to_model(pp, b->warped, b->plan.x, pixels, b->c);
+    to_model(b, pp, b->warped);
     fv_forward(&b->plan, top);
     /* backward: objectives -> model input -> warped -> u (+ regularizers) -> theta */
     fv_grad_zero(&b->plan);
     for (int i = 0; i < b->n; i++) fv_objective_seed(&obj[i], &b->plan, i, 1.0f);
+    if (b->div_node >= 0) diversity_seed(b, cfg, obj);
     b->plan.escape_relu = s < cfg->escape_steps;
     fv_backward(&b->plan, top);
-    memset(b->dv, 0, pixels * (size_t)b->c * sizeof(float));
     memset(b->du, 0, pixels * (size_t)b->c * sizeof(float));
-    synth_to_model_backward(pp, b->plan.dx, b->dv, pixels, b->c);
+    to_model_backward(b, pp, b->dv);
     fv_warp_backward(b->warps, &b->tcfg, b->dv, b->du, b->n, b->h, b->w, b->c);
-    if (cfg->l2 > 0) fv_reg_lp(b->u, b->n, b->img, cfg->p, cfg->l2_center, cfg->l2, b->du, NULL);
-    /* tv weighs the SUM of absolute neighbour differences (Lucid's
-     * total_variation); fv_reg_tv_l1 divides by the element count */
-    if (cfg->tv > 0) fv_reg_tv_l1(b->u, b->n, b->h, b->w, b->c, cfg->tv * (float)b->img, b->du, NULL);
+    if (cfg->relative) relative_gradient(b->du, b->n, b->img);
+    /* relative: the penalties' weights are per display value, against an
+     * objective gradient of mean |g| = 1 there; absolute: l2 weighs the MEAN
+     * of |u - centre|^p, tv the SUM of absolute neighbour differences
+     * (Lucid's total_variation). fv_reg_* divide by the element count. */
+    float per = (float)b->img;
+    if (cfg->l2 > 0) fv_reg_lp(b->u, b->n, b->img, cfg->p, cfg->l2_center, cfg->l2 * (cfg->relative ? per : 1.0f), b->du, NULL);
+    if (cfg->tv > 0) fv_reg_tv_l1(b->u, b->n, b->h, b->w, b->c, cfg->tv * per, b->du, NULL);
     size_t size = fv_param_size(param);
     memset(b->g, 0, (size_t)b->n * size * sizeof(float));
     if (lo) {
         size_t nlo = (size_t)b->n * (size_t)b->hl * (size_t)b->wl * (size_t)b->c;
         memset(b->du_lo, 0, nlo * sizeof(float));
         fv_resize_bilinear_backward(b->du, b->h, b->w, b->du_lo, b->hl, b->wl, b->c, b->n);
-        fv_param_backward(param, b->u_lo, b->du_lo, b->g, b->n, b->ws);
+        fv_param_backward(param, b->theta, b->u_lo, b->du_lo, b->g, b->n, b->ws);
     } else {
-        fv_param_backward(param, b->u, b->du, b->g, b->n, b->ws);
+        fv_param_backward(param, b->theta, b->u, b->du, b->g, b->n, b->ws);
     }
+}
+
+/* One ascent step on all images. lo: the coarse phase. */
+static void step(struct batch *b, const struct fv_preproc *pp, const struct synth_cfg *cfg,
+                 const struct fv_objective *obj, int top, const uint64_t *keys, int s, int lo) {
+    const struct fv_param *param = lo ? &b->param_lo : &b->param;
+    size_t size = fv_param_size(param);
+    gradient(b, pp, cfg, obj, top, keys, s, lo);
     if (cfg->normalized) {
         fv_ascent_step(cfg->lr, FV_NORM_MEAN_ABS, b->theta, b->g, b->n, size);
     } else {
@@ -279,7 +466,7 @@ static int lane_run(struct batch *bb, const struct fv_model *m, const struct fv_
     for (int s = 0; s < cfg->steps && !fv_interrupted(); s++) {
         if (lo && s == switch_at) { /* coarse to fine: continue at full size */
             fv_param_forward(&bb->param_lo, bb->theta, bb->u_lo, n, bb->ws);
-            fv_resize_bilinear(bb->u_lo, bb->hl, bb->wl, bb->u, h, w, c, n);
+            fv_resize_bilinear(bb->u_lo, bb->hl, bb->wl, bb->u, bb->h, bb->w, c, n);
             memcpy(bb->theta, bb->u, (size_t)n * bb->img * sizeof(float)); /* pixel basis: theta = u */
             memset(bb->m, 0, (size_t)n * bb->size * sizeof(float));
             memset(bb->v, 0, (size_t)n * bb->size * sizeof(float));
@@ -303,13 +490,14 @@ static int lane_run(struct batch *bb, const struct fv_model *m, const struct fv_
     /* the result: the best image seen, or the last one */
     if (lo) {
         fv_param_forward(&bb->param_lo, bb->theta, bb->u_lo, n, bb->ws);
-        fv_resize_bilinear(bb->u_lo, bb->hl, bb->wl, bb->u, h, w, c, n);
+        fv_resize_bilinear(bb->u_lo, bb->hl, bb->wl, bb->u, bb->h, bb->w, c, n);
     } else {
         fv_param_forward(&bb->param, bb->theta, bb->u, n, bb->ws);
     }
     evaluate(bb, pp, obj, top, bb->u, now);
     for (int i = 0; i < n; i++) {
         int use_best = cfg->keep_best && bb->best_score[i] > now[i];
+        /* u is (n, display h, display w, c) */
         memcpy(u + (size_t)i * bb->img, (use_best ? bb->best : bb->u) + (size_t)i * bb->img, bb->img * sizeof(float));
         score[i] = use_best ? bb->best_score[i] : now[i];
     }
@@ -321,9 +509,11 @@ static int lane_run(struct batch *bb, const struct fv_model *m, const struct fv_
  * and gradients of its images) stays small, and Dense weights are still read
  * once per several images (measured on the bench network: 11 beat 4, 8 and 22). */
 
-int synth_lanes(int n, int *start) {
+int synth_lanes(int n, int per, int *start) {
+    int k = per > 1 && n % per == 0 ? per : 1, groups = n / k;
     int lanes = (n + SYNTH_LANE - 1) / SYNTH_LANE;
-    for (int k = 0; k <= lanes; k++) start[k] = (int)((long long)n * k / (lanes ? lanes : 1));
+    if (lanes > groups) lanes = groups;
+    for (int q = 0; q <= lanes; q++) start[q] = (int)((long long)groups * q / (lanes ? lanes : 1)) * k;
     return lanes;
 }
 
@@ -332,7 +522,7 @@ int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struc
               float *u, double *score, struct fv_error *err) {
     int *start = malloc(((size_t)n / SYNTH_LANE + 2) * sizeof *start);
     if (!start) return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
-    int lanes = synth_lanes(n, start);
+    int lanes = synth_lanes(n, cfg->per_class, start);
     int rc = synth_run_lanes(m, pp, cfg, obj, start, lanes, h, w, c, keys, u, score, err);
     free(start);
     return rc;
@@ -359,7 +549,9 @@ int synth_run_lanes(const struct fv_model *m, const struct fv_preproc *pp, const
         batch_free(&b);
         return rc;
     }
-    size_t img = (size_t)h * (size_t)w * (size_t)c;
+    int dh, dw;
+    synth_display_size(cfg, h, w, &dh, &dw);
+    size_t img = (size_t)dh * (size_t)dw * (size_t)c;
     int rc = FV_OK;
     FV_OMP("omp parallel")
     {
@@ -386,4 +578,54 @@ int synth_run_lanes(const struct fv_model *m, const struct fv_preproc *pp, const
         batch_free(&b);
     }
     return rc;
+}
+
+int synth_downsample(const float *u, int n, int H, int W, int h, int w, int c, float **out,
+                     struct fv_error *err) {
+    size_t count = (size_t)n * (size_t)h * (size_t)w * (size_t)c;
+    *out = fv_malloc((count ? count : 1) * sizeof(float), err);
+    if (!*out) return FV_ERR_NOMEM;
+    if (H == h && W == w) {
+        memcpy(*out, u, count * sizeof(float));
+        return FV_OK;
+    }
+    struct fv_resample r;
+    int rc = fv_resample_init(&r, H, W, h, w, FV_RS_LINEAR_AA, err);
+    if (rc) {
+        free(*out);
+        *out = NULL;
+        return rc;
+    }
+    fv_resample_forward(&r, u, *out, c, n, NULL);
+    fv_resample_free(&r);
+    return FV_OK;
+}
+
+int synth_probe(const struct fv_model *m, const struct fv_preproc *pp, const struct synth_cfg *cfg,
+                const struct fv_objective *obj, int n, int h, int w, int c, const uint64_t *keys, int s,
+                const float *theta, double *value, float *grad, struct fv_error *err) {
+    struct batch b;
+    int top = -1;
+    for (int i = 0; i < n; i++)
+        if (fv_objective_top(&obj[i]) > top) top = fv_objective_top(&obj[i]);
+    int rc = batch_init(&b, m, cfg, n, h, w, c, top, FV_PLAN_GRAD, err);
+    for (int i = 0; !rc && i < n; i++) rc = fv_objective_check(&obj[i], &b.plan, err);
+    if (!rc) {
+        memcpy(b.theta, theta, (size_t)n * b.size * sizeof(float));
+        gradient(&b, pp, cfg, obj, top, keys, s, 0);
+        for (int i = 0; i < n; i++) value[i] = fv_objective_value(&obj[i], &b.plan, i);
+        if (grad) memcpy(grad, b.g, (size_t)n * b.size * sizeof(float));
+    }
+    batch_free(&b);
+    return rc;
+}
+
+size_t synth_theta_size(const struct synth_cfg *cfg, int h, int w, int c) {
+    int H, W;
+    struct fv_param p;
+    synth_display_size(cfg, h, w, &H, &W);
+    if (fv_param_init(&p, &cfg->param, H, W, c, NULL)) return 0;
+    size_t n = fv_param_size(&p);
+    fv_param_free(&p);
+    return n;
 }

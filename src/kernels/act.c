@@ -15,6 +15,10 @@
  *   hard_sigmoid  Keras 2: clip(0.2x + 0.5, 0, 1); Keras 3: relu6(x + 3) / 6
  *   gelu        0.5x(1 + erf(x/sqrt 2)); approximate: 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3)))
  *   swish/silu  x*sigmoid(x)
+ * ONNX kinds (no Keras name):
+ *   hard_sigmoid_ab  clip(alpha*x + beta, 0, 1) (HardSigmoid with its attributes)
+ *   hard_swish       x*relu6(x + 3)/6
+ *   clip             min(max(x, lo), hi)
  */
 #include <math.h>
 #include <stddef.h>
@@ -97,6 +101,9 @@ const char *fv_act_name(const struct fv_act *a) {
     case FV_ACT_GELU: return "gelu";
     case FV_ACT_GELU_TANH: return "gelu";
     case FV_ACT_EXPONENTIAL: return "exponential";
+    case FV_ACT_HARD_SIGMOID_AB: return "hard_sigmoid";
+    case FV_ACT_HARD_SWISH: return "hard_swish";
+    case FV_ACT_CLIP: return "clip";
     case FV_ACT_COUNT: break;
     }
     return "?";
@@ -136,6 +143,9 @@ static float act_one(const struct fv_act *a, float x) {
     case FV_ACT_GELU: return 0.5f * x * (1.f + erff(x * INV_SQRT2));
     case FV_ACT_GELU_TANH: return 0.5f * x * (1.f + tanhf(GELU_K * (x + GELU_C * x * x * x)));
     case FV_ACT_EXPONENTIAL: return expf(x);
+    case FV_ACT_HARD_SIGMOID_AB: return fminf(fmaxf(a->alpha * x + a->threshold, 0.f), 1.f);
+    case FV_ACT_HARD_SWISH: return x * (fminf(fmaxf(x + 3.f, 0.f), 6.f) / 6.f);
+    case FV_ACT_CLIP: return fminf(fmaxf(x, a->alpha), a->max_value);
     case FV_ACT_LINEAR:
     case FV_ACT_SOFTMAX:
     case FV_ACT_COUNT: break;
@@ -186,6 +196,13 @@ static float act_d(const struct fv_act *a, float x) {
         return 0.5f * (1.f + t) + 0.5f * x * (1.f - t * t) * GELU_K * (1.f + 3.f * GELU_C * x * x);
     }
     case FV_ACT_EXPONENTIAL: return expf(x);
+    case FV_ACT_HARD_SIGMOID_AB: {
+        float t = a->alpha * x + a->threshold;
+        return (t > 0.f && t < 1.f) ? a->alpha : 0.f;
+    }
+    case FV_ACT_HARD_SWISH: /* x(x+3)/6 inside, x outside on the right */
+        return x <= -3.f ? 0.f : x >= 3.f ? 1.f : (2.f * x + 3.f) / 6.f;
+    case FV_ACT_CLIP: return (x > a->alpha && x < a->max_value) ? 1.f : 0.f;
     case FV_ACT_LINEAR:
     case FV_ACT_SOFTMAX:
     case FV_ACT_COUNT: break;

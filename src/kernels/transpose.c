@@ -18,8 +18,15 @@ static inline void swap_blocks(fv_vf *r, int b, const fv_vi *lo, const fv_vi *hi
     for (int i = 0; i < FV_VL; i++) {
         if (i & b) continue;
         fv_vf a = r[i], c = r[i + b];
+#ifdef __clang__ /* no run-time-mask shuffle (the FEATVIZ_FUZZ build): one lane at a time */
+        for (int j = 0; j < FV_VL; j++) {
+            r[i][j] = (*lo)[j] < FV_VL ? a[(*lo)[j]] : c[(*lo)[j] - FV_VL];
+            r[i + b][j] = (*hi)[j] < FV_VL ? a[(*hi)[j]] : c[(*hi)[j] - FV_VL];
+        }
+#else
         r[i] = __builtin_shuffle(a, c, *lo);
         r[i + b] = __builtin_shuffle(a, c, *hi);
+#endif
     }
 }
 

@@ -73,8 +73,22 @@ int fv_conv_geom_init(const struct fv_layer *l, const struct fv_shape *in, int n
     g->sw = p->sw;
     g->dh = p->dh;
     g->dw = p->dw;
-    long long oh = fv_conv_out_size(g->h, g->kh, g->sh, g->dh, p->same, &g->pt);
-    long long ow = fv_conv_out_size(g->w, g->kw, g->sw, g->dw, p->same, &g->pl);
+    long long oh, ow;
+    if (p->pad_explicit) { /* ONNX pads: floor((in + before + after - span) / s) + 1 */
+        int pads[] = {p->pad_t, p->pad_b, p->pad_l, p->pad_r};
+        for (int i = 0; i < 4; i++)
+            if (pads[i] < 0 || pads[i] > CONV_MAX_DIM)
+                return fv_error_set(err, FV_ERR_SHAPE, "layer '%s': pads out of range", l->name);
+        long long eh = (long long)g->h + p->pad_t + p->pad_b - ((long long)g->dh * (g->kh - 1) + 1);
+        long long ew = (long long)g->w + p->pad_l + p->pad_r - ((long long)g->dw * (g->kw - 1) + 1);
+        oh = eh < 0 ? 0 : eh / g->sh + 1;
+        ow = ew < 0 ? 0 : ew / g->sw + 1;
+        g->pt = p->pad_t;
+        g->pl = p->pad_l;
+    } else {
+        oh = fv_conv_out_size(g->h, g->kh, g->sh, g->dh, p->same, &g->pt);
+        ow = fv_conv_out_size(g->w, g->kw, g->sw, g->dw, p->same, &g->pl);
+    }
     if (oh < 1 || ow < 1)
         return fv_error_set(err, FV_ERR_SHAPE,
                             "layer '%s': input %dx%d is too small for a %dx%d kernel with dilation "

@@ -23,7 +23,19 @@ struct pool_geom {
     int H, W, C, OH, OW;
     int PH, PW, SH, SW;
     int top, left;  /* padding before the first row/column */
+    /* count_include_pad: the average divides by the window clipped to rows
+     * [divisor_h0, divisor_h1) and columns [divisor_w0, divisor_w1) (all 0: real pixels) */
+    int divisor_h0, divisor_h1, divisor_w0, divisor_w1;
 };
+
+/* Pixels the average of output (oy, ox) divides by. */
+static int pool_divisor(const struct pool_geom *g, int oy, int ox, int y0, int y1, int x0, int x1) {
+    if (g->divisor_h1 == 0) return (y1 - y0) * (x1 - x0); /* real pixels only */
+    int ys = oy * g->SH - g->top, xs = ox * g->SW - g->left;
+    int a0 = ys < g->divisor_h0 ? g->divisor_h0 : ys, a1 = ys + g->PH > g->divisor_h1 ? g->divisor_h1 : ys + g->PH;
+    int b0 = xs < g->divisor_w0 ? g->divisor_w0 : xs, b1 = xs + g->PW > g->divisor_w1 ? g->divisor_w1 : xs + g->PW;
+    return (a1 - a0) * (b1 - b0);
+}
 
 static void pool_geom(const struct fv_layer *l, const struct fv_io *io, struct pool_geom *g) {
     const struct fv_pool_params *p = &l->p.pool;
@@ -34,7 +46,21 @@ static void pool_geom(const struct fv_layer *l, const struct fv_io *io, struct p
     g->PW = p->pw;
     g->SH = p->sh;
     g->SW = p->sw;
-    if (p->same) {
+    g->divisor_h0 = g->divisor_h1 = g->divisor_w0 = g->divisor_w1 = 0;
+    if (p->pad_explicit) { /* ONNX/PyTorch: explicit pads, optional ceil_mode */
+        int eh = g->H + p->pad_t + p->pad_b - g->PH, ew = g->W + p->pad_l + p->pad_r - g->PW;
+        g->OH = eh < 0 ? 0 : (p->ceil_mode ? (eh + g->SH - 1) / g->SH : eh / g->SH) + 1;
+        g->OW = ew < 0 ? 0 : (p->ceil_mode ? (ew + g->SW - 1) / g->SW : ew / g->SW) + 1;
+        /* a last window that would start in the bottom/right padding is dropped */
+        if (p->ceil_mode && g->OH > 1 && (g->OH - 1) * g->SH >= g->H + p->pad_t) g->OH--;
+        if (p->ceil_mode && g->OW > 1 && (g->OW - 1) * g->SW >= g->W + p->pad_l) g->OW--;
+        g->top = p->pad_t;
+        g->left = p->pad_l;
+        if (p->count_include_pad) { /* count the window inside the padded image */
+            g->divisor_h0 = -p->pad_t, g->divisor_h1 = g->H + p->pad_b;
+            g->divisor_w0 = -p->pad_l, g->divisor_w1 = g->W + p->pad_r;
+        }
+    } else if (p->same) {
         g->OH = (g->H + g->SH - 1) / g->SH;
         g->OW = (g->W + g->SW - 1) / g->SW;
         int th = (g->OH - 1) * g->SH + g->PH - g->H;
@@ -73,7 +99,7 @@ static int pool_shape(const struct fv_layer *l, struct fv_io *io, struct fv_erro
     if (in->d[0] < 1 || in->d[1] < 1 || in->d[2] < 1)
         return fv_error_set(err, FV_ERR_SHAPE, "layer '%s': empty input %dx%dx%d", l->name,
                             in->d[0], in->d[1], in->d[2]);
-    if (!p->same && (in->d[0] < p->ph || in->d[1] < p->pw))
+    if (!p->same && !p->pad_explicit && (in->d[0] < p->ph || in->d[1] < p->pw))
         return fv_error_set(err, FV_ERR_SHAPE,
                             "layer '%s': input %dx%d smaller than pool %dx%d with 'valid' padding",
                             l->name, in->d[0], in->d[1], p->ph, p->pw);
@@ -343,7 +369,7 @@ static void avgpool_forward(const struct fv_layer *l, const struct fv_io *io) {
                     const float *xi = xb + ((size_t)iy * g.W + ix) * g.C;
                     for (int c = 0; c < g.C; c++) yo[c] += xi[c];
                 }
-            float inv = 1.f / (float)((y1 - y0) * (x1 - x0)); /* real pixels only */
+            float inv = 1.f / (float)pool_divisor(&g, oy, ox, y0, y1, x0, x1);
             for (int c = 0; c < g.C; c++) yo[c] *= inv;
         }
     }
@@ -363,7 +389,7 @@ static void avgpool_backward(const struct fv_layer *l, const struct fv_io *io) {
                 int y0, y1, x0, x1;
                 pool_window(&g, oy, ox, &y0, &y1, &x0, &x1);
                 /* forward: yo[c] = sum_window xi[c] / count */
-                float inv = 1.f / (float)((y1 - y0) * (x1 - x0));
+                float inv = 1.f / (float)pool_divisor(&g, oy, ox, y0, y1, x0, x1);
                 const float *dyo = dy + (((size_t)b * g.OH + oy) * g.OW + ox) * g.C;
                 for (int iy = y0; iy < y1; iy++)
                     for (int ix = x0; ix < x1; ix++) {

@@ -10,26 +10,17 @@
  *
  * x (n,H,W,C)  y (n,H*FH,W*FW,C)
  */
-#include <math.h>
-
+#include "kernels/resample.h"
 #include "layers/layers.h"
 
-/* One output coordinate's two source rows/cols and the weight of the upper one. */
-struct lerp1 {
-    int lo, hi;
-    float t;
-};
+static enum fv_resample_filter filter_of(const struct fv_upsample_params *p) {
+    return p->bilinear == 2 ? FV_RS_LINEAR_ASYM : FV_RS_LINEAR_TF;
+}
 
-static struct lerp1 half_pixel(int o, int factor, int in_size, int legacy) {
-    struct lerp1 r;
-    float src = legacy ? (float)o / (float)factor : ((float)o + 0.5f) / (float)factor - 0.5f;
-    float fl = floorf(src);
-    r.lo = fl < 0.f ? 0 : (int)fl;
-    r.hi = legacy ? r.lo + 1 : (int)ceilf(src);
-    if (r.hi > in_size - 1) r.hi = in_size - 1;
-    if (r.hi < 0) r.hi = 0;
-    r.t = src - fl;
-    return r;
+/* The bilinear tables, built in the layer's scratch (a few floats per output row and column). */
+static void tables(const struct fv_layer *l, const struct fv_io *io, struct fv_resample *r) {
+    fv_resample_init_at(r, io->in[0].d[0], io->in[0].d[1], io->out.d[0], io->out.d[1],
+                        filter_of(&l->p.up), io->ws);
 }
 
 static int upsample_shape(const struct fv_layer *l, struct fv_io *io, struct fv_error *err) {
@@ -47,7 +38,9 @@ static int upsample_shape(const struct fv_layer *l, struct fv_io *io, struct fv_
     io->out.d[0] = io->in[0].d[0] * p->fh;
     io->out.d[1] = io->in[0].d[1] * p->fw;
     io->out.d[2] = io->in[0].d[2];
-    io->ws_floats = 0;
+    io->ws_floats = p->bilinear ? fv_resample_table_floats(io->in[0].d[0], io->in[0].d[1], io->out.d[0],
+                                                           io->out.d[1], filter_of(p))
+                                : 0;
     return FV_OK;
 }
 
@@ -57,31 +50,21 @@ static void upsample_forward(const struct fv_layer *l, const struct fv_io *io) {
     int OH = io->out.d[0], OW = io->out.d[1];
     const float *x = io->x[0]; /* (n,H,W,C) */
     float *y = io->y;          /* (n,OH,OW,C) */
+    if (p->bilinear) {
+        struct fv_resample r;
+        tables(l, io, &r);
+        fv_resample_forward(&r, x, y, C, io->n, NULL);
+        return;
+    }
     int rows = io->n * OH;
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; r++) {
         int b = r / OH, oy = r % OH;
         const float *xb = x + (size_t)b * H * W * C;
         float *yr = y + (size_t)r * OW * C;
-        if (!p->bilinear) {
-            for (int ox = 0; ox < OW; ox++) {
-                const float *xi = xb + ((size_t)(oy / p->fh) * W + ox / p->fw) * C;
-                for (int c = 0; c < C; c++) yr[(size_t)ox * C + c] = xi[c];
-            }
-            continue;
-        }
-        struct lerp1 ly = half_pixel(oy, p->fh, H, p->bilinear == 2);
         for (int ox = 0; ox < OW; ox++) {
-            struct lerp1 lx = half_pixel(ox, p->fw, W, p->bilinear == 2);
-            const float *x00 = xb + ((size_t)ly.lo * W + lx.lo) * C;
-            const float *x01 = xb + ((size_t)ly.lo * W + lx.hi) * C;
-            const float *x10 = xb + ((size_t)ly.hi * W + lx.lo) * C;
-            const float *x11 = xb + ((size_t)ly.hi * W + lx.hi) * C;
-            for (int c = 0; c < C; c++) {
-                float top = x00[c] + (x01[c] - x00[c]) * lx.t;
-                float bot = x10[c] + (x11[c] - x10[c]) * lx.t;
-                yr[(size_t)ox * C + c] = top + (bot - top) * ly.t;
-            }
+            const float *xi = xb + ((size_t)(oy / p->fh) * W + ox / p->fw) * C;
+            for (int c = 0; c < C; c++) yr[(size_t)ox * C + c] = xi[c];
         }
     }
 }
@@ -93,37 +76,21 @@ static void upsample_backward(const struct fv_layer *l, const struct fv_io *io) 
     int OH = io->out.d[0], OW = io->out.d[1];
     const float *dy = io->dy; /* (n,OH,OW,C) */
     float *dx = io->dx[0];    /* (n,H,W,C) */
+    if (p->bilinear) {
+        struct fv_resample r;
+        tables(l, io, &r);
+        fv_resample_backward(&r, dy, dx, C, io->n);
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < io->n; b++) { /* scatter: parallel over images only */
         float *dxb = dx + (size_t)b * H * W * C;
         for (int oy = 0; oy < OH; oy++) {
             const float *dyr = dy + ((size_t)b * OH + oy) * OW * C;
-            if (!p->bilinear) {
-                /* forward: y[oy][ox] = x[oy/FH][ox/FW] */
-                for (int ox = 0; ox < OW; ox++) {
-                    float *dxi = dxb + ((size_t)(oy / p->fh) * W + ox / p->fw) * C;
-                    for (int c = 0; c < C; c++) dxi[c] += dyr[(size_t)ox * C + c];
-                }
-                continue;
-            }
-            struct lerp1 ly = half_pixel(oy, p->fh, H, p->bilinear == 2);
+            /* forward: y[oy][ox] = x[oy/FH][ox/FW] */
             for (int ox = 0; ox < OW; ox++) {
-                struct lerp1 lx = half_pixel(ox, p->fw, W, p->bilinear == 2);
-                /* forward: top = x00 + (x01-x00)*tx, bot = x10 + (x11-x10)*tx,
-                 *          y = top + (bot-top)*ty */
-                float w00 = (1.f - ly.t) * (1.f - lx.t), w01 = (1.f - ly.t) * lx.t;
-                float w10 = ly.t * (1.f - lx.t), w11 = ly.t * lx.t;
-                float *d00 = dxb + ((size_t)ly.lo * W + lx.lo) * C;
-                float *d01 = dxb + ((size_t)ly.lo * W + lx.hi) * C;
-                float *d10 = dxb + ((size_t)ly.hi * W + lx.lo) * C;
-                float *d11 = dxb + ((size_t)ly.hi * W + lx.hi) * C;
-                for (int c = 0; c < C; c++) {
-                    float g = dyr[(size_t)ox * C + c];
-                    d00[c] += g * w00;
-                    d01[c] += g * w01;
-                    d10[c] += g * w10;
-                    d11[c] += g * w11;
-                }
+                float *dxi = dxb + ((size_t)(oy / p->fh) * W + ox / p->fw) * C;
+                for (int c = 0; c < C; c++) dxi[c] += dyr[(size_t)ox * C + c];
             }
         }
     }

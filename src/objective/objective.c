@@ -3,6 +3,7 @@
 #include "featviz/objective.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,10 +36,10 @@ static int parse_term(const char **s, const struct fv_model *m, struct fv_term *
                       struct fv_error *err) {
     static const struct { const char *name; enum fv_term_kind kind; int ints; } kinds[] = {
         {"class", FV_TERM_CLASS, 1}, {"filter", FV_TERM_FILTER, 1},
-        {"neuron", FV_TERM_NEURON, 3}, {"dream", FV_TERM_DREAM, 0}};
+        {"neuron", FV_TERM_NEURON, 3}, {"dream", FV_TERM_DREAM, 0}, {"logprob", FV_TERM_LOGPROB, 1}};
     const char *c = *s;
     int k = -1;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         size_t len = strlen(kinds[i].name);
         if (!strncmp(c, kinds[i].name, len) && c[len] == ':') {
             k = i;
@@ -47,10 +48,10 @@ static int parse_term(const char **s, const struct fv_model *m, struct fv_term *
         }
     }
     if (k < 0)
-        return BAD("objective '%s': expected class:C, filter:LAYER:F, neuron:LAYER:F:Y:X or dream:LAYER at '%s'", text, c);
+        return BAD("objective '%s': expected class:C, logprob:C, filter:LAYER:F, neuron:LAYER:F:Y:X or dream:LAYER at '%s'", text, c);
     t->kind = kinds[k].kind;
-    if (t->kind == FV_TERM_CLASS) {
-        if (!read_int(&c, &t->channel)) return BAD("objective '%s': class needs a class index", text);
+    if (t->kind == FV_TERM_CLASS || t->kind == FV_TERM_LOGPROB) {
+        if (!read_int(&c, &t->channel)) return BAD("objective '%s': %s needs a class index", text, kinds[k].name);
         t->node = fv_model_logits(m, &t->pre);
     } else {
         char name[FV_NAME_MAX];
@@ -135,7 +136,7 @@ int fv_objective_check(const struct fv_objective *o, const struct fv_plan *p,
         const char *name = p->m->layers[t->node].name;
         if (t->kind != FV_TERM_DREAM && t->channel >= ch)
             return BAD("objective '%s': %s %d is out of range: '%s' has %d", o->text,
-                       t->kind == FV_TERM_CLASS ? "class" : "channel", t->channel, name, ch);
+                       t->kind == FV_TERM_CLASS || t->kind == FV_TERM_LOGPROB ? "class" : "channel", t->channel, name, ch);
         if (t->kind == FV_TERM_NEURON && (t->y >= h || t->x >= w))
             return BAD("objective '%s': position (%d,%d) is outside '%s' (%dx%d)", o->text, t->y, t->x, name, h, w);
         if (t->pre && p->buf[t->node].relu_in_place) /* the caller planned with FV_PLAN_FUSE */
@@ -170,6 +171,13 @@ int fv_objective_channel(const struct fv_objective *o, int node) {
     return ch;
 }
 
+static double log_sum_exp(const float *y, int n) {
+    double mx = -INFINITY, s = 0;
+    for (int j = 0; j < n; j++) mx = (double)y[j] > mx ? (double)y[j] : mx;
+    for (int j = 0; j < n; j++) s += exp((double)y[j] - mx);
+    return mx + log(s);
+}
+
 static const float *term_data(const struct fv_plan *p, const struct fv_term *t, int img) {
     const struct fv_node_buf *b = &p->buf[t->node];
     size_t per = fv_shape_count(&p->io[t->node].out);
@@ -187,6 +195,9 @@ double fv_objective_value(const struct fv_objective *o, const struct fv_plan *p,
         switch (t->kind) {
         case FV_TERM_CLASS:
             v = (double)y[t->channel];
+            break;
+        case FV_TERM_LOGPROB: /* log softmax of the logits: y[C] - log sum exp y */
+            v = (double)y[t->channel] - log_sum_exp(y, ch);
             break;
         case FV_TERM_FILTER: /* value = mean over positions of y[pos, F] */
             for (int k = 0; k < hw; k++) v += (double)y[(size_t)k * ch + t->channel];
@@ -225,6 +236,12 @@ static void seed_rows(const struct fv_objective *o, struct fv_plan *p, int img, 
         case FV_TERM_CLASS:
             g[t->channel] += wgt;
             break;
+        case FV_TERM_LOGPROB: { /* d/dy_j = [j == C] - softmax_j */
+            double lse = log_sum_exp(y, ch);
+            for (int j = 0; j < ch; j++) g[j] -= wgt * (float)exp((double)y[j] - lse);
+            g[t->channel] += wgt;
+            break;
+        }
         case FV_TERM_FILTER: { /* d mean / d y[pos, F] = 1/HW */
             float d = wgt / (float)((size_t)full * (size_t)(hw / h));
             for (size_t k = k0; k < k1; k++) g[k * (size_t)ch + (size_t)t->channel] += d;

@@ -8,7 +8,8 @@
  *   Z[y][k]  = sum_ky S[ky][k] exp(+2 pi i ky y / h)
  *   x[y][j]  = f * sum_k g_k (Re Z[y][k] cos(2 pi k j / w) - Im Z[y][k] sin(2 pi k j / w))
  *   f = alpha / (h w), g_k = 1 for DC and Nyquist (sine term 0 there), 2 otherwise.
- * Work per call O(h w (h + w)), serial: callers parallelize over images.
+ * Work per call O(h w (h + w)) as three matrix products (the GEMM kernel),
+ * serial: callers parallelize over images.
  *
  * spec (h, wf, 2) with wf = w/2 + 1, (re, im) innermost; x (h, w) with stride xs.
  */
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "featviz/optim.h"
+#include "kernels/gemm.h"
 
 static const double two_pi = 6.283185307179586;
 
@@ -32,7 +34,8 @@ int fv_dft2_init(struct fv_dft2 *d, int h, int w, struct fv_error *err) {
     d->sh = fv_malloc((size_t)h * (size_t)h * sizeof(float), err);
     d->cw = fv_malloc((size_t)wf * (size_t)w * sizeof(float), err);
     d->sw = fv_malloc((size_t)wf * (size_t)w * sizeof(float), err);
-    if (!d->ch || !d->sh || !d->cw || !d->sw) {
+    d->b2 = fv_malloc((size_t)2 * wf * (size_t)w * sizeof(float), err);
+    if (!d->ch || !d->sh || !d->cw || !d->sw || !d->b2) {
         fv_dft2_free(d);
         return FV_ERR_NOMEM;
     }
@@ -52,6 +55,10 @@ int fv_dft2_init(struct fv_dft2 *d, int h, int w, struct fv_error *err) {
             d->sw[(size_t)k * w + x] = edge ? 0.f : (float)(-g * sin(a));
         }
     }
+    for (int k = 0; k < wf; k++) { /* rows cw[0], sw[0], cw[1], sw[1], ... */
+        memcpy(d->b2 + (size_t)(2 * k) * w, d->cw + (size_t)k * w, (size_t)w * sizeof(float));
+        memcpy(d->b2 + (size_t)(2 * k + 1) * w, d->sw + (size_t)k * w, (size_t)w * sizeof(float));
+    }
     return FV_OK;
 }
 
@@ -61,91 +68,60 @@ void fv_dft2_free(struct fv_dft2 *d) {
     free(d->sh);
     free(d->cw);
     free(d->sw);
-    d->ch = d->sh = d->cw = d->sw = NULL;
+    free(d->b2);
+    d->ch = d->sh = d->cw = d->sw = d->b2 = NULL;
 }
 
 size_t fv_dft2_ws_floats(const struct fv_dft2 *d) {
-    /* adjoint: dS (h, wf, 2) + one Z row (2 wf) + one image row (w) */
-    return (size_t)2 * d->h * d->wf + (size_t)2 * d->wf + (size_t)d->w;
+    /* three (h, 2 wf) matrices and one (h, w); rfft2 needs less */
+    return (size_t)6 * d->h * d->wf + (size_t)d->h * d->w + (size_t)2 * d->wf + (size_t)d->w;
 }
 
+/* ws: S (h, 2wf) the scaled spectrum, R (h, 2wf) it times i, Z (h, 2wf), X (h, w). */
 void fv_irfft2(const struct fv_dft2 *d, const float *spec, const float *scale, float alpha,
                float *x, int xs, float *ws) {
-    int h = d->h, w = d->w, wf = d->wf;
+    int h = d->h, w = d->w, wf = d->wf, n2 = 2 * wf;
     float f = alpha / ((float)h * (float)w);
-    float *zr = ws;           /* (wf) Re Z[y][.] */
-    float *zi = ws + wf;      /* (wf) Im Z[y][.] */
-    float *row = ws + 2 * wf; /* (w) */
+    size_t hz = (size_t)h * (size_t)n2;
+    float *S = ws, *R = S + hz, *Z = R + hz, *X = Z + hz;
+    for (size_t i = 0; i < (size_t)h * (size_t)wf; i++) {
+        float sc = scale ? scale[i] : 1.f, sr = spec[2 * i] * sc, si = spec[2 * i + 1] * sc;
+        S[2 * i] = sr, S[2 * i + 1] = si;
+        R[2 * i] = -si, R[2 * i + 1] = sr; /* i S */
+    }
+    /* Z = C S + Sn (i S): Re Z = C Sr - Sn Si, Im Z = C Si + Sn Sr (C, Sn symmetric) */
+    fv_gemm((size_t)h, n2, h, d->ch, (size_t)h, S, (size_t)n2, 0, Z, (size_t)n2, 0);
+    fv_gemm((size_t)h, n2, h, d->sh, (size_t)h, R, (size_t)n2, 0, Z, (size_t)n2, 1);
+    /* X[y][j] = sum_k Re Z[y][k] cw[k][j] + Im Z[y][k] sw[k][j] */
+    fv_gemm((size_t)h, w, n2, Z, (size_t)n2, d->b2, (size_t)w, 0, X, (size_t)w, 0);
     for (int y = 0; y < h; y++) {
-        /* Z[y][k] = sum_ky S[ky][k] exp(+2 pi i ky y / h),  S = scale .* spec */
-        memset(zr, 0, (size_t)2 * wf * sizeof(float));
-        for (int ky = 0; ky < h; ky++) {
-            float c = d->ch[(size_t)ky * h + y], s = d->sh[(size_t)ky * h + y];
-            const float *sp = spec + (size_t)ky * wf * 2; /* (wf, 2) */
-            const float *sc = scale ? scale + (size_t)ky * wf : NULL;
-            for (int k = 0; k < wf; k++) {
-                float sr = sp[2 * k], si = sp[2 * k + 1];
-                if (sc) {
-                    sr *= sc[k];
-                    si *= sc[k];
-                }
-                zr[k] += sr * c - si * s;
-                zi[k] += sr * s + si * c;
-            }
-        }
-        /* x[y][j] = f sum_k (Re Z cw[k][j] + Im Z sw[k][j]) */
-        memset(row, 0, (size_t)w * sizeof(float));
-        for (int k = 0; k < wf; k++) {
-            float a = zr[k], b = zi[k];
-            const float *cr = d->cw + (size_t)k * w, *sr = d->sw + (size_t)k * w;
-            for (int j = 0; j < w; j++) row[j] += a * cr[j] + b * sr[j];
-        }
         float *xr = x + (size_t)y * w * xs;
-        for (int j = 0; j < w; j++) xr[(size_t)j * xs] = f * row[j];
+        const float *r = X + (size_t)y * w;
+        for (int j = 0; j < w; j++) xr[(size_t)j * xs] = f * r[j];
     }
 }
 
 void fv_irfft2_adjoint(const struct fv_dft2 *d, const float *dx, int xs, const float *scale,
                        float alpha, float *dspec, float *ws) {
-    int h = d->h, w = d->w, wf = d->wf;
+    int h = d->h, w = d->w, wf = d->wf, n2 = 2 * wf;
     float f = alpha / ((float)h * (float)w);
-    float *ds = ws;                          /* (h, wf, 2) dS */
-    float *dzr = ws + (size_t)2 * h * wf;    /* (wf) */
-    float *dzi = dzr + wf;                   /* (wf) */
-    float *row = dzi + wf;                   /* (w) */
-    memset(ds, 0, (size_t)2 * h * wf * sizeof(float));
+    size_t hz = (size_t)h * (size_t)n2;
+    float *S = ws, *T = S + hz, *Z = T + hz, *X = Z + hz;
     for (int y = 0; y < h; y++) {
         const float *xr = dx + (size_t)y * w * xs;
-        for (int j = 0; j < w; j++) row[j] = xr[(size_t)j * xs];
-        /* x[y][j] = f sum_k (Re Z cw[k][j] + Im Z sw[k][j]) */
-        for (int k = 0; k < wf; k++) {
-            const float *cr = d->cw + (size_t)k * w, *sr = d->sw + (size_t)k * w;
-            float a = 0.f, b = 0.f;
-            for (int j = 0; j < w; j++) {
-                a += row[j] * cr[j];
-                b += row[j] * sr[j];
-            }
-            dzr[k] = f * a;
-            dzi[k] = f * b;
-        }
-        /* Re Z += Sr c - Si s;  Im Z += Sr s + Si c */
-        for (int ky = 0; ky < h; ky++) {
-            float c = d->ch[(size_t)ky * h + y], s = d->sh[(size_t)ky * h + y];
-            float *dp = ds + (size_t)ky * wf * 2;
-            for (int k = 0; k < wf; k++) {
-                dp[2 * k] += dzr[k] * c + dzi[k] * s;
-                dp[2 * k + 1] += dzi[k] * c - dzr[k] * s;
-            }
-        }
+        float *r = X + (size_t)y * w;
+        for (int j = 0; j < w; j++) r[j] = f * xr[(size_t)j * xs];
     }
-    /* S = scale .* spec */
-    for (int ky = 0; ky < h; ky++)
-        for (int k = 0; k < wf; k++) {
-            size_t i = (size_t)ky * wf + k;
-            float sc = scale ? scale[i] : 1.f;
-            dspec[2 * i] += sc * ds[2 * i];
-            dspec[2 * i + 1] += sc * ds[2 * i + 1];
-        }
+    /* the transposes of the three products of fv_irfft2, last first */
+    fv_gemm((size_t)h, n2, w, X, (size_t)w, d->b2, (size_t)w, 1, Z, (size_t)n2, 0);
+    fv_gemm((size_t)h, n2, h, d->ch, (size_t)h, Z, (size_t)n2, 0, S, (size_t)n2, 0);
+    fv_gemm((size_t)h, n2, h, d->sh, (size_t)h, Z, (size_t)n2, 0, T, (size_t)n2, 0);
+    for (size_t i = 0; i < (size_t)h * (size_t)wf; i++) {
+        /* R = i S: R_re = -S_im, R_im = S_re, so dS_re += dR_im, dS_im -= dR_re */
+        float sc = scale ? scale[i] : 1.f;
+        dspec[2 * i] += sc * (S[2 * i] + T[2 * i + 1]);
+        dspec[2 * i + 1] += sc * (S[2 * i + 1] - T[2 * i]);
+    }
 }
 
 void fv_rfft2(const struct fv_dft2 *d, const float *x, int xs, float *spec, float *ws) {

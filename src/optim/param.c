@@ -122,8 +122,9 @@ int fv_param_init(struct fv_param *p, const struct fv_param_config *cfg, int h, 
         fv_param_free(p);
         return rc;
     }
-    p->size = (size_t)c * (size_t)h * (size_t)(w / 2 + 1) * 2;
-    p->ws_image = hwc + fv_dft2_ws_floats(&p->dft);
+    size_t bins = (size_t)c * (size_t)h * (size_t)(w / 2 + 1);
+    p->size = cfg->magnitude ? bins : 2 * bins; /* MACO: phases only */
+    p->ws_image = hwc + fv_dft2_ws_floats(&p->dft) + (cfg->magnitude ? 2 * bins : 0);
     return FV_OK;
 }
 
@@ -150,8 +151,8 @@ void fv_param_init_values(const struct fv_param *p, float *theta, int n, uint64_
         fv_rng_seed(&r, seed, FV_RNG_INIT, first_image + (uint64_t)b, 0);
         float *th = theta + (size_t)b * p->size;
         for (size_t i = 0; i < p->size; i++)
-            th[i] = mean + (p->cfg.init_uniform ? fv_rng_range(&r, -sd, sd)
-                                                : sd * fv_rng_normal(&r));
+            th[i] = p->cfg.magnitude ? fv_rng_range(&r, -3.14159265f, 3.14159265f) /* MACO: any phase */
+                                     : mean + (p->cfg.init_uniform ? fv_rng_range(&r, -sd, sd) : sd * fv_rng_normal(&r));
     }
 }
 
@@ -200,16 +201,24 @@ void fv_param_forward(const struct fv_param *p, const float *theta, float *u, in
             memcpy(ub, th, hwc * sizeof(float));
         } else {
             float *wsb = ws + (size_t)b * p->ws_image + hwc; /* DFT scratch */
+            const float *spec = th, *scale = p->scale;
+            if (p->cfg.magnitude) { /* MACO: the spectrum from the fixed magnitude and the phases */
+                float *sp = wsb + fv_dft2_ws_floats(&p->dft);
+                for (size_t i = 0; i < (size_t)c * plane / 2; i++) {
+                    float m = p->cfg.magnitude[i];
+                    sp[2 * i] = m * cosf(th[i]), sp[2 * i + 1] = m * sinf(th[i]);
+                }
+                spec = sp, scale = NULL;
+            }
             for (int k = 0; k < c; k++)
-                fv_irfft2(&p->dft, th + (size_t)k * plane, p->scale, fourier_gain, ub + k, c,
-                          wsb);
+                fv_irfft2(&p->dft, spec + (size_t)k * plane, scale, fourier_gain, ub + k, c, wsb);
         }
         colour_forward(p, ub, pixels);
     }
 }
 
-void fv_param_backward(const struct fv_param *p, const float *u, const float *du, float *dtheta,
-                       int n, float *ws) {
+void fv_param_backward(const struct fv_param *p, const float *theta, const float *u, const float *du,
+                       float *dtheta, int n, float *ws) {
     int h = p->h, w = p->w, c = p->c;
     size_t pixels = (size_t)h * w, hwc = pixels * c;
     size_t plane = (size_t)h * (size_t)(w / 2 + 1) * 2;
@@ -232,6 +241,18 @@ void fv_param_backward(const struct fv_param *p, const float *u, const float *du
         float *dt = ws + (size_t)b * p->ws_image; /* (h, w, c) */
         for (size_t i = 0; i < pixels; i++) colour_backward(p, ub + i * c, dub + i * c, dt + i * c);
         /* t[., ., k] = irfft2(scale .* theta[k]) / 4 */
+        if (p->cfg.magnitude) { /* MACO: through spectrum = m (cos theta, sin theta) */
+            float *dsp = dt + hwc + fv_dft2_ws_floats(&p->dft);
+            memset(dsp, 0, (size_t)c * plane * sizeof(float));
+            for (int k = 0; k < c; k++)
+                fv_irfft2_adjoint(&p->dft, dt + k, c, NULL, fourier_gain, dsp + (size_t)k * plane, dt + hwc);
+            const float *th = theta + (size_t)b * p->size;
+            for (size_t i = 0; i < (size_t)c * plane / 2; i++) {
+                float m = p->cfg.magnitude[i];
+                dth[i] += m * (cosf(th[i]) * dsp[2 * i + 1] - sinf(th[i]) * dsp[2 * i]);
+            }
+            continue;
+        }
         for (int k = 0; k < c; k++)
             fv_irfft2_adjoint(&p->dft, dt + k, c, p->scale, fourier_gain, dth + (size_t)k * plane,
                               dt + hwc);
@@ -270,6 +291,8 @@ int fv_param_from_image(const struct fv_param *p, const float *u, float *theta, 
     size_t pixels = (size_t)h * w, hwc = pixels * c;
     size_t plane = (size_t)h * (size_t)(w / 2 + 1) * 2;
     float minv[9];
+    if (p->cfg.magnitude)
+        return fv_error_set(err, FV_ERR_USAGE, "image parameterization: a fixed magnitude spectrum (MACO) cannot start from an image");
     if (p->decorrelate && !invert3(p->m, minv))
         return fv_error_set(err, FV_ERR_USAGE,
                             "image parameterization: colour matrix is not invertible");
@@ -414,4 +437,38 @@ int fv_color_stats_matrix(const struct fv_color_stats *s, float m[9], struct fv_
     }
     for (int i = 0; i < 9; i++) m[i] = (float)(out[i] / max_norm);
     return FV_OK;
+}
+
+/* ---- MACO's magnitude spectrum from real images ---- */
+
+void fv_spectrum_from_images(const struct fv_param *p, const float *img, int n, float *mag, float *ws) {
+    int h = p->h, w = p->w, c = p->c, wf = w / 2 + 1;
+    size_t pixels = (size_t)h * w, hwc = pixels * c, bins = (size_t)h * wf;
+    float minv[9];
+    int dec = p->decorrelate && invert3(p->m, minv);
+    memset(mag, 0, (size_t)c * bins * sizeof(float));
+    float *t = ws, *spec = ws + hwc, *dft_ws = spec + 2 * bins;
+    for (int b = 0; b < n; b++) {
+        const float *ub = img + (size_t)b * hwc;
+        for (size_t i = 0; i < pixels; i++) {
+            float *tp = t + i * c;
+            for (int k = 0; k < c; k++) {
+                float x = ub[i * c + k];
+                x = x < 0.01f ? 0.01f : x > 0.99f ? 0.99f : x;
+                tp[k] = logf(x / (1.f - x)); /* the sigmoid's inverse */
+            }
+            if (dec) {
+                float a = tp[0], bb = tp[1], cc = tp[2];
+                tp[0] = minv[0] * a + minv[1] * bb + minv[2] * cc;
+                tp[1] = minv[3] * a + minv[4] * bb + minv[5] * cc;
+                tp[2] = minv[6] * a + minv[7] * bb + minv[8] * cc;
+            }
+        }
+        for (int k = 0; k < c; k++) {
+            fv_rfft2(&p->dft, t + k, c, spec, dft_ws);
+            float *m = mag + (size_t)k * bins;
+            for (size_t i = 0; i < bins; i++)
+                m[i] += hypotf(spec[2 * i], spec[2 * i + 1]) / (fourier_gain * (float)n);
+        }
+    }
 }

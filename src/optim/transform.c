@@ -1,6 +1,7 @@
 /* Transformation robustness: random pad/jitter/scale/rotate/jitter as one
  * affine warp with bilinear sampling per image (geometry and border rules in
- * include/featviz/optim.h), and the bilinear resize used for coarse-to-fine.
+ * include/featviz/optim.h), and the bilinear resize used for coarse-to-fine
+ * (kernels/resample.c).
  *
  * u, v (n, h, w, c). Forward gathers, backward scatters with the same weights,
  * serially within an image; images run in parallel.
@@ -9,78 +10,29 @@
 #include <string.h>
 
 #include "featviz/optim.h"
+#include "kernels/resample.h"
 
 /* ---- bilinear resize (half-pixel centres, align_corners=False) ---- */
 
-struct lerp1 {
-    int lo, hi;
-    float t; /* weight of hi */
-};
-
-static struct lerp1 half_pixel(int o, int in, int out) {
-    struct lerp1 r;
-    float scale = (float)in / (float)out; /* as torch computes it */
-    float src = scale * ((float)o + 0.5f) - 0.5f;
-    if (src < 0.f) src = 0.f;
-    r.lo = (int)src; /* src >= 0: truncation is floor */
-    if (r.lo > in - 1) r.lo = in - 1;
-    r.hi = r.lo + 1 < in ? r.lo + 1 : in - 1;
-    r.t = src - (float)r.lo;
-    if (r.hi == r.lo) r.t = 0.f;
-    return r;
+int fv_resize_bilinear(const float *src, int h, int w, float *dst, int H, int W, int c, int n) {
+    struct fv_resample r;
+    struct fv_error err = {0};
+    int rc = fv_resample_init(&r, h, w, H, W, FV_RS_LINEAR, &err);
+    if (rc) return rc;
+    fv_resample_forward(&r, src, dst, c, n, NULL);
+    fv_resample_free(&r);
+    return FV_OK;
 }
 
-void fv_resize_bilinear(const float *src, int h, int w, float *dst, int H, int W, int c, int n) {
-#pragma omp parallel for schedule(static) if ((size_t)n * H * W * c >= FV_OPTIM_PAR_MIN)
-    for (int b = 0; b < n; b++) {
-        const float *s = src + (size_t)b * h * w * c; /* (h, w, c) */
-        float *d = dst + (size_t)b * H * W * c;       /* (H, W, c) */
-        for (int y = 0; y < H; y++) {
-            struct lerp1 ly = half_pixel(y, h, H);
-            for (int x = 0; x < W; x++) {
-                struct lerp1 lx = half_pixel(x, w, W);
-                const float *s00 = s + ((size_t)ly.lo * w + lx.lo) * c;
-                const float *s01 = s + ((size_t)ly.lo * w + lx.hi) * c;
-                const float *s10 = s + ((size_t)ly.hi * w + lx.lo) * c;
-                const float *s11 = s + ((size_t)ly.hi * w + lx.hi) * c;
-                float *o = d + ((size_t)y * W + x) * c;
-                for (int k = 0; k < c; k++) {
-                    float top = s00[k] + (s01[k] - s00[k]) * lx.t;
-                    float bot = s10[k] + (s11[k] - s10[k]) * lx.t;
-                    o[k] = top + (bot - top) * ly.t;
-                }
-            }
-        }
-    }
-}
-
-void fv_resize_bilinear_backward(const float *ddst, int H, int W, float *dsrc, int h, int w, int c,
-                                 int n) {
-#pragma omp parallel for schedule(static) if ((size_t)n * H * W * c >= FV_OPTIM_PAR_MIN)
-    for (int b = 0; b < n; b++) {
-        const float *dd = ddst + (size_t)b * H * W * c; /* (H, W, c) */
-        float *ds = dsrc + (size_t)b * h * w * c;       /* (h, w, c) */
-        for (int y = 0; y < H; y++) {
-            struct lerp1 ly = half_pixel(y, h, H);
-            for (int x = 0; x < W; x++) {
-                struct lerp1 lx = half_pixel(x, w, W);
-                /* o = (1-ty)((1-tx) s00 + tx s01) + ty((1-tx) s10 + tx s11) */
-                float w00 = (1.f - ly.t) * (1.f - lx.t), w01 = (1.f - ly.t) * lx.t;
-                float w10 = ly.t * (1.f - lx.t), w11 = ly.t * lx.t;
-                float *s00 = ds + ((size_t)ly.lo * w + lx.lo) * c;
-                float *s01 = ds + ((size_t)ly.lo * w + lx.hi) * c;
-                float *s10 = ds + ((size_t)ly.hi * w + lx.lo) * c;
-                float *s11 = ds + ((size_t)ly.hi * w + lx.hi) * c;
-                const float *g = dd + ((size_t)y * W + x) * c;
-                for (int k = 0; k < c; k++) {
-                    s00[k] += w00 * g[k];
-                    s01[k] += w01 * g[k];
-                    s10[k] += w10 * g[k];
-                    s11[k] += w11 * g[k];
-                }
-            }
-        }
-    }
+int fv_resize_bilinear_backward(const float *ddst, int H, int W, float *dsrc, int h, int w, int c,
+                                int n) {
+    struct fv_resample r;
+    struct fv_error err = {0};
+    int rc = fv_resample_init(&r, h, w, H, W, FV_RS_LINEAR, &err);
+    if (rc) return rc;
+    fv_resample_backward(&r, ddst, dsrc, c, n);
+    fv_resample_free(&r);
+    return FV_OK;
 }
 
 /* ---- configuration ---- */

@@ -119,6 +119,27 @@ def main():
                        "inbound_nodes": [[["conv2d_1", 0, 0, {}], ["conv2d_2", 0, 0, {}]]]},
                       conv("conv2d_2", inbound=["add_1"])], "conv2d_2")
     write("cycle.h5", cyc, fw3)
+    # issue 17: inputs that were misreported, and a dataset that claims 3.6 GB
+    bad_inb = functional([conv("conv2d_1", inbound=["input_1"]), conv("conv2d_2", inbound=["conv2d_1"])], "conv2d_2")
+    bad_inb["config"]["layers"][2]["inbound_nodes"] = "conv2d_1"
+    write("inbound_string.h5", bad_inb, fwi)
+    write("duplicate_names.h5", functional([conv("conv2d_1", inbound=["input_1"]),
+                                           conv("conv2d_1", inbound=["conv2d_1"])], "conv2d_1"), fwi)
+    dup = sequential()
+    dup["config"]["layers"][2]["config"]["name"] = "conv2d_1"
+    write("duplicate_names_seq.h5", dup, w)
+    nan = copy.deepcopy(w)
+    k = np.array(nan["conv2d_1"][0][1])
+    k[0, 0, 0, 1] = np.nan
+    nan["conv2d_1"][0] = ("conv2d_1/kernel:0", k)
+    write("nan_weights.h5", sequential(), nan)
+    write("declared_huge.h5", sequential(), w)
+    with h5py.File(os.path.join(OUT, "declared_huge.h5"), "a") as f:
+        del f["model_weights/dense_1/dense_1/kernel:0"]
+        f.create_dataset("model_weights/dense_1/dense_1/kernel:0", shape=(30000, 30000), dtype="float32")
+    # an architecture JSON (--arch) that names a layer twice
+    with open(os.path.join(OUT, "arch_duplicate.json"), "w") as f:
+        json.dump(dup, f)
 
 
 if __name__ == "__main__":

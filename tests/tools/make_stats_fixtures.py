@@ -27,7 +27,8 @@ Files:
   pngs/img_K_NN.png images 0, 16, 17, 19, 23 as PNG files (a folder input; K = order)
   ref.json          {"npy": S, "folder": S}, S = {"images": n, "topk": 5,
                     "layers": {name: {"channels", "mean", "max", "zero_fraction",
-                    "dead", "top", "top_checkable"}}}
+                    "dead", "top", "top_checkable", "where", "where_checkable",
+                    "hist", "hist_checkable"}}}
 Statistics, with x = image * (1/255) (featviz's default preprocessing) and
 imax[i, c] = max over positions of channel c on image i:
   mean = mean over images and positions, max = max, zero_fraction = mean(imax <= 0),
@@ -36,6 +37,15 @@ imax[i, c] = max over positions of channel c on image i:
   input's items: the folder's in file name order). top_checkable is false where
   two imax values around the top-5 cut are closer than 1e-4 (relative), which
   float32 rounding could swap.
+  where = per top image [y, x, y0, x0, y1, x1]: the first position (row-major)
+  of the maximum, and the input pixels it reads (inclusive), from the layers'
+  kernel sizes and strides written out by hand in GEOMETRY (the whole image
+  after Flatten); where_checkable: the maximum is ahead of the runner-up by
+  1e-4 (relative) on each top image.
+  hist = {"width", "silent", "counts"}: the per-image maxima > 0 in 32 bins of
+  width w, w = 2^ceil(log2(first such maximum / 16)), doubled (bins merged in
+  pairs) while a maximum is >= 32 w, images in input order; hist_checkable:
+  no maximum within 1e-5 (relative) of a bin edge or a power of two.
 """
 import json
 import os
@@ -161,6 +171,49 @@ def forward(path, x):
 
 
 MEASURED = ['conv2d_1', 'conv2d_2', 'conv2d_3', 'activation_1', 'dense_1', 'dense_2']
+# (kernel, stride) of the rows and columns of each layer, input first: all
+# 'valid' (no padding); None: mixes every position
+GEOMETRY = [('conv2d_1', 3, 1), ('max_pooling2d_1', 2, 2), ('conv2d_2', 3, 1), ('conv2d_3', 2, 1),
+            ('batch_normalization_1', 1, 1), ('activation_1', 1, 1), ('flatten_1', None, None)]
+HIST_BINS = 32
+
+
+def receptive(name, y, size=16):
+    """Input rows [lo, hi] that row y of layer `name` reads."""
+    chain = []
+    for n, k, st in GEOMETRY:
+        chain.append((k, st))
+        if n == name:
+            break
+    else:
+        return 0, size - 1  # a Dense layer: after Flatten
+    if any(k is None for k, _ in chain):
+        return 0, size - 1
+    lo = hi = y
+    for k, st in reversed(chain):
+        lo, hi = lo * st, hi * st + k - 1
+    return lo, min(hi, size - 1)
+
+
+def histogram(vals):
+    """The streaming histogram of featviz stats, and whether float32 could bin differently."""
+    w, counts, ok = 0.0, [0] * HIST_BINS, True
+    for v in vals:
+        if not v > 0:
+            continue
+        if w == 0:
+            e = np.log2(v / (HIST_BINS / 2))
+            ok &= abs(e - round(e)) > 1e-5
+            w = 2.0 ** np.ceil(e)
+        while v >= w * HIST_BINS:
+            counts = [counts[2 * i] + counts[2 * i + 1] for i in range(HIST_BINS // 2)] + [0] * (HIST_BINS // 2)
+            w *= 2
+        counts[min(HIST_BINS - 1, int(v // w))] += 1
+    for v in vals:
+        if v > 0:
+            q = v / w
+            ok &= abs(q - round(q)) > 1e-5 * max(1.0, q)
+    return {'width': float(w), 'silent': int(sum(1 for v in vals if not v > 0)), 'counts': counts}, bool(ok)
 
 
 def stats(outs, rows):
@@ -171,7 +224,7 @@ def stats(outs, rows):
         C = y.shape[-1]
         flat = y.reshape(n, -1, C)
         imax = flat.max(axis=1)                  # (n, C)
-        top, checkable = [], []
+        top, checkable, where, where_ok, hist, hist_ok = [], [], [], [], [], []
         for c in range(C):
             order = np.argsort(-imax[:, c], kind='stable')
             top.append([int(i) for i in order[:TOPK]])
@@ -179,6 +232,24 @@ def stats(outs, rows):
             scale = max(1e-6, float(np.abs(v).max()))
             gaps = np.abs(np.diff(v[:min(n, TOPK + 1)]))
             checkable.append(bool(np.all((gaps == 0) | (gaps > 1e-4 * scale))))
+            wh, ok = [], True
+            for i in order[:TOPK]:
+                m = y[i, ..., c].reshape(-1)
+                q = int(np.argmax(m))
+                second = np.sort(m)[-2] if m.size > 1 else -np.inf
+                ok &= bool(m[q] - second > 1e-4 * max(1e-6, abs(m[q])))
+                if y.ndim == 4:
+                    yy, xx = divmod(q, y.shape[2])
+                    (y0, y1), (x0, x1) = receptive(name, yy), receptive(name, xx)
+                else:
+                    yy = xx = y0 = x0 = 0
+                    y1 = x1 = 15
+                wh.append([yy, xx, y0, x0, y1, x1])
+            where.append(wh)
+            where_ok.append(bool(ok) or y.ndim != 4)
+            h, hok = histogram(imax[:, c])
+            hist.append(h)
+            hist_ok.append(hok)
         res['layers'][name] = {
             'channels': C,
             'mean': [float(v) for v in flat.mean(axis=(0, 1))],
@@ -187,6 +258,10 @@ def stats(outs, rows):
             'dead': [bool(v) for v in (imax <= 0).all(axis=0)],
             'top': top,
             'top_checkable': checkable,
+            'where': where,
+            'where_checkable': where_ok,
+            'hist': hist,
+            'hist_checkable': hist_ok,
         }
     return res
 

@@ -25,7 +25,21 @@
 struct fv_h5 {
     hid_t file;
     char *path;   /* as given to fv_h5_open, for messages */
+    size_t budget; /* bytes the reads below may still allocate (fv_h5_set_max_bytes) */
 };
+
+/* Takes bytes from the budget before an allocation of data the file declares. */
+static int spend(struct fv_h5 *h, size_t bytes, const char *what, struct fv_error *err) {
+    if (bytes <= h->budget) {
+        h->budget -= bytes;
+        return FV_OK;
+    }
+    return fv_error_set(err, FV_ERR_FORMAT, "%s: %s needs %zu bytes, beyond the limit on what a "
+                        "model may hold (raise it with --max-model-mb N, key model.max_model_mb)",
+                        h->path, what, bytes);
+}
+
+void fv_h5_set_max_bytes(struct fv_h5 *h, size_t bytes) { h->budget = bytes; }
 
 /* A growable list of malloc'd strings. */
 struct strlist {
@@ -143,6 +157,7 @@ int fv_h5_open(struct fv_h5 **out, const char *path, struct fv_error *err) {
         rc = fv_error_set(err, FV_ERR_FORMAT, "%s: not an HDF5 file (or truncated)", path);
         goto fail;
     }
+    h->budget = SIZE_MAX;
     *out = h;
     return FV_OK;
 fail:
@@ -178,6 +193,7 @@ int fv_h5_open_image(struct fv_h5 **out, const void *buf, size_t len, const char
         goto fail;
     }
     H5Pclose(fapl);
+    h->budget = SIZE_MAX;
     *out = h;
     return FV_OK;
 fail:
@@ -288,6 +304,8 @@ static int attr_read_strings(struct fv_h5 *h, hid_t a, const char *what, struct 
         goto done;
     }
     if (var) {
+        if ((rc = spend(h, (size_t)np * sizeof *vbuf, what, err))) goto done;
+        rc = FV_ERR_FORMAT;
         vbuf = fv_calloc((size_t)np, sizeof *vbuf, err);
         if (!vbuf) {
             rc = FV_ERR_NOMEM;
@@ -311,6 +329,8 @@ static int attr_read_strings(struct fv_h5 *h, hid_t a, const char *what, struct 
             fv_error_set(err, FV_ERR_FORMAT, "%s: %s is too large", h->path, what);
             goto done;
         }
+        if ((rc = spend(h, bytes, what, err))) goto done;
+        rc = FV_ERR_FORMAT;
         buf = fv_malloc(bytes, err);
         if (!buf) {
             rc = FV_ERR_NOMEM;
@@ -502,6 +522,8 @@ static int dataset_read(struct fv_h5 *h, hid_t g, const char *dpath, const char 
         fv_error_set(err, FV_ERR_FORMAT, "%s: dataset '%s' is too large", h->path, dpath);
         goto fail;
     }
+    if ((rc = spend(h, bytes, dpath, err))) goto fail;
+    rc = FV_ERR_FORMAT;
     w->data = fv_malloc(bytes, err);
     if (!w->data) {
         rc = FV_ERR_NOMEM;

@@ -19,6 +19,9 @@ int fv_h5_open(struct fv_h5 **out, const char *path, struct fv_error *err);
  * messages; buf can be freed once this returns. */
 int fv_h5_open_image(struct fv_h5 **out, const void *buf, size_t len, const char *name,
                      struct fv_error *err);
+/* Bytes that reads of attributes and datasets may allocate in total, checked
+ * before each allocation (default: no limit). */
+void fv_h5_set_max_bytes(struct fv_h5 *h, size_t bytes);
 void fv_h5_close(struct fv_h5 *h);
 
 /* Names of the groups (groups = 1) or datasets (0) directly in `group`, in

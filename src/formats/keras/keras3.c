@@ -53,6 +53,7 @@ static int load_zip(struct fv_model *m, const char *path, const struct fv_load_o
     free(weights);
     weights = NULL;
     if (rc) goto done;
+    fv_h5_set_max_bytes(h5, opts && opts->max_bytes ? opts->max_bytes : FV_MODEL_MAX_BYTES);
     char *version = metadata_version(meta);
     struct fv_keras_source src = {.path = path, .format = "Keras 3 archive", .config = config,
                                   .config_what = "config.json", .version = version,
@@ -90,6 +91,7 @@ static int load_folder(struct fv_model *m, const char *path, const struct fv_loa
     }
     fclose(f);
     if ((rc = fv_h5_open(&h5, w_path, err))) goto done;
+    fv_h5_set_max_bytes(h5, opts && opts->max_bytes ? opts->max_bytes : FV_MODEL_MAX_BYTES);
     char *version = metadata_version(meta);
     struct fv_keras_source src = {.path = path, .format = "Keras 3 folder", .config = config,
                                   .config_file = cfg_path, .config_what = "config.json",

@@ -34,9 +34,12 @@ struct builder {
     int in_rank, in_dims[FV_MAX_RANK];
     struct wcache *cache;
     int n_cache;
+    int depth;                 /* models nested in models, while building */
 };
 
 static int grow(struct builder *b, struct fv_error *err) {
+    if (b->n >= FV_MODEL_MAX_LAYERS)
+        return fv_error_set(err, FV_ERR_FORMAT, "%s: more than %d layers", b->ctx.path, FV_MODEL_MAX_LAYERS);
     if (b->n < b->cap) return FV_OK;
     int cap = b->cap ? b->cap * 2 : 64;
     struct fv_layer *nodes = realloc(b->nodes, (size_t)cap * sizeof *nodes);
@@ -229,9 +232,13 @@ static int add_layer_call(struct builder *b, const json_t *entry, const char *gr
         snprintf(gs[g].name, sizeof gs[g].name, "%s", name);
         snprintf(gs[g].cls, sizeof gs[g].cls, "%s", cls);
         gs[g].parent = b->cur_group;
+        if (b->depth >= FV_MODEL_MAX_DEPTH)
+            return fv_error_set(err, FV_ERR_FORMAT, "%s: model '%s' is nested more than %d deep", b->ctx.path, name, FV_MODEL_MAX_DEPTH);
         int outer = b->cur_group;
         b->cur_group = g + 1;
+        b->depth++;
         rc = build_model(b, entry, group ? group : name, store, ins[0], out_node, err);
+        b->depth--;
         b->cur_group = outer;
         if (!rc) snprintf(b->groups[g].output, sizeof b->groups[g].output, "%s", b->nodes[*out_node].name);
         return rc;
@@ -268,6 +275,11 @@ static int build_sequential(struct builder *b, const json_t *layers, const char 
         const char *name = entry_name(entry);
         if (!cls || !name || !json_is_object(cfg))
             return fv_error_set(err, FV_ERR_FORMAT, "%s: layer %zu of a Sequential model has no class_name, name or config", b->ctx.path, k);
+        for (size_t j = 0; j < k; j++) {
+            const char *other = entry_name(json_array_get(layers, j));
+            if (other && !strcmp(other, name))
+                return fv_error_set(err, FV_ERR_FORMAT, "%s: two layers of a Sequential model are named '%s'", b->ctx.path, name);
+        }
         if (cur < 0) { /* the first layer declares the model input */
             const json_t *bc = json_object_get(json_object_get(entry, "build_config"), "input_shape");
             b->build_shape = json_is_array(bc) ? bc : b->seq_build_shape;
@@ -354,6 +366,16 @@ static int build_functional(struct builder *b, const json_t *cfg, const char *gr
         const char *cls = jstr(c[i].entry, "class_name");
         if (!c[i].name || !cls) {
             rc = fv_error_set(err, FV_ERR_FORMAT, "%s: layer %d of a functional model has no name or class_name", b->ctx.path, i);
+            goto done;
+        }
+        for (int k = 0; k < i; k++)
+            if (!strcmp(c[k].name, c[i].name)) {
+                rc = fv_error_set(err, FV_ERR_FORMAT, "%s: two layers of model '%s' are named '%s'", b->ctx.path, jstr(cfg, "name") ? jstr(cfg, "name") : "?", c[i].name);
+                goto done;
+            }
+        const json_t *inb = json_object_get(c[i].entry, "inbound_nodes");
+        if (inb && !json_is_array(inb)) {
+            rc = fv_error_set(err, FV_ERR_FORMAT, "%s: layer '%s': inbound_nodes is not a list", b->ctx.path, c[i].name);
             goto done;
         }
         c[i].is_model = is_model_class(cls);
@@ -684,7 +706,11 @@ int fv_keras_build(struct fv_model *m, const struct fv_keras_source *src,
     const json_t *cfg = json_object_get(root, "config");
     snprintf(m->name, sizeof m->name, "%s", json_is_object(cfg) && jstr(cfg, "name") ? jstr(cfg, "name") : "model");
     int out = -1;
-    if ((rc = build_model(&b, root, NULL, b.keras3_store ? "" : NULL, -1, &out, err))) goto fail;
+    /* what the graph says is the JSON's doing: with --arch its errors name it */
+    if (src->config_file) b.ctx.path = src->config_file;
+    rc = build_model(&b, root, NULL, b.keras3_store ? "" : NULL, -1, &out, err);
+    b.ctx.path = src->path;
+    if (rc) goto fail;
     if (b.input < 0) {
         rc = fv_error_set(err, FV_ERR_FORMAT, "%s: the model has no input layer", src->path);
         goto fail;
@@ -704,16 +730,30 @@ fail:
     return rc;
 }
 
+static int h5_load(struct fv_model *m, const char *path, const void *image, size_t image_len,
+                   const struct fv_load_opts *opts, struct fv_error *err);
+
 int fv_keras_h5_load(struct fv_model *m, const char *path, const struct fv_load_opts *opts,
                      struct fv_error *err) {
+    return h5_load(m, path, NULL, 0, opts, err);
+}
+
+int fv_model_load_image(struct fv_model *m, const void *image, size_t len, const char *name,
+                        const struct fv_load_opts *opts, struct fv_error *err) {
+    return h5_load(m, name, image, len, opts, err);
+}
+
+static int h5_load(struct fv_model *m, const char *path, const void *image, size_t image_len,
+                   const struct fv_load_opts *opts, struct fv_error *err) {
     memset(m, 0, sizeof *m);
     struct fv_load_opts none = {.flip_kernels = -1};
     if (!opts) opts = &none;
     struct fv_h5 *h5 = NULL;
     char *config = NULL, *version = NULL, *backend = NULL;
     struct fv_keras_source src = {.path = path, .format = "Keras HDF5", .config_what = "model_config", .wroot = ""};
-    int rc = fv_h5_open(&h5, path, err);
+    int rc = image ? fv_h5_open_image(&h5, image, image_len, path, err) : fv_h5_open(&h5, path, err);
     if (rc) return rc;
+    fv_h5_set_max_bytes(h5, opts->max_bytes ? opts->max_bytes : FV_MODEL_MAX_BYTES);
     src.h5 = h5;
     if ((rc = fv_h5_attr_string(h5, "/", "model_config", &config, err))) goto fail;
     if (config) {
