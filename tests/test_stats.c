@@ -196,8 +196,12 @@ static void check_against_ref(const char *dir, const char *which, const char *su
 
 /* stats.json's positions of the maxima, receptive fields and histograms
  * against the NumPy reference `which`; with u8 (the images, 16x16x3 each),
- * examples/<image>.png holds exactly that image. */
-static void check_where_hist(const char *dir, const char *which, const unsigned char *u8, int min_checked) {
+ * examples/<image>.png holds exactly that image. sharded: the run summed
+ * several shards, whose histograms start at their own first value: the bin
+ * width may then be the reference's times a power of two, and the counts
+ * are the reference's merged pairwise to that width. */
+static void check_where_hist_as(const char *dir, const char *which, const unsigned char *u8, int min_checked,
+                                int sharded) {
     json_error_t jerr;
     json_t *root = json_load_file(data_path("stats/ref.json"), 0, &jerr);
     if (!root) fail_msg("ref.json: %s", jerr.text);
@@ -234,15 +238,24 @@ static void check_where_hist(const char *dir, const char *which, const unsigned 
             }
             if (json_is_true(json_array_get(json_object_get(R, "hist_checkable"), c))) {
                 json_t *h = json_object_get(ch, "hist"), *rh = json_array_get(json_object_get(R, "hist"), c);
-                assert_true(fabs(json_number_value(json_object_get(h, "width")) - json_number_value(json_object_get(rh, "width"))) <=
-                            1e-6 * json_number_value(json_object_get(rh, "width")));
-                assert_int_equal(json_integer_value(json_object_get(h, "silent")), json_integer_value(json_object_get(rh, "silent")));
+                double width = json_number_value(json_object_get(h, "width")), rw = json_number_value(json_object_get(rh, "width"));
                 json_t *hc = json_object_get(h, "counts"), *rc = json_object_get(rh, "counts");
                 assert_int_equal(json_array_size(hc), json_array_size(rc));
-                for (size_t b = 0; b < json_array_size(rc); b++)
-                    if (json_integer_value(json_array_get(hc, b)) != json_integer_value(json_array_get(rc, b)))
+                size_t nb = json_array_size(rc);
+                long long want[64] = {0};
+                assert_true(nb <= 64);
+                for (size_t b = 0; b < nb; b++) want[b] = json_integer_value(json_array_get(rc, b));
+                while (sharded && width > rw * (1 + 1e-6)) { /* the reference merged pairwise */
+                    for (size_t b = 0; b < nb / 2; b++) want[b] = want[2 * b] + want[2 * b + 1];
+                    for (size_t b = nb / 2; b < nb; b++) want[b] = 0;
+                    rw *= 2;
+                }
+                assert_true(fabs(width - rw) <= 1e-6 * rw);
+                assert_int_equal(json_integer_value(json_object_get(h, "silent")), json_integer_value(json_object_get(rh, "silent")));
+                for (size_t b = 0; b < nb; b++)
+                    if (json_integer_value(json_array_get(hc, b)) != want[b])
                         fail_msg("%s[%zu]: histogram bin %zu holds %lld, NumPy %lld", name, c, b,
-                                 (long long)json_integer_value(json_array_get(hc, b)), (long long)json_integer_value(json_array_get(rc, b)));
+                                 (long long)json_integer_value(json_array_get(hc, b)), want[b]);
                 n_hist++;
             }
             /* every top image is in examples/, as the input was */
@@ -268,6 +281,10 @@ static void check_where_hist(const char *dir, const char *which, const unsigned 
     assert_true(!u8 || n_examples >= 100);
     json_decref(j);
     json_decref(root);
+}
+
+static void check_where_hist(const char *dir, const char *which, const unsigned char *u8, int min_checked) {
+    check_where_hist_as(dir, which, u8, min_checked, 0);
 }
 
 /* The planted filters: dead with zero_fraction 1; neighbours alive. */
@@ -343,6 +360,28 @@ static void test_npy_dataset(void **state) {
     }
     assert_true(found);
     json_decref(j);
+    free(summary);
+    fv_settings_free(&s);
+}
+
+/* The images in shards (the MPI work items, summed by rank 0 in shard order):
+ * the same numbers, top images and where they peak as NumPy; histograms at a
+ * width that may have doubled (each shard's starts at its own first value). */
+static void test_shards(void **state) {
+    (void)state;
+    const char *out = tmp_path("stats_shards");
+    rm_rf(out);
+    struct fv_settings s;
+    base_settings(&s, data_path("stats/images.npy"), out);
+    set(&s, "stats", "shard", "5"); /* 24 images: shards of 5, 5, 5, 5, 4 */
+    set(&s, "stats", "batch", "3");
+    struct fv_error err = {0};
+    char *summary = NULL;
+    int rc = run_stats(&s, &err, &summary);
+    if (rc) fail_msg("stats: %s", err.msg);
+    check_planted(out);
+    check_against_ref(out, "npy", summary);
+    check_where_hist_as(out, "npy", NULL, 100, 1);
     free(summary);
     fv_settings_free(&s);
 }
@@ -458,6 +497,7 @@ static void test_bad_inputs(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_npy_dataset),
+        cmocka_unit_test(test_shards),
         cmocka_unit_test(test_folder),
         cmocka_unit_test(test_layers_and_limit),
         cmocka_unit_test(test_bad_inputs),

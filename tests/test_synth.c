@@ -316,11 +316,56 @@ static void test_per_class_diversity(void **state) {
     assert_true(dist[1] > dist[0] * 1.1);
 }
 
+/* per_class under MPI: lanes (the work items ranks draw) hold whole classes,
+ * are fixed by the image count, and a lane run alone (as a rank runs it)
+ * gives the same bytes as in the whole run. */
+static void test_lanes_whole_classes(void **state) {
+    (void)state;
+    int start[64];
+    for (int per = 1; per <= 13; per++)
+        for (int classes = 1; classes <= 40; classes++) {
+            int n = classes * per, lanes = synth_lanes(n, per, start);
+            assert_true(lanes >= 1 && lanes <= classes);
+            assert_int_equal(start[0], 0);
+            assert_int_equal(start[lanes], n);
+            for (int q = 0; q < lanes; q++) {
+                assert_true(start[q + 1] > start[q]);
+                assert_int_equal(start[q] % per, 0); /* whole classes */
+                if (per <= SYNTH_LANE) assert_true(start[q + 1] - start[q] < SYNTH_LANE + per);
+            }
+        }
+    enum { IMG = 11 * 13 * 3, PER = 3, N = 5 * PER };
+    struct synth_cfg c;
+    config(&c, "fourier", 6);
+    c.per_class = PER;
+    c.diversity = 2.0f;
+    struct fv_objective obj[N];
+    struct fv_error err = {0};
+    uint64_t keys[N];
+    for (int i = 0; i < N; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "class:%d", i / PER);
+        assert_int_equal(fv_objective_parse(text, &model, &obj[i], &err), FV_OK);
+        keys[i] = (uint64_t)(i / PER) + (uint64_t)(i % PER) * 1000003u;
+    }
+    static float all[N * IMG], one[N * IMG];
+    double s_all[N], s_one[N];
+    assert_int_equal(synth_run(&model, &pp, &c, obj, N, 11, 13, 3, keys, all, s_all, &err), FV_OK);
+    int lanes = synth_lanes(N, PER, start);
+    assert_int_equal(lanes, 2);
+    for (int q = 0; q < lanes; q++)
+        assert_int_equal(synth_run_lanes(&model, &pp, &c, obj, start + q, 1, 11, 13, 3, keys,
+                                         one + (size_t)start[q] * IMG, s_one + start[q], &err), FV_OK);
+    assert_memory_equal(all, one, sizeof all);
+    assert_memory_equal(s_all, s_one, sizeof s_all);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_objective_rises),
         cmocka_unit_test(test_highres_gradient),
         cmocka_unit_test(test_per_class_diversity),
+        cmocka_unit_test(test_lanes_whole_classes),
         cmocka_unit_test(test_same_result_any_threads_or_batch),
         cmocka_unit_test(test_lanes_reused_same_result),
         cmocka_unit_test(test_cli_bytes_thread_independent),

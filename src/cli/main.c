@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
+#include "dist/dist.h"
+#include "dist/items.h"
 #include "featviz/image.h"
 #include "featviz/jobs.h"
 #include "featviz/progress.h"
@@ -21,31 +24,32 @@ struct command {
     const char *sections[4];   /* sections whose keys are options, the job's first */
     const char *o_key;         /* what -o sets: "output.dir" (a directory) or "<job>.out" (a file) */
     const char *summary;
+    int spread;                /* under mpirun its work is split over the ranks (else rank 0 alone runs it) */
 };
 
 static const struct command commands[] = {
     {"info", fv_job_info, "MODEL", NULL, NULL, {"info", "model"}, NULL,
-     "print every layer as Keras' model.summary() does, with activations, inputs and FLOPs"},
+     "print every layer as Keras' model.summary() does, with activations, inputs and FLOPs", 0},
     {"predict", fv_job_predict, "MODEL INPUT...", "predict", "inputs", {"predict", "model"}, NULL,
-     "the top N classes of each image, directory of images or .npy array"},
+     "the top N classes of each image, directory of images or .npy array", 0},
     {"activations", fv_job_activations, "MODEL INPUT... -o DIR", "activations", "inputs", {"activations", "model", "output"}, "output.dir",
-     "every filter's activation map of every chosen layer, for each input"},
+     "every filter's activation map of every chosen layer, for each input", 1},
     {"stats", fv_job_stats, "MODEL INPUTS -o DIR", "stats", "inputs", {"stats", "model", "output"}, "output.dir",
-     "per-channel statistics over a folder or array of images: which filters never fire"},
+     "per-channel statistics over a folder or array of images: which filters never fire", 1},
     {"classes", fv_job_classes, "MODEL -o DIR", NULL, NULL, {"classes", "model", "output"}, "output.dir",
-     "synthesize one image per class that the model recognizes as that class"},
+     "synthesize one image per class that the model recognizes as that class", 1},
     {"filters", fv_job_filters, "MODEL -o DIR", NULL, NULL, {"filters", "model", "output"}, "output.dir",
-     "each filter's preferred pattern, for one, several or all conv layers"},
+     "each filter's preferred pattern, for one, several or all conv layers", 1},
     {"dream", fv_job_dream, "MODEL IMAGE [--layer L] -o FILE", "dream", "input", {"dream", "model", "output"}, "dream.out",
-     "DeepDream on a photo: amplify what a layer sees, over several octaves"},
+     "DeepDream on a photo: amplify what a layer sees, over several octaves", 0},
     {"saliency", fv_job_saliency, "MODEL INPUT... [--objective OBJ] [-o FILE]", "saliency", "inputs", {"saliency", "model", "output"}, "saliency.out",
-     "the input gradient of an objective as .npy and a heat map (SmoothGrad, Grad-CAM)"},
+     "the input gradient of an objective as .npy and a heat map (SmoothGrad, Grad-CAM)", 0},
     {"transfer", fv_job_transfer, "MODEL --judges J1.ini,J2.h5 [--input CLASSES_DIR] -o DIR", NULL, NULL, {"transfer", "classes", "model", "output"}, "output.dir",
-     "are the class images recognized by other models? (makes them first unless --input names a classes output)"},
+     "are the class images recognized by other models? (makes them first unless --input names a classes output)", 1},
     {"run", fv_job_run, "CONFIG", NULL, NULL, {"model", "output"}, "output.dir",
-     "run every job section of an INI config file, in order, then write the report"},
+     "run every job section of an INI config file, in order, then write the report", 1},
     {"report", fv_job_report, "OUTPUT_DIR", NULL, NULL, {"model"}, NULL,
-     "write OUTPUT_DIR/index.html, the report of a featviz run's folder (its model, images and numbers)"},
+     "write OUTPUT_DIR/index.html, the report of a featviz run's folder (its model, images and numbers)", 0},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
@@ -83,6 +87,8 @@ static void usage(FILE *f, const struct command *c) {
     if (c->o_key)
         fprintf(f, "  %-24s %s (%s)\n", strcmp(c->o_key, "output.dir") ? "-o FILE" : "-o DIR",
                 strcmp(c->o_key, "output.dir") ? "output file" : "output directory", c->o_key);
+    if (c->spread)
+        fprintf(f, "  %-24s continue a stopped run (same command): skip the items it completed\n", "--resume");
     fprintf(f, "  %-24s this help\n", "-h, --help");
 }
 
@@ -178,6 +184,11 @@ static int parse_args(const struct command *c, int argc, char **argv, struct fv_
             i++;
             continue;
         }
+        if (!strcmp(a, "--resume")) { /* not a setting: the effective configuration stays the same */
+            if (!c->spread) rc = fv_error_set(err, FV_ERR_USAGE, "featviz %s has nothing to resume: --resume does not apply", c->name);
+            else fv_items_set_resume(1);
+            continue;
+        }
         if (!strcmp(a, "-o")) {
             if (!c->o_key) rc = fv_error_set(err, FV_ERR_USAGE, "featviz %s writes no files: -o does not apply", c->name);
             else if (i + 1 >= argc) rc = fv_error_set(err, FV_ERR_USAGE, "-o needs a path");
@@ -248,7 +259,23 @@ static int parse_args(const struct command *c, int argc, char **argv, struct fv_
     return rc;
 }
 
-int main(int argc, char **argv) {
+/* Under mpirun: rank 0 alone speaks (stdout, progress); a failure anywhere
+ * ends the whole job with one line (fv_dist_fail) instead of leaving the
+ * other ranks waiting. */
+static int finish(int rc, const struct fv_error *err) {
+    if (rc && fv_dist_size() > 1) {
+        if (fv_dist_rank() != 0) sleep(2); /* the same error on rank 0 speaks first and ends the job */
+        fv_dist_fail(rc == FV_ERR_USAGE ? 2 : 1, err->msg);
+    }
+    fv_dist_finalize();
+    if (rc) {
+        fprintf(stderr, "featviz: %s\n", err->msg);
+        return rc == FV_ERR_USAGE ? 2 : 1;
+    }
+    return 0;
+}
+
+static int cli(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         if (argc >= 3 && !strcmp(argv[1], "help") && !strcmp(argv[2], "config")) {
             config_reference(stdout);
@@ -297,11 +324,23 @@ int main(int argc, char **argv) {
     int rc = fv_isa_init(&err); /* FEATVIZ_ISA: a path the CPU lacks is refused here */
     if (!rc) rc = parse_args(c, argc - 2, argv + 2, &s, &err);
     if (!rc) fv_image_set_max_pixels((size_t)fv_get_int(&s, "model", "max_image_pixels"));
-    if (!rc) rc = c->run(&s, &err);
-    fv_settings_free(&s);
-    if (rc) {
-        fprintf(stderr, "featviz: %s\n", err.msg);
+    if (rc) { /* every rank parsed the same arguments: rank 0 says it */
+        fv_settings_free(&s);
+        if (fv_dist_rank() == 0) fprintf(stderr, "featviz: %s\n", err.msg);
         return rc == FV_ERR_USAGE ? 2 : 1;
     }
-    return 0;
+    if (fv_dist_rank() != 0) {
+        fv_progress_silence();
+        if (!freopen("/dev/null", "w", stdout)) fv_progress_silence();
+    }
+    if (c->spread || fv_dist_rank() == 0) rc = c->run(&s, &err);
+    fv_settings_free(&s);
+    return finish(rc, &err);
+}
+
+int main(int argc, char **argv) {
+    fv_dist_init(&argc, &argv);
+    int code = cli(argc, argv);
+    fv_dist_finalize();
+    return code;
 }

@@ -96,6 +96,7 @@ const struct fv_key fv_keys[] = {
     {"stats", "montage", FV_KEY_BOOL, "true", NULL, NORANGE, "write a montage of each channel's top-k images"},
     {"stats", "examples", FV_KEY_BOOL, "true", NULL, NORANGE, "write each top-k image as examples/<image>.png, with where each channel peaks on it and the receptive field there in stats.json (the report's dataset examples)"},
     {"stats", "limit", FV_KEY_INT, "0", NULL, 0, 2000000000, "use only the first N images (0: all)"},
+    {"stats", "shard", FV_KEY_INT, "1024", NULL, 1, 2000000000, "images per work item: measured apart (by any MPI rank) and summed in shard order"},
 
     SYNTH_KEYS("classes", "512", "0.05", "0.0625", "0.1", "0"),
     {"classes", "targets", FV_KEY_LIST, "all", NULL, NORANGE, "classes to draw: all, or a list such as 0,5,14"},

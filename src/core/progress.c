@@ -1,5 +1,6 @@
 #include "featviz/progress.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +15,8 @@ static struct {
 } bar;
 
 static volatile sig_atomic_t stop_requested;
+static int silenced;                        /* ranks other than 0 of an MPI job */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* rank 0 also counts other ranks' items */
 
 static double now(void) {
     struct timespec t;
@@ -23,8 +26,10 @@ static double now(void) {
 
 void fv_progress_prefix(const char *prefix) { snprintf(bar.prefix, sizeof bar.prefix, "%s", prefix ? prefix : ""); }
 
+void fv_progress_silence(void) { silenced = 1; }
+
 void fv_progress_start(const char *label, size_t total) {
-    bar.tty = isatty(2);
+    bar.tty = !silenced && isatty(2);
     snprintf(bar.label, sizeof bar.label, "%s", label);
     bar.total = total ? total : 1;
     bar.done = 0;
@@ -33,10 +38,13 @@ void fv_progress_start(const char *label, size_t total) {
 }
 
 void fv_progress_add(size_t n) {
+    pthread_mutex_lock(&lock);
     bar.done += n;
-    if (!bar.tty) return;
     double t = now();
-    if (n && t - bar.last < 0.1 && bar.done < bar.total) return;
+    if (!bar.tty || (n && t - bar.last < 0.1 && bar.done < bar.total)) {
+        pthread_mutex_unlock(&lock);
+        return;
+    }
     bar.last = t;
     double frac = (double)bar.done / (double)bar.total;
     if (frac > 1) frac = 1;
@@ -48,6 +56,7 @@ void fv_progress_add(size_t n) {
     fprintf(stderr, "\r%s%-28.28s [%s] %3d%%  ETA %3d:%02d ", bar.prefix, bar.label, cells, (int)(frac * 100),
             (int)eta / 60, (int)eta % 60);
     fflush(stderr);
+    pthread_mutex_unlock(&lock);
 }
 
 void fv_progress_end(void) {
@@ -57,10 +66,9 @@ void fv_progress_end(void) {
 }
 
 static void on_sigint(int sig) {
-    (void)sig;
     if (stop_requested) {
-        signal(SIGINT, SIG_DFL);
-        raise(SIGINT);
+        signal(sig, SIG_DFL);
+        raise(sig);
         return;
     }
     stop_requested = 1;
@@ -72,6 +80,7 @@ void fv_interrupt_install(void) {
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL); /* what mpirun and Slurm send at a stop or time limit */
 }
 
 int fv_interrupted(void) { return stop_requested != 0; }

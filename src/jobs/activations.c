@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "core/par.h"
+#include "dist/items.h"
 #include "featviz/jobs.h"
 #include "featviz/progress.h"
 #include "featviz/render.h"
@@ -326,6 +327,95 @@ static int read_picture_settings(const struct fv_settings *s, struct acts_ctx *c
     return FV_OK;
 }
 
+/* ---- items: one input file each (an image, or a whole .npy array, whose
+ * arrays stream out batch by batch) ---- */
+
+struct source_items {
+    const struct fv_model *m;
+    struct fv_plan *p;
+    struct fv_inputs *in;
+    const struct acts_ctx *ctx;
+    const int *layers;
+    int n_layers, views, npy, png, batch;
+    float *tmp;                /* per thread (batch, per) in Keras order */
+    size_t tmp_floats;
+    float *outs;               /* (batch, k_out) */
+    struct fv_npy_writer *wr;  /* one streaming .npy per layer view of the current input */
+};
+
+static void source_name(void *ctx, int item, char *buf, size_t cap) {
+    const struct source_items *x = ctx;
+    snprintf(buf, cap, "input %s", x->in->src[item].path);
+}
+
+static size_t source_units(void *ctx, int item) {
+    const struct source_items *x = ctx;
+    return x->in->src[item].count;
+}
+
+static int source_run(void *ctx, int item, int count, unsigned char *blobs, struct fv_error *err) {
+    (void)count, (void)blobs; /* one at a time; the files are the result */
+    const struct source_items *x = ctx;
+    const struct fv_model *mm = x->m;
+    struct fv_plan *p = x->p;
+    struct fv_inputs *in = x->in;
+    const struct fv_source *src = &in->src[item];
+    const int *layers = x->layers;
+    int n_layers = x->n_layers, views = x->views, npy = x->npy, batch = x->batch, rc = FV_OK;
+    size_t N = src->count, per_in = (size_t)in->h * (size_t)in->w * (size_t)in->c;
+    struct fv_npy_writer *wr = x->wr;
+    /* the arrays stream out batch by batch: memory stays bounded by the batch */
+    char sub[4096];
+    if (npy && !(rc = job_path(sub, sizeof sub, err, "%s/%s", x->ctx->dir, src->stem))) rc = job_mkdirs(sub, err);
+    for (int k = 0; npy && k < n_layers * views && !rc; k++) {
+        int t = layers[k / views];
+        struct fv_shape ks;
+        fv_keras_shape(&mm->layers[t], &p->io[t].out, &ks);
+        size_t dims[FV_MAX_RANK + 1];
+        dims[0] = N;
+        for (int d = 0; d < ks.rank; d++) dims[d + 1] = (size_t)ks.d[d];
+        char name[FV_NAME_MAX + 16], path[4500];
+        job_safe_name(mm->layers[t].name, name, FV_NAME_MAX);
+        strcat(name, k % views ? ".pre.npy" : ".npy");
+        if (!(rc = job_path(path, sizeof path, err, "%s/%s", sub, name)))
+            rc = fv_npy_writer_open(&wr[k], path, ks.rank + 1, dims, err);
+    }
+    for (size_t first = 0; first < N && !rc; first += (size_t)batch) {
+        size_t cnt = N - first < (size_t)batch ? N - first : (size_t)batch;
+        memset(p->x, 0, (size_t)batch * per_in * sizeof(float));
+        if ((rc = fv_inputs_read(in, src->first + first, cnt, p->x, err))) break;
+        fv_forward(p, -1);
+        int views_all = npy ? n_layers * views : 0, first_bad = views_all;
+        FV_OMP("omp parallel for schedule(dynamic, 1)")
+        for (int k = 0; k < views_all; k++) {
+            int t = layers[k / views];
+            size_t per = fv_shape_count(&p->io[t].out);
+            float *keras = x->tmp + (size_t)fv_omp_thread_num() * x->tmp_floats;
+            struct fv_error e = {0};
+            fv_plan_read_keras(p, t, k % views == 1, keras);
+            int r = fv_npy_writer_write(&wr[k], keras, cnt * per, &e);
+            if (r) {
+                FV_OMP("omp critical(activations_write)")
+                if (k < first_bad) first_bad = k, *err = e, rc = r; /* the first layer's error */
+            }
+        }
+        if (x->png) {
+            fv_plan_read_keras(p, mm->output, 0, x->outs);
+            for (size_t b = 0; b < cnt && !rc; b++) rc = draw_item(x->ctx, (int)b, src->first + first + b, err);
+        }
+        fv_progress_add(cnt);
+        if (!rc && fv_interrupted())
+            rc = fv_error_set(err, FV_ERR_INTERRUPTED, "activations: interrupted after %zu of %zu inputs",
+                              src->first + first + cnt, in->total);
+    }
+    for (int k = 0; npy && k < n_layers * views; k++) {
+        if (!rc) rc = fv_npy_writer_commit(&wr[k], err);
+        else fv_npy_writer_abort(&wr[k]); /* never a half-written array */
+    }
+    if (!rc && npy) printf("%s: %d layer%s -> %s/\n", src->path, n_layers * views, n_layers * views == 1 ? "" : "s", sub);
+    return rc;
+}
+
 int fv_job_activations(const struct fv_settings *s, struct fv_error *err) {
     struct fv_model m;
     struct fv_preproc pp;
@@ -355,7 +445,6 @@ int fv_job_activations(const struct fv_settings *s, struct fv_error *err) {
     if ((size_t)batch > in.total) batch = (int)in.total;
     /* without .pre.npy, plain ReLUs are applied in place: half the memory */
     if ((rc = fv_plan_init(&p, &m, batch, in.h, in.w, want_pre ? 0 : FV_PLAN_FUSE, err))) goto done;
-    size_t per_in = (size_t)in.h * (size_t)in.w * (size_t)in.c;
     int views = want_pre ? 2 : 1;
     size_t max_per = 0;
     for (int k = 0; k < n_layers; k++) {
@@ -378,61 +467,14 @@ int fv_job_activations(const struct fv_settings *s, struct fv_error *err) {
         goto done;
     }
     ctx.out = outs;
-    fv_progress_start("activations", in.total);
-    for (int f = 0; f < in.n_src && !rc; f++) {
-        const struct fv_source *src = &in.src[f];
-        size_t N = src->count;
-        /* the arrays stream out batch by batch: memory stays bounded by the batch */
-        char sub[4096];
-        if (npy && !(rc = job_path(sub, sizeof sub, err, "%s/%s", dir, src->stem))) rc = job_mkdirs(sub, err);
-        for (int k = 0; npy && k < n_layers * views && !rc; k++) {
-            int t = layers[k / views];
-            struct fv_shape ks;
-            fv_keras_shape(&m.layers[t], &p.io[t].out, &ks);
-            size_t dims[FV_MAX_RANK + 1];
-            dims[0] = N;
-            for (int d = 0; d < ks.rank; d++) dims[d + 1] = (size_t)ks.d[d];
-            char name[FV_NAME_MAX + 16], path[4500];
-            job_safe_name(m.layers[t].name, name, FV_NAME_MAX);
-            strcat(name, k % views ? ".pre.npy" : ".npy");
-            if (!(rc = job_path(path, sizeof path, err, "%s/%s", sub, name)))
-                rc = fv_npy_writer_open(&wr[k], path, ks.rank + 1, dims, err);
-        }
-        for (size_t first = 0; first < N && !rc; first += (size_t)batch) {
-            size_t count = N - first < (size_t)batch ? N - first : (size_t)batch;
-            memset(p.x, 0, (size_t)batch * per_in * sizeof(float));
-            if ((rc = fv_inputs_read(&in, src->first + first, count, p.x, err))) break;
-            fv_forward(&p, -1);
-            int views_all = npy ? n_layers * views : 0, first_bad = views_all;
-            FV_OMP("omp parallel for schedule(dynamic, 1)")
-            for (int k = 0; k < views_all; k++) {
-                int t = layers[k / views];
-                size_t per = fv_shape_count(&p.io[t].out);
-                float *keras = tmp + (size_t)fv_omp_thread_num() * tmp_floats;
-                struct fv_error e = {0};
-                fv_plan_read_keras(&p, t, k % views == 1, keras);
-                int r = fv_npy_writer_write(&wr[k], keras, count * per, &e);
-                if (r) {
-                    FV_OMP("omp critical(activations_write)")
-                    if (k < first_bad) first_bad = k, *err = e, rc = r; /* the first layer's error */
-                }
-            }
-            if (png) {
-                fv_plan_read_keras(&p, m.output, 0, outs);
-                for (size_t b = 0; b < count && !rc; b++) rc = draw_item(&ctx, (int)b, src->first + first + b, err);
-            }
-            fv_progress_add(count);
-            if (!rc && fv_interrupted())
-                rc = fv_error_set(err, FV_ERR_INTERRUPTED, "activations: interrupted after %zu of %zu inputs",
-                                  src->first + first + count, in.total);
-        }
-        for (int k = 0; npy && k < n_layers * views; k++) {
-            if (!rc) rc = fv_npy_writer_commit(&wr[k], err);
-            else fv_npy_writer_abort(&wr[k]); /* never a half-written array */
-        }
-        if (!rc && npy) printf("%s: %d layer%s -> %s/\n", src->path, n_layers * views, n_layers * views == 1 ? "" : "s", sub);
-    }
-    fv_progress_end();
+    struct source_items x = {&m, &p, &in, &ctx, layers, n_layers, views, npy, png, batch, tmp, tmp_floats, outs, wr};
+    struct fv_items it = {.job = "activations", .dir = dir, .s = s, .n = in.n_src, .max_take = 1, .blob_size = 1,
+                          .item_units = source_units, .run = source_run, .name = source_name, .ctx = &x};
+    rc = fv_items_run(&it, err);
+    if (!rc && it.stopped)
+        rc = fv_error_set(err, FV_ERR_INTERRUPTED, "activations: interrupted (continue with --resume)");
+    fv_items_finish(&it);
+
 done:
     free(outs);
     free(tmp);

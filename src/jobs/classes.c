@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/par.h"
+#include "dist/items.h"
 #include "featviz/jobs.h"
 #include "featviz/progress.h"
 #include "featviz/render.h"
@@ -102,6 +104,74 @@ static int write_tables(const char *dir, const struct fv_labels *labels, const i
     return fv_tmpfile_commit(&t, err);
 }
 
+/* ---- items: one lane of class images each (synth.h: the lanes are fixed by
+ * the class list, so every image comes out the same whichever rank and
+ * thread runs it); rank 0 writes the montage and the tables ---- */
+
+struct class_items {
+    const struct fv_model *m;
+    const struct fv_preproc *pp;
+    const struct synth_cfg *cfg;
+    const struct fv_objective *obj;
+    const struct fv_labels *labels;
+    const int *target;
+    const char *dir;
+    int h, w;                      /* the model's input size */
+    int H, W, c;                   /* the images' size (synth_display_size) */
+    int min_size, per;             /* per: images per class (classes.per_class) */
+    int widest;                    /* images in the largest lane */
+    const int *start;              /* lane k: images start[k] .. start[k+1]-1, whole classes */
+};
+
+/* One image's part of an item's result: its score (double) and display image
+ * (H, W, c) floats; an item holds `widest` of them. */
+static size_t class_image_bytes(const struct class_items *x) {
+    return sizeof(double) + (size_t)x->H * (size_t)x->W * (size_t)x->c * sizeof(float);
+}
+
+static void class_item_name(void *ctx, int item, char *buf, size_t cap) {
+    const struct class_items *x = ctx;
+    snprintf(buf, cap, "classes %d-%d", x->target[x->start[item]], x->target[x->start[item + 1] - 1]);
+}
+
+static size_t class_item_units(void *ctx, int item) {
+    const struct class_items *x = ctx;
+    return (size_t)(x->start[item + 1] - x->start[item]) * (size_t)x->cfg->steps;
+}
+
+static void class_png_path(const struct class_items *x, int i, char *path, size_t cap) {
+    const char *lab = fv_labels_get(x->labels, x->target[i]);
+    char slug[96], copy[24] = "";
+    job_slug(lab ? lab : "", slug, sizeof slug);
+    if (x->per > 1) snprintf(copy, sizeof copy, "_%d", i % x->per);
+    snprintf(path, cap, "%s/class_%02d%s%s%s.png", x->dir, x->target[i], *slug ? "_" : "", slug, copy);
+}
+
+static int class_item_run(void *ctx, int first, int count, unsigned char *blobs, struct fv_error *err) {
+    const struct class_items *x = ctx;
+    size_t img = (size_t)x->H * (size_t)x->W * (size_t)x->c, ib = class_image_bytes(x);
+    int i0 = x->start[first], n = x->start[first + count] - i0;
+    float *u = malloc((size_t)n * img * sizeof *u);
+    double *score = calloc((size_t)n, sizeof *score);
+    uint64_t *keys = calloc((size_t)x->start[first + count], sizeof *keys);
+    int rc = !u || !score || !keys ? fv_error_set(err, FV_ERR_NOMEM, "out of memory") : FV_OK;
+    for (int i = i0; i < i0 + n && !rc; i++) /* the first image of a class keys as without per_class */
+        keys[i] = (uint64_t)x->target[i] + (uint64_t)(i % x->per) * 1000003u;
+    if (!rc) rc = synth_run_lanes(x->m, x->pp, x->cfg, x->obj, x->start + first, count, x->h, x->w, x->c, keys, u, score, err);
+    for (int i = 0; i < n && !rc; i++) {
+        char path[4400];
+        class_png_path(x, i0 + i, path, sizeof path);
+        rc = job_write_image(path, u + (size_t)i * img, x->H, x->W, x->c, x->min_size, err);
+        int k = first; /* the item (lane) of image i0 + i, and its place there */
+        while (x->start[k + 1] <= i0 + i) k++;
+        unsigned char *b = blobs + (size_t)(k - first) * (size_t)x->widest * ib + (size_t)(i0 + i - x->start[k]) * ib;
+        memcpy(b, &score[i], sizeof(double));
+        memcpy(b + sizeof(double), u + (size_t)i * img, img * sizeof(float));
+    }
+    free(u), free(score), free(keys);
+    return rc;
+}
+
 int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
     struct fv_model m;
     struct fv_labels labels = {0};
@@ -169,41 +239,57 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
         }
     }
     if ((rc = job_mkdirs(dir, err)) || (rc = job_write_config(s, "classes", dir, err))) goto done;
+    int min_size = fv_get_int(s, "classes", "min_size");
     const char *from = fv_get_str(s, "classes", "spectrum_from");
-    if (from && *from) {
-        if ((rc = synth_spectrum(from, fv_get_origin(s, "classes", "spectrum_from"), &cfg, H, W, c, dir, &mag, err))) goto done;
+    if (from && *from) { /* every rank needs the spectrum; rank 0 keeps it as spectrum.npy */
+        if ((rc = synth_spectrum(from, fv_get_origin(s, "classes", "spectrum_from"), &cfg, H, W, c,
+                                 fv_items_leader() ? dir : NULL, &mag, err)))
+            goto done;
         cfg.param.magnitude = mag;
     }
-    fv_progress_start("classes", (size_t)n * (size_t)cfg.steps);
-    int done_n = 0; /* optimized so far: Ctrl-C keeps these */
-    for (int first = 0; first < n && !rc && !fv_interrupted(); first += cfg.batch) {
-        int cnt = n - first < cfg.batch ? n - first : cfg.batch;
-        done_n = first + cnt;
-        uint64_t keys[4096];
-        for (int i = 0; i < cnt; i++) /* the first image of a class keys as without per_class */
-            keys[i] = (uint64_t)target[first + i] + (uint64_t)((first + i) % per) * 1000003u;
-        rc = synth_run(&m, &pp, &cfg, obj + first, cnt, h, w, c, keys, u + (size_t)first * img, score + first, err);
-    }
-    n = done_n;
-    fv_progress_end();
-    if (!rc && n == 0) { /* Ctrl-C before the first batch was done: nothing to write */
-        printf("%s: stopped by Ctrl-C before the first images were done\n", m.name);
+    int *start = malloc(((size_t)n / SYNTH_LANE + 2) * sizeof *start);
+    if (!start) {
+        rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
         goto done;
     }
-    if (rc || (rc = recognize(&m, &pp, u, n, H, W, h, w, c, target, prob, rank, err))) goto done;
+    int lanes = synth_lanes(n, per, start), widest = 1;
+    for (int l = 0; l < lanes; l++)
+        if (start[l + 1] - start[l] > widest) widest = start[l + 1] - start[l];
+    struct class_items x = {&m, &pp, &cfg, obj, &labels, target, dir, h, w, H, W, c, min_size, per, widest, start};
+    /* a rank takes a lane per thread at a time (classes.batch images at most) */
+    int take = fv_omp_max_threads() < cfg.batch / widest ? fv_omp_max_threads() : cfg.batch / widest;
+    struct fv_items it = {.job = "classes", .dir = dir, .s = s, .n = lanes, .max_take = take > 1 ? take : 1,
+                          .blob_size = (size_t)widest * class_image_bytes(&x), .item_units = class_item_units,
+                          .run = class_item_run, .name = class_item_name, .ctx = &x};
+    if ((rc = fv_items_run(&it, err)) || !fv_items_leader() || it.already) goto done_items;
+    /* rank 0: the images there are, in class order (a stopped run: those
+     * reached; lanes hold whole classes, so image i % per stays right) */
+    int kept = 0;
+    unsigned char *blob = malloc(it.blob_size);
+    size_t ib = class_image_bytes(&x);
+    for (int l = 0; l < lanes && blob && !rc; l++) {
+        if (!it.have[l] || (rc = fv_items_load(&it, l, blob, err))) continue;
+        for (int i = start[l]; i < start[l + 1]; i++, kept++) {
+            const unsigned char *b = blob + (size_t)(i - start[l]) * ib;
+            memcpy(&score[kept], b, sizeof(double));
+            memcpy(u + (size_t)kept * img, b + sizeof(double), img * sizeof(float));
+            target[kept] = target[i];
+        }
+    }
+    if (!blob) rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    free(blob);
+    n = kept;
+    if (!rc && n == 0) { /* Ctrl-C before the first batch was done: nothing to write */
+        printf("%s: stopped by Ctrl-C before the first images were done\n", m.name);
+        goto done_items;
+    }
+    if (rc || (rc = recognize(&m, &pp, u, n, H, W, h, w, c, target, prob, rank, err))) goto done_items;
     /* pictures */
-    int min_size = fv_get_int(s, "classes", "min_size");
     char **captions = calloc((size_t)n, sizeof *captions);
     const unsigned char **tiles = calloc((size_t)n, sizeof *tiles);
     int good = 0;
     for (int i = 0; i < n && captions && tiles; i++) {
         const char *lab = fv_labels_get(&labels, target[i]);
-        char slug[96], path[4400];
-        job_slug(lab ? lab : "", slug, sizeof slug);
-        char copy[24] = "";
-        if (per > 1) snprintf(copy, sizeof copy, "_%d", i % per);
-        snprintf(path, sizeof path, "%s/class_%02d%s%s%s.png", dir, target[i], *slug ? "_" : "", slug, copy);
-        if (!rc) rc = job_write_image(path, u + (size_t)i * img, H, W, c, min_size, err);
         synth_to_bytes(u + (size_t)i * img, bytes + (size_t)i * img, img);
         tiles[i] = bytes + (size_t)i * img;
         captions[i] = malloc(160);
@@ -236,7 +322,10 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
     if (!rc) rc = write_tables(dir, &labels, target, score, prob, rank, n, per, err);
     if (!rc)
         printf("%s: %d class images in %s/: the model gives %d of them probability >= 0.9%s\n", m.name, n, dir, good,
-               fv_interrupted() ? " (stopped early by Ctrl-C)" : "");
+               it.stopped ? " (stopped early by Ctrl-C; continue with --resume)" : "");
+done_items:
+    fv_items_finish(&it);
+    free(start);
 done:
     free(mag);
     free(obj);

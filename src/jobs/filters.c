@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/par.h"
+#include "dist/items.h"
 #include "featviz/jobs.h"
 #include "featviz/progress.h"
 #include "featviz/render.h"
@@ -121,11 +123,7 @@ static int write_layer(const struct fv_settings *s, const char *dir, const struc
         rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
         goto done;
     }
-    for (int i = 0; i < n && !rc; i++) {
-        snprintf(path, sizeof path, "%s/filter_%03d.png", sub, filt[i]);
-        rc = job_write_image(path, u + (size_t)i * img, h, w, c, min_size, err);
-        r[i].filter = i, r[i].score = score[i];
-    }
+    for (int i = 0; i < n; i++) r[i].filter = i, r[i].score = score[i]; /* filter_NNN.png: by the items */
     qsort(r, (size_t)n, sizeof *r, by_score);
     const char *caps[4096];
     for (int k = 0; k < n; k++) {
@@ -173,6 +171,107 @@ done:
     return rc;
 }
 
+/* ---- items: one lane of filters of one layer each (synth.h: lanes fixed by
+ * the layer's filter list); rank 0 writes each layer's montage and tables ---- */
+
+struct filter_items {
+    const struct fv_model *m;
+    const struct fv_preproc *pp;
+    const struct synth_cfg *cfg;
+    const int *layers;         /* (layers) nodes */
+    int **filt, *n_filt;       /* (layers) the filters drawn of each */
+    const char *dir;
+    int h, w;                  /* the model's input size */
+    int H, W, c, pre, min_size; /* H, W: the images' size (synth_display_size) */
+    int n_items;
+    int *item_layer;           /* (items) which layer (k) */
+    int *item_first;           /* (items + 1) first filter (index into filt[k]); the last ends at the next */
+};
+
+static int filter_items_make(struct filter_items *x, int n_layers, struct fv_error *err) {
+    int total = 0;
+    for (int k = 0; k < n_layers; k++) total += (x->n_filt[k] + SYNTH_LANE - 1) / SYNTH_LANE;
+    x->item_layer = malloc(((size_t)total + 1) * sizeof *x->item_layer);
+    x->item_first = malloc(((size_t)total + 1) * sizeof *x->item_first);
+    int *start = malloc(((size_t)total + 2) * sizeof *start);
+    if (!x->item_layer || !x->item_first || !start) {
+        free(start);
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    }
+    x->n_items = 0;
+    for (int k = 0; k < n_layers; k++) {
+        int lanes = synth_lanes(x->n_filt[k], 1, start);
+        for (int j = 0; j < lanes; j++, x->n_items++) {
+            x->item_layer[x->n_items] = k;
+            x->item_first[x->n_items] = start[j];
+            x->item_first[x->n_items + 1] = start[j + 1]; /* overwritten by the next item's start (0 on a new layer) */
+        }
+    }
+    free(start);
+    return FV_OK;
+}
+
+/* filters of item i: x->filt[k][a .. b-1] */
+static void filter_item_range(const struct filter_items *x, int i, int *k, int *a, int *b) {
+    *k = x->item_layer[i], *a = x->item_first[i];
+    *b = i + 1 < x->n_items && x->item_layer[i + 1] == *k ? x->item_first[i + 1] : x->n_filt[*k];
+}
+
+static void filter_item_name(void *ctx, int item, char *buf, size_t cap) {
+    const struct filter_items *x = ctx;
+    int k, a, b;
+    filter_item_range(x, item, &k, &a, &b);
+    snprintf(buf, cap, "%s filters %d-%d", x->m->layers[x->layers[k]].name, x->filt[k][a], x->filt[k][b - 1]);
+}
+
+static size_t filter_item_units(void *ctx, int item) {
+    const struct filter_items *x = ctx;
+    int k, a, b;
+    filter_item_range(x, item, &k, &a, &b);
+    return (size_t)(b - a) * (size_t)x->cfg->steps;
+}
+
+/* Items first .. first+count-1 (one layer: the queue keeps groups together). */
+static int filter_item_run(void *ctx, int first, int count, unsigned char *blobs, struct fv_error *err) {
+    const struct filter_items *x = ctx;
+    int k, a, b, last_b;
+    filter_item_range(x, first, &k, &a, &b);
+    filter_item_range(x, first + count - 1, &k, &b, &last_b);
+    a = x->item_first[first];
+    int n = last_b - a;
+    const struct fv_layer *l = &x->m->layers[x->layers[k]];
+    size_t img = (size_t)x->H * x->W * x->c, ib = sizeof(double) + img * sizeof(float);
+    struct fv_objective *obj = calloc((size_t)n, sizeof *obj);
+    float *u = malloc((size_t)n * img * sizeof *u);
+    double *score = calloc((size_t)n, sizeof *score);
+    uint64_t *keys = calloc((size_t)n, sizeof *keys);
+    int *start = malloc(((size_t)count + 1) * sizeof *start);
+    char sub[4200], path[4400], fname[FV_NAME_MAX];
+    job_safe_name(l->name, fname, sizeof fname); /* ONNX names hold '/' */
+    snprintf(sub, sizeof sub, "%s/%s", x->dir, fname);
+    int rc = !obj || !u || !score || !keys || !start ? fv_error_set(err, FV_ERR_NOMEM, "out of memory") : job_mkdirs(sub, err);
+    for (int i = 0; i < n && !rc; i++) {
+        char text[300];
+        int f = x->filt[k][a + i];
+        snprintf(text, sizeof text, "filter:%s:%d%s", l->name, f, x->pre ? ":pre" : "");
+        rc = fv_objective_parse(text, x->m, &obj[i], err);
+        keys[i] = (uint64_t)x->layers[k] * 100003u + (uint64_t)f;
+    }
+    for (int j = 0; j < count && !rc; j++) start[j] = x->item_first[first + j] - a;
+    start[count] = n;
+    if (!rc) rc = synth_run_lanes(x->m, x->pp, x->cfg, obj, start, count, x->h, x->w, x->c, keys, u, score, err);
+    for (int j = 0; j < count && !rc; j++)
+        for (int i = start[j]; i < start[j + 1] && !rc; i++) {
+            snprintf(path, sizeof path, "%s/filter_%03d.png", sub, x->filt[k][a + i]);
+            rc = job_write_image(path, u + (size_t)i * img, x->H, x->W, x->c, x->min_size, err);
+            unsigned char *bl = blobs + (size_t)j * SYNTH_LANE * ib + (size_t)(i - start[j]) * ib;
+            memcpy(bl, &score[i], sizeof(double));
+            memcpy(bl + sizeof(double), u + (size_t)i * img, img * sizeof(float));
+        }
+    free(obj), free(u), free(score), free(keys), free(start);
+    return rc;
+}
+
 int fv_job_filters(const struct fv_settings *s, struct fv_error *err) {
     struct fv_model m;
     struct fv_preproc pp;
@@ -209,61 +308,72 @@ int fv_job_filters(const struct fv_settings *s, struct fv_error *err) {
     int first_conv = -1;
     for (int i = 0; i < m.n_layers && first_conv < 0; i++)
         if (m.layers[i].ops && (m.layers[i].ops->flags & FV_OPF_KERNEL_IMAGE)) first_conv = i;
-    fv_progress_start("filters", (size_t)total * (size_t)cfg.steps);
-    int pre = fv_get_bool(s, "filters", "pre");
     int H, W; /* the images' size (synth_display_size) */
     synth_display_size(&cfg, h, w, &H, &W);
     float *mag = NULL; /* MACO's magnitude spectrum, or NULL */
     const char *from = fv_get_str(s, "filters", "spectrum_from");
-    if (from && *from && !(rc = synth_spectrum(from, fv_get_origin(s, "filters", "spectrum_from"), &cfg, H, W, c, dir, &mag, err)))
+    /* every rank needs the spectrum; rank 0 keeps it as spectrum.npy */
+    if (from && *from && !(rc = synth_spectrum(from, fv_get_origin(s, "filters", "spectrum_from"), &cfg, H, W, c,
+                                               fv_items_leader() ? dir : NULL, &mag, err)))
         cfg.param.magnitude = mag;
-    size_t img = (size_t)H * W * c;
-    for (int k = 0; k < n_layers && !rc && !fv_interrupted(); k++) {
+    struct filter_items x = {.m = &m, .pp = &pp, .cfg = &cfg, .layers = layers, .dir = dir, .h = h, .w = w, .H = H, .W = W, .c = c,
+                             .pre = fv_get_bool(s, "filters", "pre"), .min_size = fv_get_int(s, "filters", "min_size")};
+    if (!rc && (!(x.filt = calloc((size_t)n_layers, sizeof *x.filt)) || !(x.n_filt = calloc((size_t)n_layers, sizeof *x.n_filt))))
+        rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    for (int k = 0; k < n_layers && !rc; k++)
+        rc = job_index_list(fv_get_str(s, "filters", "filters"), chans[k], "filters.filters",
+                            fv_get_origin(s, "filters", "filters"), &x.filt[k], &x.n_filt[k], err);
+    if (!rc) rc = filter_items_make(&x, n_layers, err);
+    size_t img = (size_t)H * W * c, ib = sizeof(double) + img * sizeof(float);
+    int take = fv_omp_max_threads() < cfg.batch / SYNTH_LANE ? fv_omp_max_threads() : cfg.batch / SYNTH_LANE;
+    struct fv_items it = {.job = "filters", .dir = dir, .s = s, .n = x.n_items, .group = x.item_layer,
+                          .max_take = take > 1 ? take : 1, .blob_size = SYNTH_LANE * ib,
+                          .item_units = filter_item_units, .run = filter_item_run, .name = filter_item_name, .ctx = &x};
+    if (!rc) rc = fv_items_run(&it, err);
+    int drawn_layers = it.already ? 0 : n_layers; /* a resumed run: this job was complete */
+    /* rank 0: per layer, the montage and tables of the filters there are */
+    unsigned char *blob = fv_items_leader() && !rc ? malloc(it.blob_size) : NULL;
+    if (fv_items_leader() && !rc && !blob) rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    for (int k = 0; k < drawn_layers && !rc && blob; k++) {
         const struct fv_layer *l = &m.layers[layers[k]];
-        int *filt = NULL, n = 0;
-        if ((rc = job_index_list(fv_get_str(s, "filters", "filters"), chans[k], "filters.filters",
-                                 fv_get_origin(s, "filters", "filters"), &filt, &n, err)))
-            break;
-        struct fv_objective *obj = calloc((size_t)n, sizeof *obj);
-        float *u = malloc((size_t)n * img * sizeof *u);
-        double *score = calloc((size_t)n, sizeof *score);
-        int *dead = calloc((size_t)n, sizeof *dead);
-        uint64_t *keys = malloc((size_t)n * sizeof *keys);
-        if (!obj || !u || !score || !dead || !keys) rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
-        for (int i = 0; i < n && !rc; i++) {
-            char text[300];
-            snprintf(text, sizeof text, "filter:%s:%d%s", l->name, filt[i], pre ? ":pre" : "");
-            rc = fv_objective_parse(text, &m, &obj[i], err);
-            keys[i] = (uint64_t)layers[k] * 100003u + (uint64_t)filt[i];
+        int nf = x.n_filt[k], n = 0, n_dead = 0;
+        int *filt = malloc((size_t)(nf ? nf : 1) * sizeof *filt), *dead = calloc((size_t)(nf ? nf : 1), sizeof *dead);
+        float *u = malloc((size_t)(nf ? nf : 1) * img * sizeof *u);
+        double *score = calloc((size_t)(nf ? nf : 1), sizeof *score);
+        if (!filt || !dead || !u || !score) rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < x.n_items && !rc; i++) {
+            if (x.item_layer[i] != k || !it.have[i] || (rc = fv_items_load(&it, i, blob, err))) continue;
+            int kk, ja, jb;
+            filter_item_range(&x, i, &kk, &ja, &jb);
+            for (int j = ja; j < jb; j++, n++) {
+                const unsigned char *b = blob + (size_t)(j - ja) * ib;
+                memcpy(&score[n], b, sizeof(double));
+                memcpy(u + (size_t)n * img, b + sizeof(double), img * sizeof(float));
+                filt[n] = x.filt[k][j];
+                n_dead += dead[n] = !x.pre && relu_like(l) && score[n] <= 0;
+            }
         }
-        int done = 0; /* optimized so far: Ctrl-C keeps these */
-        for (int first = 0; first < n && !rc && !fv_interrupted(); first += cfg.batch) {
-            int cnt = n - first < cfg.batch ? n - first : cfg.batch;
-            rc = synth_run(&m, &pp, &cfg, obj + first, cnt, h, w, c, keys + first, u + (size_t)first * img,
-                           score + first, err);
-            done = first + cnt;
-        }
-        n = done;
-        int n_dead = 0;
-        for (int i = 0; i < n; i++) n_dead += dead[i] = !pre && relu_like(l) && score[i] <= 0;
-        if (!rc) rc = write_layer(s, dir, l, filt, n, u, score, dead, H, W, c, err);
-        if (!rc && layers[k] == first_conv) {
+        if (!rc && n) rc = write_layer(s, dir, l, filt, n, u, score, dead, H, W, c, err);
+        if (!rc && n && layers[k] == first_conv) {
             char path[4200], fname[FV_NAME_MAX];
             job_safe_name(l->name, fname, sizeof fname);
             snprintf(path, sizeof path, "%s/%s.kernels.png", dir, fname);
             rc = write_kernels(path, l, err);
         }
-        if (!rc) {
-            fv_progress_end();
+        if (!rc && n) {
             printf("%s: %d filters%s", l->name, n, n_dead ? ", dead after the escape:" : "");
             for (int i = 0, j = 0; i < n; i++)
                 if (dead[i]) printf("%s %d", j++ ? "," : "", filt[i]);
             printf("\n");
         }
-        free(obj), free(u), free(score), free(dead), free(keys), free(filt);
+        free(filt), free(dead), free(u), free(score);
     }
-    fv_progress_end();
-    if (!rc && fv_interrupted()) printf("stopped early by Ctrl-C; the layers above were written\n");
+    free(blob);
+    if (!rc && fv_items_leader() && it.stopped) printf("stopped early by Ctrl-C; the layers above were written; continue with --resume\n");
+    fv_items_finish(&it);
+    for (int k = 0; x.filt && k < n_layers; k++) free(x.filt[k]);
+    free(x.filt), free(x.n_filt), free(x.item_layer), free(x.item_first);
+
     free(chans);
     free(mag);
 done:

@@ -52,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist/items.h"
 #include "featviz/jobs.h"
 #include "featviz/progress.h"
 #include "featviz/render.h"
@@ -633,6 +634,157 @@ static void summary_line(FILE *f, const struct fv_model *m, const struct fv_plan
     fputc('\n', f);
 }
 
+/* ---- items: shards of stats.shard images, each measured on its own and
+ * merged on rank 0 in shard order, so the sums (in double) add up in the
+ * same order whatever rank measured which shard; counts, maxima and the
+ * top-k (a total order: value, then image index) do not depend on order ---- */
+
+struct shard_items {
+    struct fv_inputs *in;
+    struct fv_plan *p;
+    struct layer_stats *ls;    /* (n_ls) this rank's scratch, one shard */
+    int n_ls, k, batch;
+    size_t N, shard;
+    float *imax;
+    double *isum;
+};
+
+static void stats_reset(struct layer_stats *L, int k) {
+    (void)k;
+    for (int c = 0; c < L->C; c++) L->sum[c] = 0, L->max[c] = -INFINITY, L->silent[c] = 0, L->hn[c] = 0;
+    memset(L->hist, 0, (size_t)L->C * HIST_BINS * sizeof *L->hist);
+    memset(L->hist_w, 0, (size_t)L->C * sizeof *L->hist_w);
+}
+
+/* Doubles a histogram's bin width (bins merged pairwise) until it is at least
+ * w; the widths are powers of two, so the counts stay exact. */
+static void hist_rebin(unsigned *h, float *hw, float w) {
+    while (*hw < w) {
+        for (int i = 0; i < HIST_BINS / 2; i++) h[i] = h[2 * i] + h[2 * i + 1];
+        for (int i = HIST_BINS / 2; i < HIST_BINS; i++) h[i] = 0;
+        *hw *= 2;
+    }
+}
+
+/* Adds a shard's histogram (h, w) to the totals' (H, *W): both are first
+ * rebinned to the larger width (a shard's width depends on its first value). */
+static void hist_merge(unsigned *H, float *W, unsigned *h, float w) {
+    if (w == 0) return; /* nothing > 0 in the shard */
+    if (*W == 0) *W = w;
+    hist_rebin(H, W, w);
+    hist_rebin(h, &w, *W);
+    for (int i = 0; i < HIST_BINS; i++) H[i] += h[i];
+}
+
+/* a shard's result: images (u64), then per layer and channel sum (f64), max
+ * (f32), silent (u64), heap size (i32), k heap entries (f32 value, u64 image,
+ * i32 position) and the histogram (f32 width, HIST_BINS u32 counts) */
+static size_t shard_blob_size(const struct layer_stats *ls, int n_ls, int k) {
+    size_t b = 8;
+    for (int j = 0; j < n_ls; j++) b += (size_t)ls[j].C * (8 + 4 + 8 + 4 + (size_t)k * 16 + 4 + HIST_BINS * 4);
+    return b;
+}
+
+#define PUT(p, v) (memcpy((p), &(v), sizeof(v)), (p) += sizeof(v))
+#define GET(p, v) (memcpy(&(v), (p), sizeof(v)), (p) += sizeof(v))
+
+static void shard_pack(const struct layer_stats *ls, int n_ls, int k, uint64_t images, unsigned char *b) {
+    PUT(b, images);
+    for (int j = 0; j < n_ls; j++)
+        for (int c = 0; c < ls[j].C; c++) {
+            uint64_t silent = ls[j].silent[c];
+            int32_t hn = ls[j].hn[c];
+            PUT(b, ls[j].sum[c]), PUT(b, ls[j].max[c]), PUT(b, silent), PUT(b, hn);
+            for (int i = 0; i < k; i++) {
+                const struct top_item *t = &ls[j].heap[(size_t)c * (size_t)k + (size_t)i];
+                float v = i < hn ? t->v : 0.0f;
+                uint64_t item = i < hn ? t->item : 0;
+                int32_t pos = i < hn ? t->pos : 0;
+                PUT(b, v), PUT(b, item), PUT(b, pos);
+            }
+            PUT(b, ls[j].hist_w[c]);
+            for (int i = 0; i < HIST_BINS; i++) {
+                uint32_t n = ls[j].hist[(size_t)c * HIST_BINS + i];
+                PUT(b, n);
+            }
+        }
+}
+
+/* Adds a shard's result to the totals (called in shard order). */
+static uint64_t shard_merge(struct layer_stats *ls, int n_ls, int k, const unsigned char *b) {
+    uint64_t images;
+    GET(b, images);
+    for (int j = 0; j < n_ls; j++)
+        for (int c = 0; c < ls[j].C; c++) {
+            double sum;
+            float max;
+            uint64_t silent;
+            int32_t hn;
+            GET(b, sum), GET(b, max), GET(b, silent), GET(b, hn);
+            ls[j].sum[c] += sum;
+            if (max > ls[j].max[c]) ls[j].max[c] = max;
+            ls[j].silent[c] += (size_t)silent;
+            for (int i = 0; i < k; i++) {
+                struct top_item t;
+                uint64_t item;
+                int32_t pos;
+                GET(b, t.v), GET(b, item), GET(b, pos);
+                t.item = (size_t)item;
+                t.pos = pos;
+                if (i < hn) heap_push(ls[j].heap + (size_t)c * (size_t)k, &ls[j].hn[c], k, t);
+            }
+            float w;
+            unsigned h[HIST_BINS];
+            GET(b, w);
+            for (int i = 0; i < HIST_BINS; i++) {
+                uint32_t n;
+                GET(b, n);
+                h[i] = n;
+            }
+            hist_merge(ls[j].hist + (size_t)c * HIST_BINS, &ls[j].hist_w[c], h, w);
+        }
+    return images;
+}
+
+static void shard_name(void *ctx, int item, char *buf, size_t cap) {
+    const struct shard_items *x = ctx;
+    size_t a = (size_t)item * x->shard, b = a + x->shard < x->N ? a + x->shard : x->N;
+    snprintf(buf, cap, "images %zu-%zu", a, b - 1);
+}
+
+static size_t shard_units(void *ctx, int item) {
+    const struct shard_items *x = ctx;
+    size_t a = (size_t)item * x->shard;
+    return a + x->shard < x->N ? x->shard : x->N - a;
+}
+
+static int shard_run(void *ctx, int item, int count, unsigned char *blob, struct fv_error *err) {
+    (void)count; /* one at a time */
+    struct shard_items *x = ctx;
+    struct fv_inputs *in = x->in;
+    struct fv_plan *p = x->p;
+    size_t a = (size_t)item * x->shard, end = a + shard_units(ctx, item), seen = 0;
+    size_t per_in = (size_t)in->h * (size_t)in->w * (size_t)in->c;
+    int rc = FV_OK;
+    for (int j = 0; j < x->n_ls; j++) stats_reset(&x->ls[j], x->k);
+    for (size_t first = a; first < end; first += (size_t)x->batch) {
+        size_t cnt = end - first < (size_t)x->batch ? end - first : (size_t)x->batch;
+        memset(p->x, 0, (size_t)x->batch * per_in * sizeof(float));
+        if ((rc = fv_inputs_read(in, first, cnt, p->x, err))) break;
+        fv_forward(p, -1);
+        for (int j = 0; j < x->n_ls; j++) {
+            size_t per = fv_shape_count(&p->io[x->ls[j].t].out);
+            for (size_t b = 0; b < cnt; b++)
+                accumulate(&x->ls[j], p->buf[x->ls[j].t].y + b * per, first + b, x->k, x->imax, x->isum);
+        }
+        seen += cnt;
+        fv_progress_add(cnt);
+        if (fv_interrupted() && first + cnt < end) break; /* the images seen so far: a partial shard */
+    }
+    shard_pack(x->ls, x->n_ls, x->k, (uint64_t)seen, blob);
+    return rc;
+}
+
 int fv_job_stats(const struct fv_settings *s, struct fv_error *err) {
     struct fv_model m;
     struct fv_preproc pp;
@@ -653,6 +805,7 @@ int fv_job_stats(const struct fv_settings *s, struct fv_error *err) {
     if (limit > 0 && (size_t)limit < N) N = (size_t)limit;
     int batch = fv_get_int(s, "stats", "batch");
     if ((size_t)batch > N) batch = (int)N;
+    if (batch > fv_get_int(s, "stats", "shard")) batch = fv_get_int(s, "stats", "shard"); /* a pass stays in one shard */
     int k = fv_get_int(s, "stats", "topk");
     if ((rc = fit_batch(&m, batch, in.h, in.w, &batch, err))) goto done;
     if ((rc = fv_plan_init(&p, &m, batch, in.h, in.w, FV_PLAN_FUSE, err))) goto done;
@@ -678,46 +831,40 @@ int fv_job_stats(const struct fv_settings *s, struct fv_error *err) {
         goto done;
     }
 
-    /* stream the images */
-    size_t per_in = (size_t)in.h * (size_t)in.w * (size_t)in.c, seen = 0;
-    int interrupted = 0;
-    fv_progress_start("stats", N);
-    for (size_t first = 0; first < N; first += (size_t)batch) {
-        size_t count = N - first < (size_t)batch ? N - first : (size_t)batch;
-        memset(p.x, 0, (size_t)batch * per_in * sizeof(float));
-        if ((rc = fv_inputs_read(&in, first, count, p.x, err))) break;
-        fv_forward(&p, -1);
-        for (int j = 0; j < n_ls; j++) {
-            size_t per = fv_shape_count(&p.io[ls[j].t].out);
-            for (size_t b = 0; b < count; b++)
-                accumulate(&ls[j], p.buf[ls[j].t].y + b * per, first + b, k, imax, isum);
-        }
-        seen += count;
-        fv_progress_add(count);
-        if (fv_interrupted() && seen < N) {
-            interrupted = 1;
-            break;
-        }
-    }
-    fv_progress_end();
-    if (rc) goto done;
+    /* the shards, then (rank 0) their sum */
+    size_t shard = (size_t)fv_get_int(s, "stats", "shard");
+    struct layer_stats *scratch = calloc((size_t)n_ls, sizeof *scratch);
+    struct shard_items x = {&in, &p, scratch, n_ls, k, batch, N, shard, imax, isum};
+    if (!scratch) rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    for (int j = 0; j < n_ls && !rc; j++) rc = stats_init(&scratch[j], ls[j].t, &p.io[ls[j].t].out, k, err);
+    struct fv_items it = {.job = "stats", .dir = fv_get_str(s, "output", "dir"), .s = s, .n = (int)((N + shard - 1) / shard),
+                          .max_take = 1, .blob_size = shard_blob_size(ls, n_ls, k), .item_units = shard_units,
+                          .run = shard_run, .name = shard_name, .ctx = &x};
+    if (!rc && !(rc = job_mkdirs(it.dir, err))) rc = fv_items_run(&it, err);
+    size_t seen = 0;
+    int interrupted = it.stopped;
+    unsigned char *blob = !rc && fv_items_leader() ? malloc(it.blob_size) : NULL;
+    if (!rc && fv_items_leader() && !blob) rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < it.n && blob && !rc; i++)
+        if (it.have[i] && !(rc = fv_items_load(&it, i, blob, err))) seen += (size_t)shard_merge(ls, n_ls, k, blob);
+    free(blob);
+    for (int j = 0; scratch && j < n_ls; j++) stats_free(&scratch[j]);
+    free(scratch);
+    if (rc || !fv_items_leader() || it.already) goto done_items;
     for (int j = 0; j < n_ls; j++)
         for (int ch = 0; ch < ls[j].C; ch++)
             qsort(ls[j].heap + (size_t)ch * (size_t)k, (size_t)ls[j].hn[ch], sizeof *ls[j].heap, best_first);
 
     /* write everything, then the summary */
-    const char *dir = fv_get_str(s, "output", "dir");
-    if ((rc = job_mkdirs(dir, err))) goto done;
-    if ((rc = write_csv(dir, &m, ls, n_ls, seen, k, err))) goto done;
+    const char *dir = it.dir;
+    if ((rc = write_csv(dir, &m, ls, n_ls, seen, k, err))) goto done_items;
     int examples = fv_get_bool(s, "stats", "examples") && m.in_rank == 3;
-    if ((rc = write_json(dir, &m, &p, cols, &in, ls, n_ls, seen, k, interrupted,
-                         examples, err)))
-        goto done;
-    if (examples && (rc = write_examples(dir, &in, &pp, ls, n_ls, k, err))) goto done;
+    if ((rc = write_json(dir, &m, &p, cols, &in, ls, n_ls, seen, k, interrupted, examples, err))) goto done_items;
+    if (examples && (rc = write_examples(dir, &in, &pp, ls, n_ls, k, err))) goto done_items;
     for (int j = 0; j < n_ls && !rc; j++) rc = write_chart(dir, &m, &p, &ls[j], seen, err);
     int montage = fv_get_bool(s, "stats", "montage") && m.in_rank == 3;
     for (int j = 0; j < n_ls && !rc && montage; j++) rc = write_top(dir, &m, &in, &pp, &ls[j], k, seen, err);
-    if (rc) goto done;
+    if (rc) goto done_items;
     if (interrupted)
         printf("stats: interrupted after %zu of %zu images; the numbers below cover those %zu\n", seen, N, seen);
     for (int j = 0; j < n_ls; j++) summary_line(stdout, &m, &p, &ls[j], seen);
@@ -725,8 +872,10 @@ int fv_job_stats(const struct fv_settings *s, struct fv_error *err) {
            n_ls == 1 ? "" : "s", dir, montage ? ", <layer>.top.png" : "", examples ? ", examples/" : "");
     fflush(stdout);
     if (interrupted)
-        rc = fv_error_set(err, FV_ERR_INTERRUPTED, "stats: interrupted after %zu of %zu images (results for those written to %s)",
+        rc = fv_error_set(err, FV_ERR_INTERRUPTED, "stats: interrupted after %zu of %zu images (results for those written to %s; continue with --resume)",
                           seen, N, dir);
+done_items:
+    fv_items_finish(&it);
 done:
     for (int j = 0; j < n_ls; j++) stats_free(&ls[j]);
     free(ls);

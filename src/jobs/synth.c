@@ -505,38 +505,45 @@ static int lane_run(struct batch *bb, const struct fv_model *m, const struct fv_
     return FV_OK;
 }
 
-/* Images per lane, at most: a lane's plan (activations and gradients of its
- * images) stays small, and Dense weights are still read once per several
- * images (measured on the bench network: 11 beat 4, 8 and 22). */
-#define SYNTH_LANE 11
-/* ... and at most this many pixels per lane (11 images of 48x48): a lane of
- * 224x224 images holds one, so memory stays bounded by the lanes in flight
- * (MobileNetV2 at 224: about 40 MB of activations and gradients per image) */
-#define SYNTH_LANE_PIXELS (11 * 48 * 48)
+/* SYNTH_LANE (synth.h), images per lane at most: a lane's plan (activations
+ * and gradients of its images) stays small, and Dense weights are still read
+ * once per several images (measured on the bench network: 11 beat 4, 8 and 22). */
+
+int synth_lanes(int n, int per, int *start) {
+    int k = per > 1 && n % per == 0 ? per : 1, groups = n / k;
+    int lanes = (n + SYNTH_LANE - 1) / SYNTH_LANE;
+    if (lanes > groups) lanes = groups;
+    for (int q = 0; q <= lanes; q++) start[q] = (int)((long long)groups * q / (lanes ? lanes : 1)) * k;
+    return lanes;
+}
 
 int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struct synth_cfg *cfg,
               const struct fv_objective *obj, int n, int h, int w, int c, const uint64_t *keys,
               float *u, double *score, struct fv_error *err) {
-    int top = -1;
+    int *start = malloc(((size_t)n / SYNTH_LANE + 2) * sizeof *start);
+    if (!start) return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    int lanes = synth_lanes(n, cfg->per_class, start);
+    int rc = synth_run_lanes(m, pp, cfg, obj, start, lanes, h, w, c, keys, u, score, err);
+    free(start);
+    return rc;
+}
+
+int synth_run_lanes(const struct fv_model *m, const struct fv_preproc *pp, const struct synth_cfg *cfg,
+                    const struct fv_objective *obj, const int *start, int lanes, int h, int w, int c,
+                    const uint64_t *keys, float *u, double *score, struct fv_error *err) {
+    int n = start[lanes] - start[0], top = -1;
+    obj += start[0], keys += start[0];
     for (int i = 0; i < n; i++)
         if (fv_objective_top(&obj[i]) > top) top = fv_objective_top(&obj[i]);
     /* Images are independent, so lanes of a few images each run all their
      * steps on one thread, side by side: no barrier per layer and step, and
-     * memory for the lanes in flight only. Too few images for every thread:
-     * one lane, parallel inside each layer. */
+     * memory for the lanes in flight only. One lane: parallel inside each
+     * layer. Which images share a lane is fixed by the caller, never by the
+     * thread count: a lane's batch size changes the kernels' summation order. */
     int flags = FV_PLAN_GRAD | FV_PLAN_FUSE; /* ReLUs in place unless an objective reads before one */
     for (int i = 0; i < n; i++)
         if (fv_objective_reads_pre_relu(&obj[i], m)) flags = FV_PLAN_GRAD;
-    int threads = fv_omp_max_threads();
-    /* lanes hold whole groups of per_class images (one class: the diversity
-     * term compares them), and at most SYNTH_LANE_PIXELS of model input */
-    int k = cfg->per_class > 1 && n % cfg->per_class == 0 ? cfg->per_class : 1, groups = n / k;
-    long long per = SYNTH_LANE_PIXELS / ((long long)h * w);
-    int lane = per < 1 ? 1 : per > SYNTH_LANE ? SYNTH_LANE : (int)per;
-    int lanes = (n + lane - 1) / lane;
-    lanes = (lanes + threads - 1) / threads * threads; /* every thread as busy */
-    if (lanes > groups) lanes = groups;
-    if (lanes <= 1 || threads <= 1) {
+    if (lanes <= 1) {
         struct batch b = {0};
         int rc = lane_run(&b, m, pp, cfg, obj, n, h, w, c, keys, top, flags, u, score, err);
         batch_free(&b);
@@ -550,9 +557,9 @@ int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struc
     {
         struct batch b = {0};
         FV_OMP("omp for schedule(dynamic, 1)")
-        for (int q = 0; q < lanes; q++) {
-            int first = (int)((long long)groups * q / lanes) * k;
-            int cnt = (int)((long long)groups * (q + 1) / lanes) * k - first, failed;
+        for (int k = 0; k < lanes; k++) {
+            int first = start[k] - start[0];
+            int cnt = start[k + 1] - start[k], failed;
             FV_OMP("omp atomic read")
             failed = rc;
             if (failed) continue;

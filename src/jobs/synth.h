@@ -66,6 +66,24 @@ int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struc
               const struct fv_objective *obj, int n, int h, int w, int c, const uint64_t *keys,
               float *u, double *score, struct fv_error *err);
 
+/* The images share lanes of up to SYNTH_LANE (a plan each, one thread each
+ * for all steps). Which images share a lane changes the result in the last
+ * bits (a lane's batch size changes the kernels' summation order), so lanes
+ * depend on n only, never on the thread count (nor on the MPI ranks that
+ * run them): synth_lanes splits n images into ceil(n / SYNTH_LANE) nearly
+ * equal lanes of whole groups of `per` consecutive images (per_class: one
+ * class's images, which the diversity term compares, stay in one lane; at
+ * most one group per lane when a group is larger than SYNTH_LANE), images
+ * [start[k], start[k+1]) (start: n / per + 1 entries at most), and returns
+ * the number of lanes. per that does not divide n counts as 1. */
+#define SYNTH_LANE 11
+int synth_lanes(int n, int per, int *start);
+/* synth_run on given lanes: images start[0]..start[lanes]-1 of obj, keys, and
+ * u, score counted from start[0] (u, score hold start[lanes] - start[0]). */
+int synth_run_lanes(const struct fv_model *m, const struct fv_preproc *pp, const struct synth_cfg *cfg,
+                    const struct fv_objective *obj, const int *start, int lanes, int h, int w, int c,
+                    const uint64_t *keys, float *u, double *score, struct fv_error *err);
+
 /* Display image (h, w, c) in [0,1] -> model input (h, w, c) with the
  * preprocessing's value mapping, and the transpose for gradients. */
 void synth_to_model(const struct fv_preproc *pp, const float *v, float *x, size_t pixels, int c);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist/items.h"
 #include "featviz/jobs.h"
 #include "featviz/progress.h"
 #include "jobs/common.h"
@@ -226,6 +227,7 @@ int fv_job_transfer(const struct fv_settings *s, struct fv_error *err) {
         if (fv_interrupted()) return FV_OK;
         in = dir;
     }
+    if (!fv_items_leader()) return FV_OK; /* under mpirun the ranks made the classes; rank 0 judges */
     struct fv_array a = {0};
     char path[4200];
     snprintf(path, sizeof path, "%s/classes.npy", in);
