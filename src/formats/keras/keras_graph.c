@@ -2,6 +2,7 @@
  * turns Sequential / Functional / nested models into one flat graph in
  * topological order, and attaches each layer's weights.
  * See ../shared/docs/keras-h5-format.md sections 3, 7 and 8. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,9 @@ struct builder {
     struct fv_group *groups;   /* nested models met so far */
     int n_groups;
     int cur_group;             /* 1 + the one being built; 0: top level */
+    int *names;                /* hash of node names: node index per slot, -1 empty */
+    int *next_call;            /* per node: the k of the next "name@k" of its layer */
+    size_t n_slots;            /* a power of two, at least twice cap */
     const json_t *seq_build_shape; /* the Sequential's build_input_shape, or NULL */
     const json_t *build_shape; /* Keras 3 build_input_shape / build_config.input_shape of the
                                   Sequential being started, or NULL */
@@ -36,6 +40,18 @@ struct builder {
     int n_cache;
     int depth;                 /* models nested in models, while building */
 };
+
+/* The slot of `name` in the hash of node names: the node's index, or -1 where
+ * it would go (so that making names unique stays linear in the layers, even
+ * for a nested model called thousands of times). */
+static int *name_slot(const struct builder *b, const char *name) {
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 1099511628211ull;
+    for (size_t i = (size_t)h & (b->n_slots - 1);; i = (i + 1) & (b->n_slots - 1)) {
+        int k = b->names[i]; /* -2: a node taken back (add_layer_call) */
+        if (k == -1 || (k >= 0 && !strcmp(b->nodes[k].name, name))) return &b->names[i];
+    }
+}
 
 static int grow(struct builder *b, struct fv_error *err) {
     if (b->n >= FV_MODEL_MAX_LAYERS)
@@ -50,8 +66,19 @@ static int grow(struct builder *b, struct fv_error *err) {
     if (wg) b->wgroup = wg;
     char **st = realloc(b->store, (size_t)cap * sizeof *st);
     if (st) b->store = st;
-    if (!nodes || !specs || !wg || !st) return fv_error_set(err, FV_ERR_NOMEM, "out of memory building the graph");
+    int *nc = realloc(b->next_call, (size_t)cap * sizeof *nc);
+    if (nc) b->next_call = nc;
+    int *names = malloc((size_t)cap * 2 * sizeof *names);
+    if (!nodes || !specs || !wg || !st || !nc || !names) {
+        free(names);
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory building the graph");
+    }
+    free(b->names);
+    b->names = names;
+    b->n_slots = (size_t)cap * 2;
     b->cap = cap;
+    for (size_t i = 0; i < b->n_slots; i++) b->names[i] = -1;
+    for (int i = 0; i < b->n; i++) *name_slot(b, b->nodes[i].name) = i;
     return FV_OK;
 }
 
@@ -67,9 +94,15 @@ static const char *entry_name(const json_t *entry) {
 }
 
 static int find_node(const struct builder *b, const char *name) {
-    for (int i = 0; i < b->n; i++)
-        if (!strcmp(b->nodes[i].name, name)) return i;
-    return -1;
+    return b->n_slots ? *name_slot(b, name) : -1;
+}
+
+/* Takes the last node back (an InputLayer inside a nested model). */
+static void drop_last_node(struct builder *b) {
+    b->n--;
+    *name_slot(b, b->nodes[b->n].name) = -2;
+    free(b->wgroup[b->n]);
+    free(b->store[b->n]);
 }
 
 /* Adds a node named `name` (made unique when a shared layer is called again),
@@ -83,7 +116,13 @@ static int add_node(struct builder *b, const char *name, const char *group, cons
     memset(&b->specs[i], 0, sizeof b->specs[i]);
     l->group = b->cur_group;
     snprintf(l->name, sizeof l->name, "%s", name);
-    for (int k = 1; find_node(b, l->name) >= 0; k++) snprintf(l->name, sizeof l->name, "%s@%d", name, k);
+    int first = find_node(b, l->name);
+    if (first >= 0) /* a shared layer called again: name@1, name@2, ... */
+        for (int k = b->next_call[first]; find_node(b, l->name) >= 0; k++) {
+            snprintf(l->name, sizeof l->name, "%s@%d", name, k);
+            b->next_call[first] = k + 1;
+        }
+    b->next_call[i] = 1;
     b->wgroup[i] = group ? strdup(group) : NULL;
     b->store[i] = store ? strdup(store) : NULL;
     if ((group && !b->wgroup[i]) || (store && !b->store[i])) {
@@ -92,6 +131,7 @@ static int add_node(struct builder *b, const char *name, const char *group, cons
         fv_error_set(err, FV_ERR_NOMEM, "out of memory");
         return -1;
     }
+    *name_slot(b, l->name) = i;
     b->n++;
     return i;
 }
@@ -250,9 +290,7 @@ static int add_layer_call(struct builder *b, const json_t *entry, const char *gr
     if (rc) return rc;
     const struct fv_kspec *s = &b->specs[i];
     if (s->node.is_input) { /* an InputLayer inside a nested model: just the incoming tensor */
-        b->n--;
-        free(b->wgroup[i]);
-        free(b->store[i]);
+        drop_last_node(b);
         *out_node = ins[0];
         return FV_OK;
     }
@@ -650,6 +688,8 @@ static void builder_free(struct builder *b) {
     free(b->nodes);
     free(b->specs);
     free(b->groups);
+    free(b->names);
+    free(b->next_call);
     cache_free(b);
 }
 
