@@ -119,7 +119,8 @@ static int add_node(struct builder *b, const char *name, const char *group, cons
     int first = find_node(b, l->name);
     if (first >= 0) /* a shared layer called again: name@1, name@2, ... */
         for (int k = b->next_call[first]; find_node(b, l->name) >= 0; k++) {
-            snprintf(l->name, sizeof l->name, "%s@%d", name, k);
+            /* the suffix always fits: a name cut at FV_NAME_MAX stayed the same (endless loop) */
+            snprintf(l->name, sizeof l->name, "%.*s@%d", (int)sizeof l->name - 13, name, k);
             b->next_call[first] = k + 1;
         }
     b->next_call[i] = 1;
