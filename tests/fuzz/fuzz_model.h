@@ -7,7 +7,9 @@
 
 #include <stdlib.h>
 
+#include "featviz/formats.h"
 #include "featviz/graph.h"
+#include "fuzz_common.h"
 
 #define FUZZ_PLAN_MAX_FLOATS ((size_t)64 << 20)
 
@@ -30,6 +32,24 @@ static inline void fuzz_forward_once(const struct fv_model *m) {
     for (size_t i = 0; i < n; i++) p.x[i] = (float)(i % 7) * 0.25f - 0.5f;
     fv_forward(&p, m->output);
     fv_plan_free(&p);
+}
+
+/* The model-file targets that read a named file (fuzz_keras, fuzz_onnx): the
+ * input written as `name`, loaded as the user's file would be, one forward
+ * pass when it loads, a clear error when it does not. */
+static inline int fuzz_model_file(const uint8_t *data, size_t size, const char *name) {
+    fuzz_init_once();
+    const char *path = fuzz_file(data, size, name);
+    struct fv_load_opts o = {.flip_kernels = -1, .max_bytes = (size_t)64 << 20};
+    struct fv_error err = {0};
+    struct fv_model m;
+    if (fv_model_load(&m, path, &o, &err) == FV_OK) {
+        fuzz_forward_once(&m);
+        fv_model_free(&m);
+    } else {
+        fuzz_check_error(&err);
+    }
+    return 0;
 }
 
 #endif
