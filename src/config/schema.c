@@ -80,6 +80,7 @@ const struct fv_key fv_keys[] = {
     {"activations", "npy", FV_KEY_BOOL, "false", NULL, NORANGE, "also write each layer's raw output as DIR/<input>/<layer>.npy (Keras layout, batch axis first)"},
     {"activations", "pre", FV_KEY_BOOL, "false", NULL, NORANGE, "with npy: also write the value before each layer's fused activation as <layer>.pre.npy"},
     {"activations", "png", FV_KEY_BOOL, "true", NULL, NORANGE, "write activation maps as pictures"},
+    {"activations", "format", FV_KEY_CHOICE, "color", "color|png8", NORANGE, "what png writes: color: a coloured PNG per map (upscaled, cmap, overlay), a numbered grid per layer, Dense layers as bars; png8: only the maps, fast: one 8-bit gray PNG per layer, DIR/<input>/<layer>.png, maps at their own size tiled in ceil(sqrt(C)) columns, pixel round(255 t) with t as for norm, lo and hi in its text chunks"},
     {"activations", "norm", FV_KEY_CHOICE, "layer", "map|layer|fixed", NORANGE, "map: each map stretched on its own (Quiver); layer: one scale per layer, so a dark map is really weak; fixed: the range lo..hi"},
     {"activations", "lo", FV_KEY_FLOAT, "0", NULL, NORANGE, "norm = fixed: value drawn darkest"},
     {"activations", "hi", FV_KEY_FLOAT, "1", NULL, NORANGE, "norm = fixed: value drawn brightest"},

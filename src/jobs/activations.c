@@ -38,14 +38,13 @@
 
 #include "core/par.h"
 #include "dist/items.h"
+#include "jobs/activations_png8.h"
 #include "featviz/jobs.h"
 #include "featviz/progress.h"
 #include "featviz/render.h"
 #include "jobs/common.h"
 #include "jobs/inputs.h"
 #include "jobs/topn.h"
-
-enum { NORM_MAP, NORM_LAYER, NORM_FIXED };
 
 /* Chosen layers: "all" (every Keras layer but the input) or a name list. */
 static int pick_layers(const struct fv_settings *s, const struct fv_model *m, int **out, int *n,
@@ -100,33 +99,9 @@ struct acts_ctx {
     const float *out;         /* (batch, k_out) model outputs, Keras order */
     const char *dir;          /* output.dir */
     int all;                  /* layers = all: no pictures of pure identities */
+    int png8;                 /* format = png8: one 8-bit gray PNG per layer */
+    int drawn;                /* layers drawn per item */
 };
-
-/* How a node's per-image output is drawn: rank 1 as bars, else H x W maps of C channels. */
-static void map_dims(const struct fv_shape *s, int *H, int *W, int *C) {
-    switch (s->rank) {
-    case 2: *H = 1, *W = s->d[0], *C = s->d[1]; break;
-    case 3: *H = s->d[0], *W = s->d[1], *C = s->d[2]; break;
-    case 4: *H = s->d[0] * s->d[1], *W = s->d[2], *C = s->d[3]; break;
-    default: *H = 1, *W = 1, *C = s->rank ? s->d[0] : 1; break;
-    }
-}
-
-/* lo..hi of one map under Quiver's normalisation:
- * t = (v - mean) / (std + 1e-5) * 0.1 + 0.5 = (v - lo) / (hi - lo)
- * with lo = mean - 5 (std + 1e-5), hi = mean + 5 (std + 1e-5). */
-static void quiver_range(const float *v, size_t n, float *lo, float *hi) {
-    double sum = 0, sq = 0;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (isfinite(v[i])) sum += (double)v[i], k++;
-    double mean = k ? sum / (double)k : 0;
-    for (size_t i = 0; i < n; i++)
-        if (isfinite(v[i])) sq += ((double)v[i] - mean) * ((double)v[i] - mean);
-    double sd = (k ? sqrt(sq / (double)k) : 0) + 1e-5;
-    *lo = (float)(mean - 5 * sd);
-    *hi = (float)(mean + 5 * sd);
-}
 
 /* The input image as displayable RGB floats 0..255 (for overlays). */
 static int input_rgb(const struct acts_ctx *c, const float *x, struct fv_image *img,
@@ -192,7 +167,7 @@ static int draw_maps(const struct acts_ctx *c, int t, const float *y, const char
     const struct fv_layer *l = &c->m->layers[t];
     const struct fv_shape *s = &c->p->io[t].out;
     int H, W, C;
-    map_dims(s, &H, &W, &C);
+    acts_map_dims(s, &H, &W, &C);
     size_t HW = (size_t)H * (size_t)W, count = fv_shape_count(s);
     int k = fv_upscale_for(H > W ? H : W, c->min_size);
     int HK = H * k, WK = W * k;
@@ -214,13 +189,12 @@ static int draw_maps(const struct acts_ctx *c, int t, const float *y, const char
     if (c->overlay > 0 && rgb && (rc = background(rgb, HK, WK, &bg, err))) goto done;
     if ((rc = fv_canvas_init(&cv, HK, WK, FV_BLACK, err))) goto done;
     float lo = c->lo, hi = c->hi;
-    if (c->norm == NORM_LAYER) {
-        fv_finite_range(y, count, &lo, &hi);
-        if (lo > 0) lo = 0;
+    if (c->norm == ACTS_NORM_LAYER) {
+        acts_layer_range(y, count, &lo, &hi);
     }
     for (int ch = 0; ch < C && !rc; ch++) {
         for (size_t i = 0; i < HW; i++) map[i] = y[i * (size_t)C + (size_t)ch];
-        if (c->norm == NORM_MAP) quiver_range(map, HW, &lo, &hi);
+        if (c->norm == ACTS_NORM_MAP) acts_quiver_range(map, HW, &lo, &hi);
         fv_map_to_rgb(map, HW, lo, hi, c->cmap, small);
         if (bg) {
             fv_canvas_blit(&cv, 0, 0, bg, HK, WK, 3, 1);
@@ -277,21 +251,29 @@ static int write_predictions(const struct acts_ctx *c, const float *v, const cha
     return rc;
 }
 
-/* All pictures of batch entry b (input item `item`) under DIR/<item>/. */
+/* DIR/<item>/ of input item `item` (created when make), and the item's display name. */
+static int item_dir(const struct acts_ctx *c, size_t item, int make, char *dir, size_t dir_cap, char *name,
+                    size_t name_cap, struct fv_error *err) {
+    size_t idx;
+    const struct fv_source *src = fv_inputs_source(c->in, item, &idx);
+    topn_item_name(c->in, item, name, name_cap);
+    int rc = src->batched ? job_path(dir, dir_cap, err, "%s/%s_%zu", c->dir, src->stem, idx)
+                          : job_path(dir, dir_cap, err, "%s/%s", c->dir, src->stem);
+    return rc || !make ? rc : job_mkdirs(dir, err);
+}
+
+/* All pictures of batch entry b (input item `item`) under DIR/<item>/:
+ * colour pictures, or with format = png8 one gray PNG per layer (no output
+ * on stdout: png8 items are drawn side by side, printed in order after). */
 static int draw_item(const struct acts_ctx *c, int b, size_t item, struct fv_error *err) {
     const struct fv_inputs *in = c->in;
     const struct fv_plan *p = c->p;
-    size_t idx;
-    const struct fv_source *src = fv_inputs_source(in, item, &idx);
-    char dir[4500], name[4200];
-    topn_item_name(in, item, name, sizeof name);
-    int rc = src->batched ? job_path(dir, sizeof dir, err, "%s/%s_%zu", c->dir, src->stem, idx)
-                          : job_path(dir, sizeof dir, err, "%s/%s", c->dir, src->stem);
-    if (!rc) rc = job_mkdirs(dir, err);
+    char dir[4500], name[4200], path[4800], safe[FV_NAME_MAX];
+    int rc = item_dir(c, item, 1, dir, sizeof dir, name, sizeof name, err);
     if (rc) return rc;
     struct fv_image rgb = {0};
     size_t per_in = (size_t)in->h * (size_t)in->w * (size_t)in->c;
-    if (c->overlay > 0 && c->m->in_rank == 3 && (rc = input_rgb(c, p->x + (size_t)b * per_in, &rgb, err)))
+    if (!c->png8 && c->overlay > 0 && c->m->in_rank == 3 && (rc = input_rgb(c, p->x + (size_t)b * per_in, &rgb, err)))
         return rc;
     int drawn = 0;
     for (int k = 0; k < c->n_layers && !rc; k++) {
@@ -299,12 +281,46 @@ static int draw_item(const struct acts_ctx *c, int b, size_t item, struct fv_err
         if (c->all && is_pure_identity(&c->m->layers[t])) continue; /* the same picture as its input */
         drawn++;
         const float *y = p->buf[t].y + (size_t)b * fv_shape_count(&p->io[t].out); /* one image */
-        if (p->io[t].out.rank <= 1) rc = draw_bars(c, t, y, dir, err);
-        else rc = draw_maps(c, t, y, dir, rgb.data ? &rgb : NULL, err);
+        if (c->png8) {
+            job_safe_name(c->m->layers[t].name, safe, sizeof safe);
+            if (!(rc = job_path(path, sizeof path, err, "%s/%s.png", dir, safe)))
+                rc = acts_png8_write(&c->m->layers[t], &p->io[t].out, y, c->norm, c->lo, c->hi, path, err);
+        } else if (p->io[t].out.rank <= 1) {
+            rc = draw_bars(c, t, y, dir, err);
+        } else {
+            rc = draw_maps(c, t, y, dir, rgb.data ? &rgb : NULL, err);
+        }
     }
     if (!rc) rc = write_predictions(c, c->out + (size_t)b * (size_t)c->k_out, name, dir, err);
     fv_image_free(&rgb);
-    if (!rc) printf("%s: %d layer%s -> %s/\n", name, drawn, drawn == 1 ? "" : "s", dir);
+    if (!rc && !c->png8) printf("%s: %d layer%s -> %s/\n", name, drawn, drawn == 1 ? "" : "s", dir);
+    return rc;
+}
+
+/* The pictures of a batch's cnt items, the first being input item `first`:
+ * png8 items on every thread (each item's files are its own), the colour
+ * pictures one item after another. */
+static int draw_batch(const struct acts_ctx *c, size_t cnt, size_t first, struct fv_error *err) {
+    if (!c->png8) {
+        int rc = FV_OK;
+        for (size_t b = 0; b < cnt && !rc; b++) rc = draw_item(c, (int)b, first + b, err);
+        return rc;
+    }
+    int rc = FV_OK, first_bad = (int)cnt;
+    FV_OMP("omp parallel for schedule(dynamic, 1)")
+    for (int b = 0; b < (int)cnt; b++) {
+        struct fv_error e = {0};
+        int r = draw_item(c, b, first + (size_t)b, &e);
+        if (r) {
+            FV_OMP("omp critical(activations_png8)")
+            if (b < first_bad) first_bad = b, *err = e, rc = r; /* the first item's error */
+        }
+    }
+    for (int b = 0; b < first_bad; b++) {
+        char dir[4500], name[4200];
+        if (!item_dir(c, first + (size_t)b, 0, dir, sizeof dir, name, sizeof name, err))
+            printf("%s: %d layer%s -> %s/ (8-bit maps)\n", name, c->drawn, c->drawn == 1 ? "" : "s", dir);
+    }
     return rc;
 }
 
@@ -312,10 +328,10 @@ static int draw_item(const struct acts_ctx *c, int b, size_t item, struct fv_err
 static int read_picture_settings(const struct fv_settings *s, struct acts_ctx *c,
                                  struct fv_error *err) {
     const char *norm = fv_get_str(s, "activations", "norm");
-    c->norm = !strcmp(norm, "map") ? NORM_MAP : !strcmp(norm, "fixed") ? NORM_FIXED : NORM_LAYER;
+    c->norm = !strcmp(norm, "map") ? ACTS_NORM_MAP : !strcmp(norm, "fixed") ? ACTS_NORM_FIXED : ACTS_NORM_LAYER;
     c->lo = (float)fv_get_float(s, "activations", "lo");
     c->hi = (float)fv_get_float(s, "activations", "hi");
-    if (c->norm == NORM_FIXED && !(c->hi > c->lo))
+    if (c->norm == ACTS_NORM_FIXED && !(c->hi > c->lo))
         return fv_error_set(err, FV_ERR_USAGE, "%s: activations.hi (%g) must be above activations.lo (%g) for norm = fixed",
                             fv_get_origin(s, "activations", "hi"), (double)c->hi, (double)c->lo);
     int cm = fv_cmap_parse(fv_get_str(s, "activations", "cmap"));
@@ -324,6 +340,7 @@ static int read_picture_settings(const struct fv_settings *s, struct acts_ctx *c
     c->overlay = (float)fv_get_float(s, "activations", "overlay");
     c->min_size = fv_get_int(s, "activations", "min_size");
     c->top = fv_get_int(s, "activations", "top");
+    c->png8 = !strcmp(fv_get_str(s, "activations", "format"), "png8");
     return FV_OK;
 }
 
@@ -401,7 +418,7 @@ static int source_run(void *ctx, int item, int count, unsigned char *blobs, stru
         }
         if (x->png) {
             fv_plan_read_keras(p, mm->output, 0, x->outs);
-            for (size_t b = 0; b < cnt && !rc; b++) rc = draw_item(x->ctx, (int)b, src->first + first + b, err);
+            rc = draw_batch(x->ctx, cnt, src->first + first, err);
         }
         fv_progress_add(cnt);
         if (!rc && fv_interrupted())
@@ -455,6 +472,7 @@ int fv_job_activations(const struct fv_settings *s, struct fv_error *err) {
     ctx.layers = layers, ctx.n_layers = n_layers, ctx.dir = dir;
     const char *list = fv_get_str(s, "activations", "layers");
     ctx.all = !list || !strcmp(list, "all");
+    for (int k = 0; k < n_layers; k++) ctx.drawn += !(ctx.all && is_pure_identity(&m.layers[layers[k]]));
     ctx.probs = topn_is_prob(&m);
     ctx.k_out = (int)fv_shape_count(&p.io[m.output].out);
     wr = calloc((size_t)n_layers * (size_t)views, sizeof *wr);
