@@ -88,7 +88,7 @@ const struct fv_key fv_keys[] = {
     {"activations", "overlay", FV_KEY_FLOAT, "0", NULL, 0, 1, "blend each map over the input image with this opacity (0: off)"},
     {"activations", "min_size", FV_KEY_INT, "96", NULL, 1, 4096, "maps are upscaled (nearest) to at least this many pixels"},
     {"activations", "top", FV_KEY_INT, "5", NULL, 1, 100000, "top-N predictions written beside the maps"},
-    {"activations", "batch", FV_KEY_INT, "32", NULL, 1, 65536, "images per forward pass"},
+    {"activations", "batch", FV_KEY_INT, "16", NULL, 1, 65536, "images per forward pass; each thread runs its own passes over an array of several batches, so memory holds one batch per thread"},
 
     {"stats", "inputs", FV_KEY_LIST, NULL, NULL, NORANGE, "a folder of images or an .npy array of N images"},
     {"stats", "layers", FV_KEY_LIST, "all", NULL, NORANGE, "conv and Dense layers to measure, or all"},

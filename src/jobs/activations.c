@@ -300,7 +300,15 @@ static int draw_item(const struct acts_ctx *c, int b, size_t item, struct fv_err
 /* The pictures of a batch's cnt items, the first being input item `first`:
  * png8 items on every thread (each item's files are its own), the colour
  * pictures one item after another. */
-static int draw_batch(const struct acts_ctx *c, size_t cnt, size_t first, struct fv_error *err) {
+static void print_png8(const struct acts_ctx *c, size_t cnt, size_t first, struct fv_error *err) {
+    for (size_t b = 0; b < cnt; b++) {
+        char dir[4500], name[4200];
+        if (!item_dir(c, first + b, 0, dir, sizeof dir, name, sizeof name, err))
+            printf("%s: %d layer%s -> %s/ (8-bit maps)\n", name, c->drawn, c->drawn == 1 ? "" : "s", dir);
+    }
+}
+
+static int draw_batch(const struct acts_ctx *c, size_t cnt, size_t first, int print, struct fv_error *err) {
     if (!c->png8) {
         int rc = FV_OK;
         for (size_t b = 0; b < cnt && !rc; b++) rc = draw_item(c, (int)b, first + b, err);
@@ -316,11 +324,7 @@ static int draw_batch(const struct acts_ctx *c, size_t cnt, size_t first, struct
             if (b < first_bad) first_bad = b, *err = e, rc = r; /* the first item's error */
         }
     }
-    for (int b = 0; b < first_bad; b++) {
-        char dir[4500], name[4200];
-        if (!item_dir(c, first + (size_t)b, 0, dir, sizeof dir, name, sizeof name, err))
-            printf("%s: %d layer%s -> %s/ (8-bit maps)\n", name, c->drawn, c->drawn == 1 ? "" : "s", dir);
-    }
+    if (print) print_png8(c, (size_t)first_bad, first, err);
     return rc;
 }
 
@@ -349,14 +353,15 @@ static int read_picture_settings(const struct fv_settings *s, struct acts_ctx *c
 
 struct source_items {
     const struct fv_model *m;
-    struct fv_plan *p;
+    struct fv_plan *p;         /* per thread, `batch` images each; p[0] made first */
+    int threads;               /* plans made */
     struct fv_inputs *in;
     const struct acts_ctx *ctx;
     const int *layers;
     int n_layers, views, npy, png, batch;
     float *tmp;                /* per thread (batch, per) in Keras order */
     size_t tmp_floats;
-    float *outs;               /* (batch, k_out) */
+    float *outs;               /* per thread (batch, k_out) */
     struct fv_npy_writer *wr;  /* one streaming .npy per layer view of the current input */
 };
 
@@ -368,6 +373,65 @@ static void source_name(void *ctx, int item, char *buf, size_t cap) {
 static size_t source_units(void *ctx, int item) {
     const struct source_items *x = ctx;
     return x->in->src[item].count;
+}
+
+/* An array of several batches: each thread runs whole batches on its own plan
+ * (no barrier per layer; results as one plan's, whatever the thread count),
+ * and writes them in order while the other threads compute their next ones.
+ * The writers of src's arrays are open. */
+static int run_pipelined(const struct source_items *x, const struct fv_source *src, struct fv_error *err) {
+    const struct fv_model *mm = x->m;
+    int batch = x->batch, views = x->views, rc = FV_OK;
+    size_t N = src->count, per_in = (size_t)x->in->h * (size_t)x->in->w * (size_t)x->in->c;
+    int nb = (int)((N + (size_t)batch - 1) / (size_t)batch), views_all = x->npy ? x->n_layers * views : 0;
+    FV_OMP("omp parallel num_threads(x->threads)")
+    {
+        int tid = fv_omp_thread_num();
+        struct fv_plan *p = &x->p[tid];
+        struct acts_ctx c = *x->ctx;
+        float *outs = x->outs + (size_t)tid * (size_t)batch * (size_t)c.k_out;
+        c.p = p, c.out = outs;
+        float *keras = x->tmp + (size_t)tid * x->tmp_floats;
+        FV_OMP("omp for ordered schedule(static, 1)")
+        for (int b = 0; b < nb; b++) {
+            size_t first = (size_t)b * (size_t)batch, cnt = N - first < (size_t)batch ? N - first : (size_t)batch;
+            struct fv_error e = {0};
+            int r, failed;
+            FV_OMP("omp atomic read")
+            failed = rc;
+            r = failed;
+            if (!r) {
+                memset(p->x, 0, (size_t)batch * per_in * sizeof(float));
+                FV_OMP("omp critical(activations_read)")
+                r = fv_inputs_read(x->in, src->first + first, cnt, p->x, &e);
+            }
+            if (!r) {
+                fv_forward(p, -1);
+                if (x->png) fv_plan_read_keras(p, mm->output, 0, outs);
+                if (x->png && c.png8) r = draw_batch(&c, cnt, src->first + first, 0, &e);
+            }
+            FV_OMP("omp ordered")
+            {
+                for (int k = 0; k < views_all && !r; k++) {
+                    int t = x->layers[k / views];
+                    fv_plan_read_keras(p, t, k % views == 1, keras);
+                    r = fv_npy_writer_write(&x->wr[k], keras, cnt * fv_shape_count(&p->io[t].out), &e);
+                }
+                if (!r && x->png && !c.png8) r = draw_batch(&c, cnt, src->first + first, 1, &e);
+                if (!r && x->png && c.png8) print_png8(&c, cnt, src->first + first, &e);
+                if (!r) fv_progress_add(cnt);
+                if (!r && fv_interrupted())
+                    r = fv_error_set(&e, FV_ERR_INTERRUPTED, "activations: interrupted after %zu of %zu inputs",
+                                     src->first + first + cnt, x->in->total);
+                if (r && !failed) { /* the first batch's error, in order */
+                    *err = e;
+                    FV_OMP("omp atomic write")
+                    rc = r;
+                }
+            }
+        }
+    }
+    return rc;
 }
 
 static int source_run(void *ctx, int item, int count, unsigned char *blobs, struct fv_error *err) {
@@ -397,7 +461,9 @@ static int source_run(void *ctx, int item, int count, unsigned char *blobs, stru
         if (!(rc = job_path(path, sizeof path, err, "%s/%s", sub, name)))
             rc = fv_npy_writer_open(&wr[k], path, ks.rank + 1, dims, err);
     }
-    for (size_t first = 0; first < N && !rc; first += (size_t)batch) {
+    int nb = (int)((N + (size_t)batch - 1) / (size_t)batch);
+    if (!rc && nb >= 2 && x->threads >= 2) rc = run_pipelined(x, src, err);
+    for (size_t first = 0; first < N && !rc && !(nb >= 2 && x->threads >= 2); first += (size_t)batch) {
         size_t cnt = N - first < (size_t)batch ? N - first : (size_t)batch;
         memset(p->x, 0, (size_t)batch * per_in * sizeof(float));
         if ((rc = fv_inputs_read(in, src->first + first, cnt, p->x, err))) break;
@@ -418,7 +484,7 @@ static int source_run(void *ctx, int item, int count, unsigned char *blobs, stru
         }
         if (x->png) {
             fv_plan_read_keras(p, mm->output, 0, x->outs);
-            rc = draw_batch(x->ctx, cnt, src->first + first, err);
+            rc = draw_batch(x->ctx, cnt, src->first + first, 1, err);
         }
         fv_progress_add(cnt);
         if (!rc && fv_interrupted())
@@ -438,7 +504,8 @@ int fv_job_activations(const struct fv_settings *s, struct fv_error *err) {
     struct fv_preproc pp;
     struct fv_labels labels = {0};
     struct fv_inputs in = {0};
-    struct fv_plan p = {0};
+    struct fv_plan *plans = NULL;
+    int n_plans = 0;
     struct acts_ctx ctx = {0};
     int *layers = NULL, n_layers = 0;
     struct fv_npy_writer *wr = NULL; /* one streaming .npy per layer view of the current input */
@@ -460,32 +527,41 @@ int fv_job_activations(const struct fv_settings *s, struct fv_error *err) {
     const char *dir = fv_get_str(s, "output", "dir");
     int batch = fv_get_int(s, "activations", "batch");
     if ((size_t)batch > in.total) batch = (int)in.total;
-    /* without .pre.npy, plain ReLUs are applied in place: half the memory */
-    if ((rc = fv_plan_init(&p, &m, batch, in.h, in.w, want_pre ? 0 : FV_PLAN_FUSE, err))) goto done;
+    /* without .pre.npy, plain ReLUs are applied in place: half the memory;
+     * a plan per thread for arrays of several batches (run_pipelined) */
+    int threads = fv_omp_max_threads() > 1 && in.total > (size_t)batch ? fv_omp_max_threads() : 1;
+    if (!(plans = calloc((size_t)threads, sizeof *plans))) {
+        rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (; n_plans < threads && !rc; n_plans++)
+        rc = fv_plan_init(&plans[n_plans], &m, batch, in.h, in.w, want_pre ? 0 : FV_PLAN_FUSE, err);
+    if (rc) goto done;
+    struct fv_plan *pp0 = &plans[0];
     int views = want_pre ? 2 : 1;
     size_t max_per = 0;
     for (int k = 0; k < n_layers; k++) {
-        size_t per = fv_shape_count(&p.io[layers[k]].out);
+        size_t per = fv_shape_count(&pp0->io[layers[k]].out);
         max_per = per > max_per ? per : max_per;
     }
-    ctx.m = &m, ctx.p = &p, ctx.in = &in, ctx.pp = &pp, ctx.labels = &labels;
+    ctx.m = &m, ctx.p = pp0, ctx.in = &in, ctx.pp = &pp, ctx.labels = &labels;
     ctx.layers = layers, ctx.n_layers = n_layers, ctx.dir = dir;
     const char *list = fv_get_str(s, "activations", "layers");
     ctx.all = !list || !strcmp(list, "all");
     for (int k = 0; k < n_layers; k++) ctx.drawn += !(ctx.all && is_pure_identity(&m.layers[layers[k]]));
     ctx.probs = topn_is_prob(&m);
-    ctx.k_out = (int)fv_shape_count(&p.io[m.output].out);
+    ctx.k_out = (int)fv_shape_count(&pp0->io[m.output].out);
     wr = calloc((size_t)n_layers * (size_t)views, sizeof *wr);
     /* per thread (batch, per) in Keras order: the layers are converted and written side by side */
     size_t tmp_floats = (size_t)batch * (max_per ? max_per : 1);
     tmp = malloc((size_t)fv_omp_max_threads() * tmp_floats * sizeof *tmp);
-    outs = malloc((size_t)batch * (size_t)ctx.k_out * sizeof *outs);     /* (batch, k_out) */
+    outs = malloc((size_t)threads * (size_t)batch * (size_t)ctx.k_out * sizeof *outs); /* per thread (batch, k_out) */
     if (!wr || !tmp || !outs) {
         rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
         goto done;
     }
     ctx.out = outs;
-    struct source_items x = {&m, &p, &in, &ctx, layers, n_layers, views, npy, png, batch, tmp, tmp_floats, outs, wr};
+    struct source_items x = {&m, plans, threads, &in, &ctx, layers, n_layers, views, npy, png, batch, tmp, tmp_floats, outs, wr};
     struct fv_items it = {.job = "activations", .dir = dir, .s = s, .n = in.n_src, .max_take = 1, .blob_size = 1,
                           .item_units = source_units, .run = source_run, .name = source_name, .ctx = &x};
     rc = fv_items_run(&it, err);
@@ -498,7 +574,8 @@ done:
     free(tmp);
     free(wr);
     free(layers);
-    fv_plan_free(&p);
+    for (int k = 0; k < n_plans; k++) fv_plan_free(&plans[k]);
+    free(plans);
     fv_inputs_close(&in);
     fv_labels_free(&labels);
     fv_model_free(&m);
