@@ -136,20 +136,29 @@ def export_floors(fv_cmd, env, log, reps, r):
     fwd_cmd = fv_cmd[:-1] + ['output.dir=' + out + '-fwd', '--set', 'activations.layers=dense_2']
     sub_cmd = fv_cmd[:-1] + ['output.dir=' + out + '-sub', '--set',
                              'activations.layers=conv2d_6,dense_1,dense_2']
+    # the cheaper picture output: every layer's maps as 8-bit gray PNGs, no .npy
+    png8_cmd = fv_cmd[:-1] + ['output.dir=' + out + '-png8', '--set', 'activations.npy=false', '--set',
+                              'activations.png=true', '--set', 'activations.format=png8']
     dd_file = out + '-dd.bin'
     dd_cmd = ['dd', 'if=/dev/zero', 'of=' + dd_file, 'bs=1M', 'count=%d' % ((nbytes + (1 << 20) - 1) >> 20)]
-    fw, wr, sb = [], [], []
+    fw, wr, sb, p8 = [], [], [], []
     for _ in range(reps):
-        for d in (out + '-fwd', out + '-sub'):
+        for d in (out + '-fwd', out + '-sub', out + '-png8'):
             shutil.rmtree(d, ignore_errors=True)
         if os.path.exists(dd_file):
             os.unlink(dd_file)
         fw.append(timed(fwd_cmd, env, log)[0])
         wr.append(timed(dd_cmd, env, log)[0])
         sb.append(timed(sub_cmd, env, log)[0])
+        p8.append(timed(png8_cmd, env, log))
     os.unlink(dd_file)
+    png8_bytes = 0
+    for root, _, files in os.walk(out + '-png8'):
+        png8_bytes += sum(os.path.getsize(os.path.join(root, f)) for f in files)
     f = dict(bytes=nbytes, forward_s=statistics.median(fw), write_s=statistics.median(wr),
-             subset_s=statistics.median(sb), forward_runs=fw, write_runs=wr, subset_runs=sb)
+             subset_s=statistics.median(sb), forward_runs=fw, write_runs=wr, subset_runs=sb,
+             png8_s=statistics.median([x[0] for x in p8]), png8_cpu=statistics.median([x[2] for x in p8]),
+             png8_mb=max(x[1] for x in p8) / 1024.0, png8_runs=[x[0] for x in p8], png8_bytes=png8_bytes)
     f['target_s'] = 1.3 * (f['forward_s'] + f['write_s'])
     print('  activations48 floors: forward alone %.3f s, writing %.0f MB %.3f s (dd), target 1.3 x sum = '
           '%.3f s: export %.3f s = %.2f x the sum; %.1fx faster than PyTorch; --layers conv2d_6,dense_1,'
@@ -158,6 +167,9 @@ def export_floors(fv_cmd, env, log, reps, r):
               r['featviz_s'] / (f['forward_s'] + f['write_s']), r['pytorch_s'] / r['featviz_s'], f['subset_s'],
               ' '.join('%.2f' % x for x in fw), ' '.join('%.2f' % x for x in wr),
               ' '.join('%.2f' % x for x in sb)), flush=True)
+    print('  activations48 --format png8 (8-bit maps of every layer, no .npy): %.3f s, %.2f CPU s, %.0f MB peak, '
+          '%.0f MB written (runs: %s)' % (f['png8_s'], f['png8_cpu'], f['png8_mb'], png8_bytes / 1e6,
+                                          ' '.join('%.2f' % x for x in f['png8_runs'])), flush=True)
     return f
 
 
@@ -172,6 +184,34 @@ def fma_peak(work):
         _, isa, thr, gf = line.split()
         peaks[(isa, int(thr))] = float(gf)
     return peaks
+
+
+LAYER_BENCH_SRC = ['bench/layer_bench.c', 'src/core/error.c', 'src/core/shape.c', 'src/kernels/isa.c',
+                   'src/kernels/gemm.c', 'src/kernels/im2col.c', 'src/kernels/winograd.c', 'src/layers/conv2d.c',
+                   'src/layers/conv_pick.c', 'src/layers/dense.c', 'src/layers/pool.c', 'src/layers/depthwise.c',
+                   'src/layers/prepare.c']
+
+
+def conv_rate(work, env, peaks, isa):
+    """The conv layers forward + backward as the optimizer runs them
+    (bench/layer_bench.c `lanes`: every thread a lane of 11 images through
+    the six conv layers of the 48x48 network), in effective GFLOP/s (direct
+    convolution multiply-adds x2; Winograd needs fewer), against the FMA peak
+    of the same run on as many threads, for the SIMD path in use."""
+    exe = os.path.join(work, 'layer_bench')
+    subprocess.check_call(['gcc', '-std=c11', '-O3', '-fopenmp', '-D_POSIX_C_SOURCE=200809L', '-Iinclude', '-Isrc']
+                          + LAYER_BENCH_SRC + ['-lm', '-o', exe], cwd=ROOT)
+    out = subprocess.check_output([exe, '11', '20', '-', 'lanes'], env=env, text=True).strip()
+    gf, per_cpu = float(out.split(': ')[1].split()[0]), float(out.split('(')[1].split()[0])
+    key = isa if isa in ('avx2', 'avx512') else ('avx512' if ('avx512', 1) in peaks else 'avx2')
+    peak2, peak1 = peaks.get((key, int(THREADS))), peaks.get((key, 1))
+    # the peak is wall time too: under load both shrink alike; per CPU second
+    # compare with an idle machine's 1-thread peak
+    print('conv layers forward + backward (%s path; bench/layer_bench.c, lanes of 11 side by side): %s; '
+          '%.0f%% of the %s FMA peak on %s threads in this run (%.1f)' % (
+              isa or 'best', out, 100 * gf / peak2, key, THREADS, peak2), flush=True)
+    return dict(line=out, gflops=gf, gflops_per_cpu=per_cpu, peak=peak2, peak1=peak1, peak_isa=key,
+                fraction=gf / peak2, fraction_cpu=per_cpu / peak1)
 
 
 def main():
@@ -222,6 +262,7 @@ def main():
     peaks = fma_peak(work)
     print('FMA peak (GFLOP/s): ' + ', '.join('%s %d thread%s %.1f' % (isa, t, '' if t == 1 else 's', g)
                                               for (isa, t), g in sorted(peaks.items())))
+    conv = conv_rate(work, env, peaks, ap_isa)
     print('featviz: %s; PyTorch: %s bench/torch_ref.py; %s threads each; log: %s' % (fv, PY, THREADS, log))
     results = []
     hdr = '%-14s %10s %10s %8s %9s %10s %10s %9s %6s  %s' % (
@@ -260,7 +301,7 @@ def main():
             results[-1] = r
     if a.json:
         with open(a.json, 'w') as f:
-            json.dump(dict(peaks={'%s_%d' % k: v for k, v in peaks.items()}, results=results,
+            json.dump(dict(peaks={'%s_%d' % k: v for k, v in peaks.items()}, conv=conv, results=results,
                            time=time.strftime('%Y-%m-%d %H:%M:%S')), f, indent=1)
 
 

@@ -3,9 +3,10 @@
  * Each layer runs on the same inputs on every path this CPU has, and its
  * forward output and input gradient are compared with the portable path's:
  *
- *   bit-identical on every path: MaxPooling2D, BatchNormalization, ReLU6
- *     (comparisons, one multiply and one add per value, in the same order;
- *     SIMD changes how many lanes run at once, not the arithmetic);
+ *   bit-identical on every path: MaxPooling2D, AveragePooling2D,
+ *     GlobalAveragePooling2D, BatchNormalization, ReLU6 (comparisons, sums
+ *     in a fixed order, one multiply and one add per value; SIMD changes how
+ *     many lanes run at once, not the arithmetic);
  *   different in the last bits: Conv2D (GEMM, Winograd, the few-column dot
  *     products of the RGB layer's input gradient), Dense, DepthwiseConv2D
  *     (the AVX2 and AVX-512 paths fuse multiply-adds, the portable path
@@ -157,6 +158,28 @@ static void make_cases(struct layer_case *c, int *count) {
     m->in = (struct fv_shape){3, {12, 10, 24, 0}};
     m->n = 2;
 
+    /* sums of a window's values in a fixed order, one division: no SIMD path of their own */
+    struct layer_case *a = &c[k++];
+    memset(a, 0, sizeof *a);
+    a->what = "AveragePooling2D 3x3 same";
+    a->expect = IDENTICAL;
+    snprintf(a->l.name, sizeof a->l.name, "avgpool");
+    a->l.ops = &fv_avgpool_ops;
+    a->l.n_in = 1;
+    a->l.p.pool = (struct fv_pool_params){.ph = 3, .pw = 3, .sh = 2, .sw = 2, .same = 1};
+    a->in = (struct fv_shape){3, {11, 10, 24, 0}};
+    a->n = 2;
+
+    struct layer_case *g = &c[k++];
+    memset(g, 0, sizeof *g);
+    g->what = "GlobalAveragePooling2D";
+    g->expect = IDENTICAL;
+    snprintf(g->l.name, sizeof g->l.name, "gap");
+    g->l.ops = &fv_gavgpool_ops;
+    g->l.n_in = 1;
+    g->in = (struct fv_shape){3, {7, 9, 24, 0}};
+    g->n = 2;
+
     struct layer_case *b = &c[k++];
     memset(b, 0, sizeof *b);
     b->what = "BatchNormalization";
@@ -204,11 +227,11 @@ static struct result run_case(const struct layer_case *c) {
 
 static void test_paths(void **state) {
     (void)state;
-    struct layer_case cases[8];
+    struct layer_case cases[12];
     int n_cases;
     make_cases(cases, &n_cases);
     enum fv_isa start = fv_isa();
-    struct result ref[8];
+    struct result ref[12];
     assert_true(fv_isa_force(FV_ISA_PORTABLE));
     for (int i = 0; i < n_cases; i++) ref[i] = run_case(&cases[i]);
     int others = 0;

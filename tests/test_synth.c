@@ -324,7 +324,7 @@ static void test_lanes_whole_classes(void **state) {
     int start[64];
     for (int per = 1; per <= 13; per++)
         for (int classes = 1; classes <= 40; classes++) {
-            int n = classes * per, lanes = synth_lanes(n, per, start);
+            int n = classes * per, lanes = synth_lanes(n, per, SYNTH_LANE, start);
             assert_true(lanes >= 1 && lanes <= classes);
             assert_int_equal(start[0], 0);
             assert_int_equal(start[lanes], n);
@@ -351,7 +351,7 @@ static void test_lanes_whole_classes(void **state) {
     static float all[N * IMG], one[N * IMG];
     double s_all[N], s_one[N];
     assert_int_equal(synth_run(&model, &pp, &c, obj, N, 11, 13, 3, keys, all, s_all, &err), FV_OK);
-    int lanes = synth_lanes(N, PER, start);
+    int lanes = synth_lanes(N, PER, synth_lane_size(11, 13), start);
     assert_int_equal(lanes, 2);
     for (int q = 0; q < lanes; q++)
         assert_int_equal(synth_run_lanes(&model, &pp, &c, obj, start + q, 1, 11, 13, 3, keys,

@@ -111,6 +111,7 @@ struct fv_plan {
     size_t mem_floats;
     int escape_relu;             /* dead-ReLU escape in backward */
     int upto;                    /* highest planned node (-1: all) */
+    int shared_grads;            /* fv_plan_init_shared: gradient buffers reused */
 };
 
 /* Plans for n images of h x w (the input's spatial size; ignored for non-image inputs).
@@ -123,6 +124,15 @@ int fv_plan_init(struct fv_plan *p, const struct fv_model *m, int n, int h, int 
  * beyond upto. */
 int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h, int w, int flags,
                       int upto, struct fv_error *err);
+/* The same with FV_PLAN_GRAD, for callers that read no gradient after
+ * fv_backward but the input's (p->dx): nodes whose gradients are never live
+ * at the same time share memory (a node's gradient lives from the backward of
+ * its last reader, or from the start for the nodes seeded[] marks, which only
+ * those may seed, until its own backward), so the gradients take about as
+ * much as the largest few layers instead of the whole network. After
+ * fv_backward only p->dx is defined. */
+int fv_plan_init_shared(struct fv_plan *p, const struct fv_model *m, int n, int h, int w, int flags,
+                        int upto, const unsigned char *seeded, struct fv_error *err);
 void fv_plan_free(struct fv_plan *p);
 
 /* Of node t's output, only channel channels[i] of image i will be read (one

@@ -31,6 +31,14 @@ int fv_is_image_name(const char *path);
  * file renamed into place: never a half-written file. */
 int fv_png_write(const char *path, const unsigned char *pix, int h, int w, int c,
                  struct fv_error *err);
+/* Writes an 8-bit grayscale PNG from (h, w) bytes fast (zlib level 1, the
+ * Sub filter), with tEXt chunks key = value (at most 8), atomically as
+ * fv_png_write. */
+struct fv_png_text {
+    const char *key, *value;
+};
+int fv_png_write_gray8(const char *path, const unsigned char *pix, int h, int w,
+                       const struct fv_png_text *text, int n_text, struct fv_error *err);
 
 /* Lists a directory's image files, sorted by name (strcmp). *out: malloc'd
  * array of malloc'd full paths. An empty directory is an error. */

@@ -80,6 +80,7 @@ const struct fv_key fv_keys[] = {
     {"activations", "npy", FV_KEY_BOOL, "false", NULL, NORANGE, "also write each layer's raw output as DIR/<input>/<layer>.npy (Keras layout, batch axis first)"},
     {"activations", "pre", FV_KEY_BOOL, "false", NULL, NORANGE, "with npy: also write the value before each layer's fused activation as <layer>.pre.npy"},
     {"activations", "png", FV_KEY_BOOL, "true", NULL, NORANGE, "write activation maps as pictures"},
+    {"activations", "format", FV_KEY_CHOICE, "color", "color|png8", NORANGE, "what png writes: color: a coloured PNG per map (upscaled, cmap, overlay), a numbered grid per layer, Dense layers as bars; png8: only the maps, fast: one 8-bit gray PNG per layer, DIR/<input>/<layer>.png, maps at their own size tiled in ceil(sqrt(C)) columns, pixel round(255 t) with t as for norm, lo and hi in its text chunks"},
     {"activations", "norm", FV_KEY_CHOICE, "layer", "map|layer|fixed", NORANGE, "map: each map stretched on its own (Quiver); layer: one scale per layer, so a dark map is really weak; fixed: the range lo..hi"},
     {"activations", "lo", FV_KEY_FLOAT, "0", NULL, NORANGE, "norm = fixed: value drawn darkest"},
     {"activations", "hi", FV_KEY_FLOAT, "1", NULL, NORANGE, "norm = fixed: value drawn brightest"},
@@ -87,7 +88,7 @@ const struct fv_key fv_keys[] = {
     {"activations", "overlay", FV_KEY_FLOAT, "0", NULL, 0, 1, "blend each map over the input image with this opacity (0: off)"},
     {"activations", "min_size", FV_KEY_INT, "96", NULL, 1, 4096, "maps are upscaled (nearest) to at least this many pixels"},
     {"activations", "top", FV_KEY_INT, "5", NULL, 1, 100000, "top-N predictions written beside the maps"},
-    {"activations", "batch", FV_KEY_INT, "32", NULL, 1, 65536, "images per forward pass"},
+    {"activations", "batch", FV_KEY_INT, "16", NULL, 1, 65536, "images per forward pass; each thread runs its own passes over an array of several batches, so memory holds one batch per thread"},
 
     {"stats", "inputs", FV_KEY_LIST, NULL, NULL, NORANGE, "a folder of images or an .npy array of N images"},
     {"stats", "layers", FV_KEY_LIST, "all", NULL, NORANGE, "conv and Dense layers to measure, or all"},

@@ -162,8 +162,69 @@ int fv_plan_init(struct fv_plan *p, const struct fv_model *m, int n, int h, int 
     return fv_plan_init_upto(p, m, n, h, w, flags, -1, err);
 }
 
+/* Gradient buffers by lifetime, in backward time (node i's backward runs at
+ * L - 1 - i): node j's gradient is written from the backward of its last
+ * active reader (from time 0 when seeded: objectives write it before the
+ * pass) and read until its own backward; the input's is read after the pass.
+ * Buffers whose lifetimes meet get disjoint memory: first fit, largest first.
+ * off[2 j] / off[2 j + 1]: offsets of dy / dpre; returns the floats needed. */
+struct grad_item {
+    int node, pre, start, end;
+    size_t size, off;
+};
+
+static int by_size(const void *a, const void *b) {
+    const struct grad_item *x = a, *y = b;
+    if (x->size != y->size) return x->size < y->size ? 1 : -1;
+    return x->node != y->node ? x->node - y->node : x->pre - y->pre;
+}
+
+static size_t share_grads(const struct fv_model *m, const unsigned char *active, const size_t *count,
+                          int flags, const unsigned char *seeded, size_t *off, int *ok) {
+    int L = m->n_layers, k = 0;
+    struct grad_item *it = malloc((size_t)(2 * L + 1) * sizeof *it);
+    int *last = malloc((size_t)(L + 1) * sizeof *last);
+    *ok = it && last;
+    size_t total = 0;
+    if (!*ok) goto done;
+    for (int j = 0; j < L; j++) last[j] = -1;
+    for (int i = 0; i < L; i++)
+        for (int j = 0; active[i] && i != m->input && j < m->layers[i].n_in; j++)
+            if (i > last[m->layers[i].in[j]]) last[m->layers[i].in[j]] = i;
+    for (int j = 0; j < L; j++) {
+        if (!active[j] || !count[j]) continue;
+        int t = L - 1 - j, start = seeded[j] ? 0 : last[j] >= 0 ? L - 1 - last[j] : t;
+        int end = j == m->input ? L : t;
+        for (int pre = 0; pre <= keeps_pre(&m->layers[j], flags); pre++)
+            it[k++] = (struct grad_item){j, pre, start, end, round_up(count[j]), 0};
+    }
+    qsort(it, (size_t)k, sizeof *it, by_size);
+    for (int a = 0; a < k; a++) {
+        size_t at = 0;
+        for (int moved = 1; moved;) { /* lowest offset clear of every placed item that lives meanwhile */
+            moved = 0;
+            for (int b = 0; b < a; b++)
+                if (it[b].start <= it[a].end && it[a].start <= it[b].end && at < it[b].off + it[b].size &&
+                    it[b].off < at + it[a].size)
+                    at = it[b].off + it[b].size, moved = 1;
+        }
+        it[a].off = at;
+        if (at + it[a].size > total) total = at + it[a].size;
+        off[2 * it[a].node + it[a].pre] = at;
+    }
+done:
+    free(it);
+    free(last);
+    return total;
+}
+
 int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h, int w, int flags,
                       int upto, struct fv_error *err) {
+    return fv_plan_init_shared(p, m, n, h, w, flags, upto, NULL, err);
+}
+
+int fv_plan_init_shared(struct fv_plan *p, const struct fv_model *m, int n, int h, int w, int flags,
+                        int upto, const unsigned char *seeded, struct fv_error *err) {
     memset(p, 0, sizeof *p);
     p->m = m, p->n = n, p->h = h, p->w = w, p->flags = flags;
     int L = m->n_layers, grad = flags & FV_PLAN_GRAD;
@@ -173,8 +234,9 @@ int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h,
     p->active = calloc((size_t)L, 1);
     p->uses = calloc((size_t)L, sizeof *p->uses);
     size_t *count = calloc((size_t)L, sizeof *count);
+    size_t *off = seeded && grad ? calloc((size_t)2 * (size_t)L, sizeof *off) : NULL;
     int rc = FV_OK;
-    if (!p->io || !p->buf || !p->active || !p->uses || !count) {
+    if (!p->io || !p->buf || !p->active || !p->uses || !count || (seeded && grad && !off)) {
         rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory planning %d layers", L);
         goto fail;
     }
@@ -184,6 +246,17 @@ int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h,
     mark_upto(m, upto, p->active);
     if ((rc = shape_pass(m, n, h, w, grad, upto < 0 ? NULL : p->active, p->io, count, &ws, err))) goto fail;
     total = plan_floats(m, flags, p->io, count) + round_up(ws);
+    size_t shared = 0;
+    if (off) {
+        int ok;
+        shared = share_grads(m, p->active, count, flags, seeded, off, &ok);
+        if (!ok) {
+            rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory planning %d layers", L);
+            goto fail;
+        }
+        total = plan_floats(m, flags & ~FV_PLAN_GRAD, p->io, count) + round_up(ws) + shared;
+        p->shared_grads = 1;
+    }
     p->mem_floats = total;
     if (!fv_mul_size(total, sizeof(float), &total) || !(p->mem = aligned_alloc(64, (total + 63) / 64 * 64))) {
         rc = fv_error_set(err, FV_ERR_NOMEM, "%s: out of memory: a batch of %d at %dx%d needs %zu MB",
@@ -199,7 +272,9 @@ int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h,
         b->relu_in_place = nonlinear(l) && !pre;
         b->y = cur, cur += round_up(count[i]);
         b->pre = pre ? (cur += round_up(count[i])) - round_up(count[i]) : b->y;
-        if (grad) {
+        if (off) {
+            b->dy = b->dpre = NULL; /* below, in the shared region */
+        } else if (grad) {
             b->dy = cur, cur += round_up(count[i]);
             b->dpre = pre ? (cur += round_up(count[i])) - round_up(count[i]) : b->dy;
         }
@@ -209,6 +284,11 @@ int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h,
         }
     }
     float *wsp = ws ? cur : NULL;
+    cur += round_up(ws);
+    for (int i = 0; off && i < L; i++) {
+        p->buf[i].dy = cur + off[2 * i];
+        p->buf[i].dpre = keeps_pre(&m->layers[i], flags) ? cur + off[2 * i + 1] : p->buf[i].dy;
+    }
     for (int i = 0; i < L; i++) {
         const struct fv_layer *l = &m->layers[i];
         struct fv_io *io = &p->io[i];
@@ -230,9 +310,11 @@ int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h,
     p->x = p->buf[m->input].y;
     p->dx = p->buf[m->input].dy;
     free(count);
+    free(off);
     return FV_OK;
 fail:
     free(count);
+    free(off);
     fv_plan_free(p);
     return rc;
 }

@@ -1,7 +1,8 @@
 /* PNG reading and writing: the only file that includes <png.h>.
  * Reading uses libpng's classic API (exact 16-bit values, no gamma or alpha
  * compositing, as PIL's convert does); its setjmp lives in png_decode_guarded
- * alone. Writing uses the simplified API into an fv_tmpfile. */
+ * alone. Writing uses the simplified API into an fv_tmpfile, and the classic
+ * one for fast 8-bit gray maps with text chunks (fv_png_write_gray8). */
 #include "io/decode.h"
 
 #include <errno.h>
@@ -179,5 +180,72 @@ int fv_png_write(const char *path, const unsigned char *pix, int h, int w, int c
         return rc;
     }
     png_image_free(&im);
+    return fv_tmpfile_commit(&t, err);
+}
+
+/* ---- fast 8-bit gray writer (activations.format = png8) ---- */
+
+struct png_write_ctx {
+    png_structp png;
+    png_infop info;
+    FILE *fp;
+    const unsigned char *pix;
+    int h, w;
+    const struct fv_png_text *text;
+    int n_text;
+    char msg[256];
+};
+
+static void png_on_write_error(png_structp png, png_const_charp msg) {
+    struct png_write_ctx *ctx = png_get_error_ptr(png);
+    snprintf(ctx->msg, sizeof ctx->msg, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+/* Encodes ctx->pix into ctx->fp; returns 0, or -1 after a libpng error (ctx->msg). */
+static int png_encode_gray_guarded(struct png_write_ctx *ctx) {
+    png_structp png = ctx->png;
+    png_infop info = ctx->info;
+    if (setjmp(png_jmpbuf(png))) return -1;
+    png_init_io(png, ctx->fp);
+    /* speed over size: zlib's fastest level, and the Sub filter alone (libpng's
+     * default tries all five filters on every row) */
+    png_set_compression_level(png, 1);
+    png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_SUB);
+    png_set_IHDR(png, info, (png_uint_32)ctx->w, (png_uint_32)ctx->h, 8, PNG_COLOR_TYPE_GRAY,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_BASE, PNG_FILTER_TYPE_BASE);
+    png_text t[8];
+    int n = ctx->n_text < 8 ? ctx->n_text : 8;
+    for (int i = 0; i < n; i++) {
+        memset(&t[i], 0, sizeof t[i]);
+        t[i].compression = PNG_TEXT_COMPRESSION_NONE;
+        t[i].key = (png_charp)ctx->text[i].key;
+        t[i].text = (png_charp)ctx->text[i].value;
+    }
+    if (n) png_set_text(png, info, t, n);
+    png_write_info(png, info);
+    for (int y = 0; y < ctx->h; y++) png_write_row(png, ctx->pix + (size_t)y * (size_t)ctx->w);
+    png_write_end(png, NULL);
+    return 0;
+}
+
+int fv_png_write_gray8(const char *path, const unsigned char *pix, int h, int w,
+                       const struct fv_png_text *text, int n_text, struct fv_error *err) {
+    if (h <= 0 || w <= 0 || h > 1000000 || w > 1000000)
+        return fv_error_set(err, FV_ERR_USAGE, "%s: cannot write a %dx%d image as PNG", path, h, w);
+    struct fv_tmpfile t;
+    int rc = fv_tmpfile_open(&t, path, err);
+    if (rc != FV_OK) return rc;
+    struct png_write_ctx ctx = {.fp = t.fp, .pix = pix, .h = h, .w = w, .text = text, .n_text = n_text};
+    ctx.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &ctx, png_on_write_error, png_on_warning);
+    ctx.info = ctx.png ? png_create_info_struct(ctx.png) : NULL;
+    if (!ctx.info) snprintf(ctx.msg, sizeof ctx.msg, "out of memory");
+    if (!ctx.info || png_encode_gray_guarded(&ctx)) {
+        rc = fv_error_set(err, FV_ERR_IO, "%s: cannot write PNG: %s", path, ctx.msg);
+        if (ctx.png) png_destroy_write_struct(&ctx.png, ctx.info ? &ctx.info : NULL);
+        fv_tmpfile_abort(&t);
+        return rc;
+    }
+    png_destroy_write_struct(&ctx.png, &ctx.info);
     return fv_tmpfile_commit(&t, err);
 }

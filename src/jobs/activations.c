@@ -38,14 +38,13 @@
 
 #include "core/par.h"
 #include "dist/items.h"
+#include "jobs/activations_png8.h"
 #include "featviz/jobs.h"
 #include "featviz/progress.h"
 #include "featviz/render.h"
 #include "jobs/common.h"
 #include "jobs/inputs.h"
 #include "jobs/topn.h"
-
-enum { NORM_MAP, NORM_LAYER, NORM_FIXED };
 
 /* Chosen layers: "all" (every Keras layer but the input) or a name list. */
 static int pick_layers(const struct fv_settings *s, const struct fv_model *m, int **out, int *n,
@@ -100,33 +99,9 @@ struct acts_ctx {
     const float *out;         /* (batch, k_out) model outputs, Keras order */
     const char *dir;          /* output.dir */
     int all;                  /* layers = all: no pictures of pure identities */
+    int png8;                 /* format = png8: one 8-bit gray PNG per layer */
+    int drawn;                /* layers drawn per item */
 };
-
-/* How a node's per-image output is drawn: rank 1 as bars, else H x W maps of C channels. */
-static void map_dims(const struct fv_shape *s, int *H, int *W, int *C) {
-    switch (s->rank) {
-    case 2: *H = 1, *W = s->d[0], *C = s->d[1]; break;
-    case 3: *H = s->d[0], *W = s->d[1], *C = s->d[2]; break;
-    case 4: *H = s->d[0] * s->d[1], *W = s->d[2], *C = s->d[3]; break;
-    default: *H = 1, *W = 1, *C = s->rank ? s->d[0] : 1; break;
-    }
-}
-
-/* lo..hi of one map under Quiver's normalisation:
- * t = (v - mean) / (std + 1e-5) * 0.1 + 0.5 = (v - lo) / (hi - lo)
- * with lo = mean - 5 (std + 1e-5), hi = mean + 5 (std + 1e-5). */
-static void quiver_range(const float *v, size_t n, float *lo, float *hi) {
-    double sum = 0, sq = 0;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (isfinite(v[i])) sum += (double)v[i], k++;
-    double mean = k ? sum / (double)k : 0;
-    for (size_t i = 0; i < n; i++)
-        if (isfinite(v[i])) sq += ((double)v[i] - mean) * ((double)v[i] - mean);
-    double sd = (k ? sqrt(sq / (double)k) : 0) + 1e-5;
-    *lo = (float)(mean - 5 * sd);
-    *hi = (float)(mean + 5 * sd);
-}
 
 /* The input image as displayable RGB floats 0..255 (for overlays). */
 static int input_rgb(const struct acts_ctx *c, const float *x, struct fv_image *img,
@@ -192,7 +167,7 @@ static int draw_maps(const struct acts_ctx *c, int t, const float *y, const char
     const struct fv_layer *l = &c->m->layers[t];
     const struct fv_shape *s = &c->p->io[t].out;
     int H, W, C;
-    map_dims(s, &H, &W, &C);
+    acts_map_dims(s, &H, &W, &C);
     size_t HW = (size_t)H * (size_t)W, count = fv_shape_count(s);
     int k = fv_upscale_for(H > W ? H : W, c->min_size);
     int HK = H * k, WK = W * k;
@@ -214,13 +189,12 @@ static int draw_maps(const struct acts_ctx *c, int t, const float *y, const char
     if (c->overlay > 0 && rgb && (rc = background(rgb, HK, WK, &bg, err))) goto done;
     if ((rc = fv_canvas_init(&cv, HK, WK, FV_BLACK, err))) goto done;
     float lo = c->lo, hi = c->hi;
-    if (c->norm == NORM_LAYER) {
-        fv_finite_range(y, count, &lo, &hi);
-        if (lo > 0) lo = 0;
+    if (c->norm == ACTS_NORM_LAYER) {
+        acts_layer_range(y, count, &lo, &hi);
     }
     for (int ch = 0; ch < C && !rc; ch++) {
         for (size_t i = 0; i < HW; i++) map[i] = y[i * (size_t)C + (size_t)ch];
-        if (c->norm == NORM_MAP) quiver_range(map, HW, &lo, &hi);
+        if (c->norm == ACTS_NORM_MAP) acts_quiver_range(map, HW, &lo, &hi);
         fv_map_to_rgb(map, HW, lo, hi, c->cmap, small);
         if (bg) {
             fv_canvas_blit(&cv, 0, 0, bg, HK, WK, 3, 1);
@@ -277,21 +251,29 @@ static int write_predictions(const struct acts_ctx *c, const float *v, const cha
     return rc;
 }
 
-/* All pictures of batch entry b (input item `item`) under DIR/<item>/. */
+/* DIR/<item>/ of input item `item` (created when make), and the item's display name. */
+static int item_dir(const struct acts_ctx *c, size_t item, int make, char *dir, size_t dir_cap, char *name,
+                    size_t name_cap, struct fv_error *err) {
+    size_t idx;
+    const struct fv_source *src = fv_inputs_source(c->in, item, &idx);
+    topn_item_name(c->in, item, name, name_cap);
+    int rc = src->batched ? job_path(dir, dir_cap, err, "%s/%s_%zu", c->dir, src->stem, idx)
+                          : job_path(dir, dir_cap, err, "%s/%s", c->dir, src->stem);
+    return rc || !make ? rc : job_mkdirs(dir, err);
+}
+
+/* All pictures of batch entry b (input item `item`) under DIR/<item>/:
+ * colour pictures, or with format = png8 one gray PNG per layer (no output
+ * on stdout: png8 items are drawn side by side, printed in order after). */
 static int draw_item(const struct acts_ctx *c, int b, size_t item, struct fv_error *err) {
     const struct fv_inputs *in = c->in;
     const struct fv_plan *p = c->p;
-    size_t idx;
-    const struct fv_source *src = fv_inputs_source(in, item, &idx);
-    char dir[4500], name[4200];
-    topn_item_name(in, item, name, sizeof name);
-    int rc = src->batched ? job_path(dir, sizeof dir, err, "%s/%s_%zu", c->dir, src->stem, idx)
-                          : job_path(dir, sizeof dir, err, "%s/%s", c->dir, src->stem);
-    if (!rc) rc = job_mkdirs(dir, err);
+    char dir[4500], name[4200], path[4800], safe[FV_NAME_MAX];
+    int rc = item_dir(c, item, 1, dir, sizeof dir, name, sizeof name, err);
     if (rc) return rc;
     struct fv_image rgb = {0};
     size_t per_in = (size_t)in->h * (size_t)in->w * (size_t)in->c;
-    if (c->overlay > 0 && c->m->in_rank == 3 && (rc = input_rgb(c, p->x + (size_t)b * per_in, &rgb, err)))
+    if (!c->png8 && c->overlay > 0 && c->m->in_rank == 3 && (rc = input_rgb(c, p->x + (size_t)b * per_in, &rgb, err)))
         return rc;
     int drawn = 0;
     for (int k = 0; k < c->n_layers && !rc; k++) {
@@ -299,12 +281,50 @@ static int draw_item(const struct acts_ctx *c, int b, size_t item, struct fv_err
         if (c->all && is_pure_identity(&c->m->layers[t])) continue; /* the same picture as its input */
         drawn++;
         const float *y = p->buf[t].y + (size_t)b * fv_shape_count(&p->io[t].out); /* one image */
-        if (p->io[t].out.rank <= 1) rc = draw_bars(c, t, y, dir, err);
-        else rc = draw_maps(c, t, y, dir, rgb.data ? &rgb : NULL, err);
+        if (c->png8) {
+            job_safe_name(c->m->layers[t].name, safe, sizeof safe);
+            if (!(rc = job_path(path, sizeof path, err, "%s/%s.png", dir, safe)))
+                rc = acts_png8_write(&c->m->layers[t], &p->io[t].out, y, c->norm, c->lo, c->hi, path, err);
+        } else if (p->io[t].out.rank <= 1) {
+            rc = draw_bars(c, t, y, dir, err);
+        } else {
+            rc = draw_maps(c, t, y, dir, rgb.data ? &rgb : NULL, err);
+        }
     }
     if (!rc) rc = write_predictions(c, c->out + (size_t)b * (size_t)c->k_out, name, dir, err);
     fv_image_free(&rgb);
-    if (!rc) printf("%s: %d layer%s -> %s/\n", name, drawn, drawn == 1 ? "" : "s", dir);
+    if (!rc && !c->png8) printf("%s: %d layer%s -> %s/\n", name, drawn, drawn == 1 ? "" : "s", dir);
+    return rc;
+}
+
+/* The pictures of a batch's cnt items, the first being input item `first`:
+ * png8 items on every thread (each item's files are its own), the colour
+ * pictures one item after another. */
+static void print_png8(const struct acts_ctx *c, size_t cnt, size_t first, struct fv_error *err) {
+    for (size_t b = 0; b < cnt; b++) {
+        char dir[4500], name[4200];
+        if (!item_dir(c, first + b, 0, dir, sizeof dir, name, sizeof name, err))
+            printf("%s: %d layer%s -> %s/ (8-bit maps)\n", name, c->drawn, c->drawn == 1 ? "" : "s", dir);
+    }
+}
+
+static int draw_batch(const struct acts_ctx *c, size_t cnt, size_t first, int print, struct fv_error *err) {
+    if (!c->png8) {
+        int rc = FV_OK;
+        for (size_t b = 0; b < cnt && !rc; b++) rc = draw_item(c, (int)b, first + b, err);
+        return rc;
+    }
+    int rc = FV_OK, first_bad = (int)cnt;
+    FV_OMP("omp parallel for schedule(dynamic, 1)")
+    for (int b = 0; b < (int)cnt; b++) {
+        struct fv_error e = {0};
+        int r = draw_item(c, b, first + (size_t)b, &e);
+        if (r) {
+            FV_OMP("omp critical(activations_png8)")
+            if (b < first_bad) first_bad = b, *err = e, rc = r; /* the first item's error */
+        }
+    }
+    if (print) print_png8(c, (size_t)first_bad, first, err);
     return rc;
 }
 
@@ -312,10 +332,10 @@ static int draw_item(const struct acts_ctx *c, int b, size_t item, struct fv_err
 static int read_picture_settings(const struct fv_settings *s, struct acts_ctx *c,
                                  struct fv_error *err) {
     const char *norm = fv_get_str(s, "activations", "norm");
-    c->norm = !strcmp(norm, "map") ? NORM_MAP : !strcmp(norm, "fixed") ? NORM_FIXED : NORM_LAYER;
+    c->norm = !strcmp(norm, "map") ? ACTS_NORM_MAP : !strcmp(norm, "fixed") ? ACTS_NORM_FIXED : ACTS_NORM_LAYER;
     c->lo = (float)fv_get_float(s, "activations", "lo");
     c->hi = (float)fv_get_float(s, "activations", "hi");
-    if (c->norm == NORM_FIXED && !(c->hi > c->lo))
+    if (c->norm == ACTS_NORM_FIXED && !(c->hi > c->lo))
         return fv_error_set(err, FV_ERR_USAGE, "%s: activations.hi (%g) must be above activations.lo (%g) for norm = fixed",
                             fv_get_origin(s, "activations", "hi"), (double)c->hi, (double)c->lo);
     int cm = fv_cmap_parse(fv_get_str(s, "activations", "cmap"));
@@ -324,6 +344,7 @@ static int read_picture_settings(const struct fv_settings *s, struct acts_ctx *c
     c->overlay = (float)fv_get_float(s, "activations", "overlay");
     c->min_size = fv_get_int(s, "activations", "min_size");
     c->top = fv_get_int(s, "activations", "top");
+    c->png8 = !strcmp(fv_get_str(s, "activations", "format"), "png8");
     return FV_OK;
 }
 
@@ -332,14 +353,15 @@ static int read_picture_settings(const struct fv_settings *s, struct acts_ctx *c
 
 struct source_items {
     const struct fv_model *m;
-    struct fv_plan *p;
+    struct fv_plan *p;         /* per thread, `batch` images each; p[0] made first */
+    int threads;               /* plans made */
     struct fv_inputs *in;
     const struct acts_ctx *ctx;
     const int *layers;
     int n_layers, views, npy, png, batch;
     float *tmp;                /* per thread (batch, per) in Keras order */
     size_t tmp_floats;
-    float *outs;               /* (batch, k_out) */
+    float *outs;               /* per thread (batch, k_out) */
     struct fv_npy_writer *wr;  /* one streaming .npy per layer view of the current input */
 };
 
@@ -351,6 +373,65 @@ static void source_name(void *ctx, int item, char *buf, size_t cap) {
 static size_t source_units(void *ctx, int item) {
     const struct source_items *x = ctx;
     return x->in->src[item].count;
+}
+
+/* An array of several batches: each thread runs whole batches on its own plan
+ * (no barrier per layer; results as one plan's, whatever the thread count),
+ * and writes them in order while the other threads compute their next ones.
+ * The writers of src's arrays are open. */
+static int run_pipelined(const struct source_items *x, const struct fv_source *src, struct fv_error *err) {
+    const struct fv_model *mm = x->m;
+    int batch = x->batch, views = x->views, rc = FV_OK;
+    size_t N = src->count, per_in = (size_t)x->in->h * (size_t)x->in->w * (size_t)x->in->c;
+    int nb = (int)((N + (size_t)batch - 1) / (size_t)batch), views_all = x->npy ? x->n_layers * views : 0;
+    FV_OMP("omp parallel num_threads(x->threads)")
+    {
+        int tid = fv_omp_thread_num();
+        struct fv_plan *p = &x->p[tid];
+        struct acts_ctx c = *x->ctx;
+        float *outs = x->outs + (size_t)tid * (size_t)batch * (size_t)c.k_out;
+        c.p = p, c.out = outs;
+        float *keras = x->tmp + (size_t)tid * x->tmp_floats;
+        FV_OMP("omp for ordered schedule(static, 1)")
+        for (int b = 0; b < nb; b++) {
+            size_t first = (size_t)b * (size_t)batch, cnt = N - first < (size_t)batch ? N - first : (size_t)batch;
+            struct fv_error e = {0};
+            int r, failed;
+            FV_OMP("omp atomic read")
+            failed = rc;
+            r = failed;
+            if (!r) {
+                memset(p->x, 0, (size_t)batch * per_in * sizeof(float));
+                FV_OMP("omp critical(activations_read)")
+                r = fv_inputs_read(x->in, src->first + first, cnt, p->x, &e);
+            }
+            if (!r) {
+                fv_forward(p, -1);
+                if (x->png) fv_plan_read_keras(p, mm->output, 0, outs);
+                if (x->png && c.png8) r = draw_batch(&c, cnt, src->first + first, 0, &e);
+            }
+            FV_OMP("omp ordered")
+            {
+                for (int k = 0; k < views_all && !r; k++) {
+                    int t = x->layers[k / views];
+                    fv_plan_read_keras(p, t, k % views == 1, keras);
+                    r = fv_npy_writer_write(&x->wr[k], keras, cnt * fv_shape_count(&p->io[t].out), &e);
+                }
+                if (!r && x->png && !c.png8) r = draw_batch(&c, cnt, src->first + first, 1, &e);
+                if (!r && x->png && c.png8) print_png8(&c, cnt, src->first + first, &e);
+                if (!r) fv_progress_add(cnt);
+                if (!r && fv_interrupted())
+                    r = fv_error_set(&e, FV_ERR_INTERRUPTED, "activations: interrupted after %zu of %zu inputs",
+                                     src->first + first + cnt, x->in->total);
+                if (r && !failed) { /* the first batch's error, in order */
+                    *err = e;
+                    FV_OMP("omp atomic write")
+                    rc = r;
+                }
+            }
+        }
+    }
+    return rc;
 }
 
 static int source_run(void *ctx, int item, int count, unsigned char *blobs, struct fv_error *err) {
@@ -380,7 +461,9 @@ static int source_run(void *ctx, int item, int count, unsigned char *blobs, stru
         if (!(rc = job_path(path, sizeof path, err, "%s/%s", sub, name)))
             rc = fv_npy_writer_open(&wr[k], path, ks.rank + 1, dims, err);
     }
-    for (size_t first = 0; first < N && !rc; first += (size_t)batch) {
+    int nb = (int)((N + (size_t)batch - 1) / (size_t)batch);
+    if (!rc && nb >= 2 && x->threads >= 2) rc = run_pipelined(x, src, err);
+    for (size_t first = 0; first < N && !rc && !(nb >= 2 && x->threads >= 2); first += (size_t)batch) {
         size_t cnt = N - first < (size_t)batch ? N - first : (size_t)batch;
         memset(p->x, 0, (size_t)batch * per_in * sizeof(float));
         if ((rc = fv_inputs_read(in, src->first + first, cnt, p->x, err))) break;
@@ -401,7 +484,7 @@ static int source_run(void *ctx, int item, int count, unsigned char *blobs, stru
         }
         if (x->png) {
             fv_plan_read_keras(p, mm->output, 0, x->outs);
-            for (size_t b = 0; b < cnt && !rc; b++) rc = draw_item(x->ctx, (int)b, src->first + first + b, err);
+            rc = draw_batch(x->ctx, cnt, src->first + first, 1, err);
         }
         fv_progress_add(cnt);
         if (!rc && fv_interrupted())
@@ -421,7 +504,8 @@ int fv_job_activations(const struct fv_settings *s, struct fv_error *err) {
     struct fv_preproc pp;
     struct fv_labels labels = {0};
     struct fv_inputs in = {0};
-    struct fv_plan p = {0};
+    struct fv_plan *plans = NULL;
+    int n_plans = 0;
     struct acts_ctx ctx = {0};
     int *layers = NULL, n_layers = 0;
     struct fv_npy_writer *wr = NULL; /* one streaming .npy per layer view of the current input */
@@ -443,31 +527,41 @@ int fv_job_activations(const struct fv_settings *s, struct fv_error *err) {
     const char *dir = fv_get_str(s, "output", "dir");
     int batch = fv_get_int(s, "activations", "batch");
     if ((size_t)batch > in.total) batch = (int)in.total;
-    /* without .pre.npy, plain ReLUs are applied in place: half the memory */
-    if ((rc = fv_plan_init(&p, &m, batch, in.h, in.w, want_pre ? 0 : FV_PLAN_FUSE, err))) goto done;
+    /* without .pre.npy, plain ReLUs are applied in place: half the memory;
+     * a plan per thread for arrays of several batches (run_pipelined) */
+    int threads = fv_omp_max_threads() > 1 && in.total > (size_t)batch ? fv_omp_max_threads() : 1;
+    if (!(plans = calloc((size_t)threads, sizeof *plans))) {
+        rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (; n_plans < threads && !rc; n_plans++)
+        rc = fv_plan_init(&plans[n_plans], &m, batch, in.h, in.w, want_pre ? 0 : FV_PLAN_FUSE, err);
+    if (rc) goto done;
+    struct fv_plan *pp0 = &plans[0];
     int views = want_pre ? 2 : 1;
     size_t max_per = 0;
     for (int k = 0; k < n_layers; k++) {
-        size_t per = fv_shape_count(&p.io[layers[k]].out);
+        size_t per = fv_shape_count(&pp0->io[layers[k]].out);
         max_per = per > max_per ? per : max_per;
     }
-    ctx.m = &m, ctx.p = &p, ctx.in = &in, ctx.pp = &pp, ctx.labels = &labels;
+    ctx.m = &m, ctx.p = pp0, ctx.in = &in, ctx.pp = &pp, ctx.labels = &labels;
     ctx.layers = layers, ctx.n_layers = n_layers, ctx.dir = dir;
     const char *list = fv_get_str(s, "activations", "layers");
     ctx.all = !list || !strcmp(list, "all");
+    for (int k = 0; k < n_layers; k++) ctx.drawn += !(ctx.all && is_pure_identity(&m.layers[layers[k]]));
     ctx.probs = topn_is_prob(&m);
-    ctx.k_out = (int)fv_shape_count(&p.io[m.output].out);
+    ctx.k_out = (int)fv_shape_count(&pp0->io[m.output].out);
     wr = calloc((size_t)n_layers * (size_t)views, sizeof *wr);
     /* per thread (batch, per) in Keras order: the layers are converted and written side by side */
     size_t tmp_floats = (size_t)batch * (max_per ? max_per : 1);
     tmp = malloc((size_t)fv_omp_max_threads() * tmp_floats * sizeof *tmp);
-    outs = malloc((size_t)batch * (size_t)ctx.k_out * sizeof *outs);     /* (batch, k_out) */
+    outs = malloc((size_t)threads * (size_t)batch * (size_t)ctx.k_out * sizeof *outs); /* per thread (batch, k_out) */
     if (!wr || !tmp || !outs) {
         rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
         goto done;
     }
     ctx.out = outs;
-    struct source_items x = {&m, &p, &in, &ctx, layers, n_layers, views, npy, png, batch, tmp, tmp_floats, outs, wr};
+    struct source_items x = {&m, plans, threads, &in, &ctx, layers, n_layers, views, npy, png, batch, tmp, tmp_floats, outs, wr};
     struct fv_items it = {.job = "activations", .dir = dir, .s = s, .n = in.n_src, .max_take = 1, .blob_size = 1,
                           .item_units = source_units, .run = source_run, .name = source_name, .ctx = &x};
     rc = fv_items_run(&it, err);
@@ -480,7 +574,8 @@ done:
     free(tmp);
     free(wr);
     free(layers);
-    fv_plan_free(&p);
+    for (int k = 0; k < n_plans; k++) fv_plan_free(&plans[k]);
+    free(plans);
     fv_inputs_close(&in);
     fv_labels_free(&labels);
     fv_model_free(&m);

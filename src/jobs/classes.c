@@ -45,7 +45,9 @@ static int recognize(const struct fv_model *m, const struct fv_preproc *pp, cons
                      int H, int W, int h, int w, int c, const int *target, double *prob, int *rank,
                      struct fv_error *err) {
     struct fv_plan p;
-    int batch = n < 8 ? n : 8; /* a forward pass per 8 images keeps this plan small */
+    /* a forward pass per 8 images keeps this plan small; fewer large ones (as a synth lane) */
+    int batch = synth_lane_size(h, w) < 8 ? synth_lane_size(h, w) : 8;
+    if (batch > n) batch = n;
     float *small = NULL;
     int rc = synth_downsample(u, n, H, W, h, w, c, &small, err);
     if (rc) return rc;
@@ -247,12 +249,12 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
             goto done;
         cfg.param.magnitude = mag;
     }
-    int *start = malloc(((size_t)n / SYNTH_LANE + 2) * sizeof *start);
+    int *start = malloc(((size_t)n + 2) * sizeof *start);
     if (!start) {
         rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
         goto done;
     }
-    int lanes = synth_lanes(n, per, start), widest = 1;
+    int lanes = synth_lanes(n, per, synth_lane_size(h, w), start), widest = 1;
     for (int l = 0; l < lanes; l++)
         if (start[l + 1] - start[l] > widest) widest = start[l + 1] - start[l];
     struct class_items x = {&m, &pp, &cfg, obj, &labels, target, dir, h, w, H, W, c, min_size, per, widest, start};

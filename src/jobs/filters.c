@@ -184,13 +184,14 @@ struct filter_items {
     int h, w;                  /* the model's input size */
     int H, W, c, pre, min_size; /* H, W: the images' size (synth_display_size) */
     int n_items;
+    int lane;                  /* images per lane at most (synth_lane_size) */
     int *item_layer;           /* (items) which layer (k) */
     int *item_first;           /* (items + 1) first filter (index into filt[k]); the last ends at the next */
 };
 
 static int filter_items_make(struct filter_items *x, int n_layers, struct fv_error *err) {
-    int total = 0;
-    for (int k = 0; k < n_layers; k++) total += (x->n_filt[k] + SYNTH_LANE - 1) / SYNTH_LANE;
+    int total = 0, lane = x->lane;
+    for (int k = 0; k < n_layers; k++) total += (x->n_filt[k] + lane - 1) / lane;
     x->item_layer = malloc(((size_t)total + 1) * sizeof *x->item_layer);
     x->item_first = malloc(((size_t)total + 1) * sizeof *x->item_first);
     int *start = malloc(((size_t)total + 2) * sizeof *start);
@@ -200,7 +201,7 @@ static int filter_items_make(struct filter_items *x, int n_layers, struct fv_err
     }
     x->n_items = 0;
     for (int k = 0; k < n_layers; k++) {
-        int lanes = synth_lanes(x->n_filt[k], 1, start);
+        int lanes = synth_lanes(x->n_filt[k], 1, lane, start);
         for (int j = 0; j < lanes; j++, x->n_items++) {
             x->item_layer[x->n_items] = k;
             x->item_first[x->n_items] = start[j];
@@ -264,7 +265,7 @@ static int filter_item_run(void *ctx, int first, int count, unsigned char *blobs
         for (int i = start[j]; i < start[j + 1] && !rc; i++) {
             snprintf(path, sizeof path, "%s/filter_%03d.png", sub, x->filt[k][a + i]);
             rc = job_write_image(path, u + (size_t)i * img, x->H, x->W, x->c, x->min_size, err);
-            unsigned char *bl = blobs + (size_t)j * SYNTH_LANE * ib + (size_t)(i - start[j]) * ib;
+            unsigned char *bl = blobs + (size_t)j * (size_t)x->lane * ib + (size_t)(i - start[j]) * ib;
             memcpy(bl, &score[i], sizeof(double));
             memcpy(bl + sizeof(double), u + (size_t)i * img, img * sizeof(float));
         }
@@ -323,11 +324,12 @@ int fv_job_filters(const struct fv_settings *s, struct fv_error *err) {
     for (int k = 0; k < n_layers && !rc; k++)
         rc = job_index_list(fv_get_str(s, "filters", "filters"), chans[k], "filters.filters",
                             fv_get_origin(s, "filters", "filters"), &x.filt[k], &x.n_filt[k], err);
+    x.lane = synth_lane_size(h, w);
     if (!rc) rc = filter_items_make(&x, n_layers, err);
     size_t img = (size_t)H * W * c, ib = sizeof(double) + img * sizeof(float);
-    int take = fv_omp_max_threads() < cfg.batch / SYNTH_LANE ? fv_omp_max_threads() : cfg.batch / SYNTH_LANE;
+    int take = fv_omp_max_threads() < cfg.batch / x.lane ? fv_omp_max_threads() : cfg.batch / x.lane;
     struct fv_items it = {.job = "filters", .dir = dir, .s = s, .n = x.n_items, .group = x.item_layer,
-                          .max_take = take > 1 ? take : 1, .blob_size = SYNTH_LANE * ib,
+                          .max_take = take > 1 ? take : 1, .blob_size = (size_t)x.lane * ib,
                           .item_units = filter_item_units, .run = filter_item_run, .name = filter_item_name, .ctx = &x};
     if (!rc) rc = fv_items_run(&it, err);
     int drawn_layers = it.already ? 0 : n_layers; /* a resumed run: this job was complete */

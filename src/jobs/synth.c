@@ -254,8 +254,10 @@ static void diversity_seed(struct batch *b, const struct synth_cfg *cfg, const s
     }
 }
 
+/* seeded: the nodes objectives seed (plan_seeds), or NULL: gradient buffers are not shared */
 static int batch_init(struct batch *b, const struct fv_model *m, const struct synth_cfg *cfg, int n,
-                      int mh, int mw, int c, int upto, int flags, struct fv_error *err) {
+                      int mh, int mw, int c, int upto, int flags, const unsigned char *seeded,
+                      struct fv_error *err) {
     memset(b, 0, sizeof *b);
     int h, w;
     synth_display_size(cfg, mh, mw, &h, &w);
@@ -264,7 +266,7 @@ static int batch_init(struct batch *b, const struct fv_model *m, const struct sy
     b->hl = (h + f - 1) / f, b->wl = (w + f - 1) / f;
     int rc = fv_param_init(&b->param, &cfg->param, h, w, c, err);
     if (!rc && f > 1) rc = fv_param_init(&b->param_lo, &cfg->param, b->hl, b->wl, c, err);
-    if (!rc) rc = fv_plan_init_upto(&b->plan, m, n, mh, mw, flags, upto, err);
+    if (!rc) rc = fv_plan_init_shared(&b->plan, m, n, mh, mw, flags, upto, seeded, err);
     if (!rc && (h != mh || w != mw)) rc = fv_resample_init(&b->down, h, w, mh, mw, FV_RS_LINEAR_AA, err);
     b->div_node = -1;
     if (!rc && cfg->per_class > 1 && cfg->diversity > 0) rc = diversity_layer(b, m, cfg, upto, err);
@@ -435,12 +437,12 @@ static void step(struct batch *b, const struct fv_preproc *pp, const struct synt
  * remade; the caller frees it. */
 static int lane_run(struct batch *bb, const struct fv_model *m, const struct fv_preproc *pp,
                     const struct synth_cfg *cfg, const struct fv_objective *obj, int n, int h, int w,
-                    int c, const uint64_t *keys, int top, int flags, float *u, double *score,
-                    struct fv_error *err) {
+                    int c, const uint64_t *keys, int top, int flags, const unsigned char *seeded,
+                    float *u, double *score, struct fv_error *err) {
     int rc = FV_OK;
     if (bb->n != n) {
         batch_free(bb);
-        rc = batch_init(bb, m, cfg, n, h, w, c, top, flags, err);
+        rc = batch_init(bb, m, cfg, n, h, w, c, top, flags, seeded, err);
     } else { /* a fresh start: Adam's moments and step counts */
         memset(bb->m, 0, (size_t)n * bb->size * sizeof(float));
         memset(bb->v, 0, (size_t)n * bb->size * sizeof(float));
@@ -505,13 +507,32 @@ static int lane_run(struct batch *bb, const struct fv_model *m, const struct fv_
     return FV_OK;
 }
 
+/* The nodes the objectives obj[0..n) seed, for fv_plan_init_shared (malloc'd;
+ * NULL when out of memory). With the diversity penalty nothing is shared:
+ * its layer is chosen from the plan (an all-ones mask keeps every gradient). */
+static unsigned char *plan_seeds(const struct fv_model *m, const struct synth_cfg *cfg,
+                                 const struct fv_objective *obj, int n) {
+    unsigned char *seeded = calloc((size_t)m->n_layers + 1, 1);
+    int diversity = cfg->per_class > 1 && cfg->diversity > 0;
+    if (seeded && diversity) memset(seeded, 1, (size_t)m->n_layers);
+    for (int i = 0; seeded && i < n; i++)
+        for (int k = 0; k < obj[i].n; k++) seeded[obj[i].t[k].node] = 1;
+    return seeded;
+}
+
 /* SYNTH_LANE (synth.h), images per lane at most: a lane's plan (activations
  * and gradients of its images) stays small, and Dense weights are still read
  * once per several images (measured on the bench network: 11 beat 4, 8 and 22). */
 
-int synth_lanes(int n, int per, int *start) {
+int synth_lane_size(int h, int w) {
+    long long per = SYNTH_LANE_PIXELS / ((long long)(h > 0 ? h : 1) * (w > 0 ? w : 1));
+    return per < 1 ? 1 : per > SYNTH_LANE ? SYNTH_LANE : (int)per;
+}
+
+int synth_lanes(int n, int per, int lane, int *start) {
     int k = per > 1 && n % per == 0 ? per : 1, groups = n / k;
-    int lanes = (n + SYNTH_LANE - 1) / SYNTH_LANE;
+    if (lane < 1) lane = 1;
+    int lanes = (n + lane - 1) / lane;
     if (lanes > groups) lanes = groups;
     for (int q = 0; q <= lanes; q++) start[q] = (int)((long long)groups * q / (lanes ? lanes : 1)) * k;
     return lanes;
@@ -520,9 +541,9 @@ int synth_lanes(int n, int per, int *start) {
 int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struct synth_cfg *cfg,
               const struct fv_objective *obj, int n, int h, int w, int c, const uint64_t *keys,
               float *u, double *score, struct fv_error *err) {
-    int *start = malloc(((size_t)n / SYNTH_LANE + 2) * sizeof *start);
+    int *start = malloc(((size_t)n + 2) * sizeof *start);
     if (!start) return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
-    int lanes = synth_lanes(n, cfg->per_class, start);
+    int lanes = synth_lanes(n, cfg->per_class, synth_lane_size(h, w), start);
     int rc = synth_run_lanes(m, pp, cfg, obj, start, lanes, h, w, c, keys, u, score, err);
     free(start);
     return rc;
@@ -543,15 +564,18 @@ int synth_run_lanes(const struct fv_model *m, const struct fv_preproc *pp, const
     int flags = FV_PLAN_GRAD | FV_PLAN_FUSE; /* ReLUs in place unless an objective reads before one */
     for (int i = 0; i < n; i++)
         if (fv_objective_reads_pre_relu(&obj[i], m)) flags = FV_PLAN_GRAD;
-    if (lanes <= 1) {
-        struct batch b = {0};
-        int rc = lane_run(&b, m, pp, cfg, obj, n, h, w, c, keys, top, flags, u, score, err);
-        batch_free(&b);
-        return rc;
-    }
     int dh, dw;
     synth_display_size(cfg, h, w, &dh, &dw);
     size_t img = (size_t)dh * (size_t)dw * (size_t)c;
+    unsigned char *seeded = plan_seeds(m, cfg, obj, n); /* gradient buffers shared by lifetime */
+    if (!seeded) return fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+    if (lanes <= 1) {
+        struct batch b = {0};
+        int rc = lane_run(&b, m, pp, cfg, obj, n, h, w, c, keys, top, flags, seeded, u, score, err);
+        batch_free(&b);
+        free(seeded);
+        return rc;
+    }
     int rc = FV_OK;
     FV_OMP("omp parallel")
     {
@@ -564,7 +588,7 @@ int synth_run_lanes(const struct fv_model *m, const struct fv_preproc *pp, const
             failed = rc;
             if (failed) continue;
             struct fv_error e = {0};
-            int r = lane_run(&b, m, pp, cfg, obj + first, cnt, h, w, c, keys + first, top, flags,
+            int r = lane_run(&b, m, pp, cfg, obj + first, cnt, h, w, c, keys + first, top, flags, seeded,
                              u + (size_t)first * img, score + first, &e);
             if (r) {
                 FV_OMP("omp critical(synth_error)")
@@ -577,6 +601,7 @@ int synth_run_lanes(const struct fv_model *m, const struct fv_preproc *pp, const
         }
         batch_free(&b);
     }
+    free(seeded);
     return rc;
 }
 
@@ -605,10 +630,13 @@ int synth_probe(const struct fv_model *m, const struct fv_preproc *pp, const str
                 const struct fv_objective *obj, int n, int h, int w, int c, const uint64_t *keys, int s,
                 const float *theta, double *value, float *grad, struct fv_error *err) {
     struct batch b;
+    memset(&b, 0, sizeof b);
     int top = -1;
     for (int i = 0; i < n; i++)
         if (fv_objective_top(&obj[i]) > top) top = fv_objective_top(&obj[i]);
-    int rc = batch_init(&b, m, cfg, n, h, w, c, top, FV_PLAN_GRAD, err);
+    unsigned char *seeded = plan_seeds(m, cfg, obj, n);
+    int rc = seeded ? batch_init(&b, m, cfg, n, h, w, c, top, FV_PLAN_GRAD, seeded, err)
+                    : fv_error_set(err, FV_ERR_NOMEM, "out of memory");
     for (int i = 0; !rc && i < n; i++) rc = fv_objective_check(&obj[i], &b.plan, err);
     if (!rc) {
         memcpy(b.theta, theta, (size_t)n * b.size * sizeof(float));
@@ -617,6 +645,7 @@ int synth_probe(const struct fv_model *m, const struct fv_preproc *pp, const str
         if (grad) memcpy(grad, b.g, (size_t)n * b.size * sizeof(float));
     }
     batch_free(&b);
+    free(seeded);
     return rc;
 }
 

@@ -66,18 +66,23 @@ int synth_run(const struct fv_model *m, const struct fv_preproc *pp, const struc
               const struct fv_objective *obj, int n, int h, int w, int c, const uint64_t *keys,
               float *u, double *score, struct fv_error *err);
 
-/* The images share lanes of up to SYNTH_LANE (a plan each, one thread each
- * for all steps). Which images share a lane changes the result in the last
- * bits (a lane's batch size changes the kernels' summation order), so lanes
- * depend on n only, never on the thread count (nor on the MPI ranks that
- * run them): synth_lanes splits n images into ceil(n / SYNTH_LANE) nearly
- * equal lanes of whole groups of `per` consecutive images (per_class: one
- * class's images, which the diversity term compares, stay in one lane; at
- * most one group per lane when a group is larger than SYNTH_LANE), images
+/* The images share lanes of up to `lane` images (a plan each, one thread
+ * each for all steps). Which images share a lane changes the result in the
+ * last bits (a lane's batch size changes the kernels' summation order), so
+ * lanes depend on the image count and the model's input size only, never on
+ * the thread count (nor on the MPI ranks that run them): synth_lane_size(h, w)
+ * is SYNTH_LANE images of up to 48x48, fewer of larger ones (at least one):
+ * the lane's plan holds every layer's activations and gradients of its
+ * images. synth_lanes splits n images into ceil(n / lane) nearly equal lanes
+ * of whole groups of `per` consecutive images (per_class: one class's
+ * images, which the diversity term compares, stay in one lane; at most one
+ * group per lane when a group is larger than `lane`), images
  * [start[k], start[k+1]) (start: n / per + 1 entries at most), and returns
  * the number of lanes. per that does not divide n counts as 1. */
 #define SYNTH_LANE 11
-int synth_lanes(int n, int per, int *start);
+#define SYNTH_LANE_PIXELS (SYNTH_LANE * 48 * 48)
+int synth_lane_size(int h, int w);
+int synth_lanes(int n, int per, int lane, int *start);
 /* synth_run on given lanes: images start[0]..start[lanes]-1 of obj, keys, and
  * u, score counted from start[0] (u, score hold start[lanes] - start[0]). */
 int synth_run_lanes(const struct fv_model *m, const struct fv_preproc *pp, const struct synth_cfg *cfg,

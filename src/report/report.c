@@ -164,7 +164,9 @@ static int class_top3(const struct fv_model *m, const struct fv_preproc *pp, con
         a.data = small;
     }
     struct fv_plan p;
+    /* 16 images per pass, fewer large ones (as a synth lane): memory stays small */
     int batch = n < 16 ? (int)n : 16;
+    if (batch > synth_lane_size(h, w)) batch = synth_lane_size(h, w);
     if ((rc = fv_plan_init(&p, m, batch, h, w, FV_PLAN_FUSE, err))) {
         free(a.data);
         return rc;

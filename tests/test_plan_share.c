@@ -1,0 +1,102 @@
+/* fv_plan_init_shared: gradient buffers shared between nodes whose gradients
+ * are never live at once must give the input gradient of the plan that keeps
+ * every gradient apart, bit for bit, on every golden model (fan-out, fan-in,
+ * merges, separable and depthwise convolutions, both data formats), with the
+ * output and an inner node seeded, over two passes in a row (nothing stale
+ * from the first); and take less memory where the network is deep. */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "featviz/formats.h"
+#include "featviz/graph.h"
+#include "featviz/image.h"
+
+static const char *const MODELS[] = {"cf_convnet", "cf_merge", "cf_pad_crop_up", "cf_sep_dw", "cl_acts", "cl_convnet",
+                                     "cl_merge", "cl_pad_crop_up", "cl_sep_dw", "cl_wide", "mixed_format",
+                                     "tfk24_swish_gelu"};
+
+static float value(uint64_t *s) { /* deterministic in [-1, 1) */
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(*s >> 40) / (double)(1ull << 23) - 1.0);
+}
+
+/* One pass: input x from stream `seed`, the seeded nodes' gradients from it too. */
+static void pass(struct fv_plan *p, const int *seeds, int n_seeds, uint64_t seed) {
+    size_t nx = (size_t)p->n * fv_shape_count(&p->io[p->m->input].out);
+    for (size_t i = 0; i < nx; i++) p->x[i] = value(&seed);
+    int top = seeds[0];
+    fv_forward(p, top);
+    fv_grad_zero(p);
+    for (int k = 0; k < n_seeds; k++) {
+        float *g = fv_plan_grad(p, seeds[k], 0);
+        size_t n = (size_t)p->n * fv_shape_count(&p->io[seeds[k]].out);
+        for (size_t i = 0; i < n; i++) g[i] += value(&seed);
+    }
+    fv_backward(p, top);
+}
+
+static void test_same_input_gradient(void **state) {
+    (void)state;
+    int smaller = 0;
+    for (size_t k = 0; k < sizeof MODELS / sizeof *MODELS; k++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "golden/%s.h5", MODELS[k]);
+        struct fv_load_opts opts;
+        memset(&opts, 0, sizeof opts);
+        opts.flip_kernels = -1;
+        struct fv_error err = {0};
+        struct fv_model m;
+        if (fv_model_load(&m, data_path(rel), &opts, &err)) fail_msg("%s: %s", rel, err.msg);
+        int h, w, c;
+        fv_model_input_hwc(&m, &h, &w, &c);
+        if (h <= 0 || w <= 0) { /* undeclared (None): the size of the golden input */
+            struct fv_array in;
+            snprintf(rel, sizeof rel, "golden/%s.input.npy", MODELS[k]);
+            if (fv_npy_load(data_path(rel), &in, &err)) fail_msg("%s: %s", rel, err.msg);
+            int last = in.dims[3] == (size_t)c;
+            h = (int)in.dims[last ? 1 : 2], w = (int)in.dims[last ? 2 : 3];
+            fv_array_free(&in);
+        }
+        /* the output, and an inner node with an output of its own */
+        int seeds[2] = {m.output, -1};
+        for (int i = m.n_layers / 2; i > 0 && seeds[1] < 0; i--)
+            if (i != m.input && i != m.output) seeds[1] = i;
+        unsigned char *seeded = calloc((size_t)m.n_layers, 1);
+        assert_non_null(seeded);
+        for (int s = 0; s < 2; s++)
+            if (seeds[s] >= 0) seeded[seeds[s]] = 1;
+        int n_seeds = seeds[1] >= 0 ? 2 : 1;
+        for (int fuse = 0; fuse <= 1; fuse++) {
+            int flags = FV_PLAN_GRAD | (fuse ? FV_PLAN_FUSE : 0);
+            struct fv_plan a, b;
+            if (fv_plan_init(&a, &m, 2, h, w, flags, &err)) fail_msg("%s: %s", rel, err.msg);
+            if (fv_plan_init_shared(&b, &m, 2, h, w, flags, -1, seeded, &err)) fail_msg("%s: %s", rel, err.msg);
+            if (b.mem_floats > a.mem_floats) fail_msg("%s fuse %d: %zu > %zu floats", rel, fuse, b.mem_floats, a.mem_floats);
+            smaller += b.mem_floats < a.mem_floats;
+            size_t nx = 2 * fv_shape_count(&a.io[m.input].out);
+            for (uint64_t seed = 1; seed <= 2; seed++) { /* two passes in a row */
+                pass(&a, seeds, n_seeds, seed);
+                pass(&b, seeds, n_seeds, seed);
+                if (memcmp(a.dx, b.dx, nx * sizeof(float)))
+                    fail_msg("%s (fuse %d, pass %d): shared gradients change the input gradient", rel, fuse,
+                             (int)seed);
+            }
+            fv_plan_free(&a);
+            fv_plan_free(&b);
+        }
+        free(seeded);
+        fv_model_free(&m);
+    }
+    printf("  shared gradients took less memory in %d of %d plans\n", smaller, 2 * (int)(sizeof MODELS / sizeof *MODELS));
+    assert_true(smaller >= 10);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_same_input_gradient),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
