@@ -56,6 +56,7 @@ int synth_cfg_read(const struct fv_settings *s, const char *sec, struct synth_cf
     c->per_class = fv_key_find(sec, "per_class") ? fv_get_int(s, sec, "per_class") : 1;
     c->diversity = fv_key_find(sec, "diversity") ? (float)fv_get_float(s, sec, "diversity") : 0.0f;
     c->diversity_layer = fv_key_find(sec, "diversity_layer") ? fv_get_str(s, sec, "diversity_layer") : NULL;
+    c->features_weight = fv_key_find(sec, "features_weight") ? (float)fv_get_float(s, sec, "features_weight") : 0.0f;
     const char *size = fv_get_str(s, sec, "size");
     char *end = NULL;
     if (!strcmp(size, "auto")) { /* 4x the input, at least 128 px */
@@ -137,6 +138,8 @@ struct batch {
     int div_node, div_ch;      /* diversity: the layer whose Gram matrices are compared (-1: off), its channels */
     float *gram, *dgram;       /* (n, ch, ch) normalized Gram matrices; one image's gradient (ch, ch) */
     double *gnorm;             /* (n) their norms before normalizing */
+    float *fweight;            /* (n) feature prior: each image's weight */
+    double *fws;               /* its scratch, 4 x the widest layer's channels */
     size_t img, size;          /* floats per image: display image, theta */
     struct fv_param param, param_lo;
     struct fv_plan plan;
@@ -157,6 +160,8 @@ static void batch_free(struct batch *b) {
     free(b->gram);
     free(b->dgram);
     free(b->gnorm);
+    free(b->fweight);
+    free(b->fws);
     free(b->warps);
     float *bufs[] = {b->theta, b->m, b->v, b->g, b->u, b->u_lo, b->warped, b->du, b->dv, b->du_lo, b->best, b->ws, b->blur_ws};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -254,6 +259,23 @@ static void diversity_seed(struct batch *b, const struct synth_cfg *cfg, const s
     }
 }
 
+/* DeepInversion's prior: seeds -weight_i dR_i/dA into each chosen layer's
+ * gradient (fv_reg_featstats), weight_i = features_weight * |f_i| (f_i the
+ * objective now), so it scales with the objective as the diversity term does. */
+static void features_seed(struct batch *b, const struct synth_cfg *cfg, const struct fv_objective *obj) {
+    const struct synth_features *f = cfg->features;
+    for (int i = 0; i < b->n; i++) {
+        double v = fabs(fv_objective_value(&obj[i], &b->plan, i));
+        b->fweight[i] = cfg->features_weight * (float)(v > 1e-6 ? v : 1e-6);
+    }
+    for (int l = 0; l < f->layers; l++) {
+        int t = f->node[l], ch = f->off[l + 1] - f->off[l];
+        size_t per = fv_shape_count(&b->plan.io[t].out);
+        fv_reg_featstats(b->plan.buf[t].y, b->n, per / (size_t)ch, ch, f->mu + f->off[l], f->var + f->off[l],
+                         b->fweight, fv_plan_grad(&b->plan, t, 0), NULL, b->fws);
+    }
+}
+
 static int batch_init(struct batch *b, const struct fv_model *m, const struct synth_cfg *cfg, int n,
                       int mh, int mw, int c, int upto, int flags, struct fv_error *err) {
     memset(b, 0, sizeof *b);
@@ -303,6 +325,19 @@ static int batch_init(struct batch *b, const struct fv_model *m, const struct sy
     if (h != mh || w != mw) {
         b->small = alloc_floats(N * (size_t)mh * (size_t)mw * (size_t)c, &ok);
         b->dsmall = alloc_floats(N * (size_t)mh * (size_t)mw * (size_t)c, &ok);
+    }
+    if (cfg->features) {
+        int widest = 1;
+        for (int l = 0; l < cfg->features->layers; l++) {
+            int ch = cfg->features->off[l + 1] - cfg->features->off[l];
+            if (ch > widest) widest = ch;
+            int node = cfg->features->node[l];
+            if (node > upto || b->plan.io[node].out.rank != 3 || b->plan.io[node].out.d[2] != ch)
+                return fv_error_set(err, FV_ERR_USAGE, "features_layers: layer '%s' is not an image layer the objectives depend on", m->layers[node].name);
+        }
+        b->fweight = alloc_floats(N, &ok);
+        b->fws = calloc(4 * (size_t)widest, sizeof *b->fws);
+        if (!b->fws) ok = 0;
     }
     b->t = calloc(N, sizeof *b->t);
     b->pick = calloc(N, sizeof *b->pick);
@@ -381,6 +416,7 @@ static void gradient(struct batch *b, const struct fv_preproc *pp, const struct 
     fv_grad_zero(&b->plan);
     for (int i = 0; i < b->n; i++) fv_objective_seed(&obj[i], &b->plan, i, 1.0f);
     if (b->div_node >= 0) diversity_seed(b, cfg, obj);
+    if (cfg->features && cfg->features_weight > 0) features_seed(b, cfg, obj);
     b->plan.escape_relu = s < cfg->escape_steps;
     fv_backward(&b->plan, top);
     memset(b->du, 0, pixels * (size_t)b->c * sizeof(float));
