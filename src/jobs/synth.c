@@ -56,6 +56,8 @@ int synth_cfg_read(const struct fv_settings *s, const char *sec, struct synth_cf
     c->per_class = fv_key_find(sec, "per_class") ? fv_get_int(s, sec, "per_class") : 1;
     c->diversity = fv_key_find(sec, "diversity") ? (float)fv_get_float(s, sec, "diversity") : 0.0f;
     c->diversity_layer = fv_key_find(sec, "diversity_layer") ? fv_get_str(s, sec, "diversity_layer") : NULL;
+    c->copies = fv_key_find(sec, "copies") ? fv_get_int(s, sec, "copies") : 1;
+    c->noise = fv_key_find(sec, "noise") ? (float)fv_get_float(s, sec, "noise") : 0.0f;
     c->features_weight = fv_key_find(sec, "features_weight") ? (float)fv_get_float(s, sec, "features_weight") : 0.0f;
     const char *size = fv_get_str(s, sec, "size");
     char *end = NULL;
@@ -371,6 +373,23 @@ static void to_model_backward(struct batch *b, const struct fv_preproc *pp, floa
     fv_resample_backward(&b->down, b->dsmall, dv, b->c, b->n);
 }
 
+/* Gaussian noise of sd `noise` (display units) on the model's input, image
+ * i's from the stream (seed, FV_RNG_USER + 1, keys[i], key): input diversity
+ * that the gradient passes unchanged. */
+static void add_noise(struct batch *b, const struct fv_preproc *pp, const struct synth_cfg *cfg,
+                      const uint64_t *keys, uint64_t key) {
+    float a[3], off[3];
+    to_model_affine(pp, b->c, a, off);
+    size_t px = (size_t)b->mh * (size_t)b->mw;
+    for (int i = 0; i < b->n; i++) {
+        struct fv_rng r;
+        fv_rng_seed(&r, cfg->seed, FV_RNG_USER + 1, keys[i], key);
+        float *x = b->plan.x + (size_t)i * px * (size_t)b->c;
+        for (size_t q = 0; q < px; q++)
+            for (int k = 0; k < b->c; k++) x[q * (size_t)b->c + (size_t)k] += a[k] * cfg->noise * fv_rng_normal(&r);
+    }
+}
+
 static void evaluate(struct batch *b, const struct fv_preproc *pp, const struct fv_objective *obj,
                      int top, const float *u, double *out) {
     to_model(b, pp, u);
@@ -404,24 +423,31 @@ static void gradient(struct batch *b, const struct fv_preproc *pp, const struct 
     } else {
         fv_param_forward(param, b->theta, b->u, b->n, b->ws);
     }
-    for (int i = 0; i < b->n; i++) {
-        struct fv_transform_params tp;
-        fv_transform_sample(&b->tcfg, cfg->seed, keys[i], (uint64_t)s, &tp);
-        fv_warp_from_params(&tp, b->h, b->w, &b->warps[i]);
-    }
-    fv_warp_forward(b->warps, &b->tcfg, b->u, b->warped, b->n, b->h, b->w, b->c);
-    to_model(b, pp, b->warped);
-    fv_forward(&b->plan, top);
-    /* backward: objectives -> model input -> warped -> u (+ regularizers) -> theta */
-    fv_grad_zero(&b->plan);
-    for (int i = 0; i < b->n; i++) fv_objective_seed(&obj[i], &b->plan, i, 1.0f);
-    if (b->div_node >= 0) diversity_seed(b, cfg, obj);
-    if (cfg->features && cfg->features_weight > 0) features_seed(b, cfg, obj);
-    b->plan.escape_relu = s < cfg->escape_steps;
-    fv_backward(&b->plan, top);
     memset(b->du, 0, pixels * (size_t)b->c * sizeof(float));
-    to_model_backward(b, pp, b->dv);
-    fv_warp_backward(b->warps, &b->tcfg, b->dv, b->du, b->n, b->h, b->w, b->c);
+    /* copies > 1: the sum of the gradients of that many random transforms
+     * (transform streams keyed by step * copies + copy; one copy: by step) */
+    int copies = cfg->copies > 1 ? cfg->copies : 1;
+    for (int j = 0; j < copies; j++) {
+        uint64_t key = (uint64_t)s * (uint64_t)copies + (uint64_t)j;
+        for (int i = 0; i < b->n; i++) {
+            struct fv_transform_params tp;
+            fv_transform_sample(&b->tcfg, cfg->seed, keys[i], key, &tp);
+            fv_warp_from_params(&tp, b->h, b->w, &b->warps[i]);
+        }
+        fv_warp_forward(b->warps, &b->tcfg, b->u, b->warped, b->n, b->h, b->w, b->c);
+        to_model(b, pp, b->warped);
+        if (cfg->noise > 0) add_noise(b, pp, cfg, keys, key);
+        fv_forward(&b->plan, top);
+        /* backward: objectives -> model input -> warped -> u (+ regularizers) -> theta */
+        fv_grad_zero(&b->plan);
+        for (int i = 0; i < b->n; i++) fv_objective_seed(&obj[i], &b->plan, i, 1.0f);
+        if (b->div_node >= 0) diversity_seed(b, cfg, obj);
+        if (cfg->features && cfg->features_weight > 0) features_seed(b, cfg, obj);
+        b->plan.escape_relu = s < cfg->escape_steps;
+        fv_backward(&b->plan, top);
+        to_model_backward(b, pp, b->dv);
+        fv_warp_backward(b->warps, &b->tcfg, b->dv, b->du, b->n, b->h, b->w, b->c);
+    }
     if (cfg->relative) relative_gradient(b->du, b->n, b->img);
     /* relative: the penalties' weights are per display value, against an
      * objective gradient of mean |g| = 1 there; absolute: l2 weighs the MEAN

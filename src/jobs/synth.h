@@ -55,6 +55,8 @@ struct synth_cfg {
     const char *diversity_layer; /* its layer; NULL or "": the deepest image layer up to the objectives */
     const struct synth_features *features; /* feature-statistics prior, or NULL */
     float features_weight;     /* its weight (x |objective|) */
+    int copies;                /* transformed copies per step, gradients summed */
+    float noise;               /* sd of Gaussian noise on the model's input each step (display units) */
 };
 
 /* The display image's size (H, W) for a model input of h x w: the images are
