@@ -105,6 +105,7 @@ const struct fv_key fv_keys[] = {
     {"classes", "per_class", FV_KEY_INT, "1", NULL, 1, 64, "distinct images per class (files class_NN_label_K.png; a diversity penalty keeps them apart)"},
     {"classes", "diversity", FV_KEY_FLOAT, "0.5", NULL, 0, 1e6, "with per_class > 1: weight of Lucid's diversity penalty (cosine similarity of the Gram matrices of diversity_layer between the images of a class), times |objective|"},
     {"classes", "diversity_layer", FV_KEY_STRING, "", NULL, NORANGE, "layer whose Gram matrices the diversity penalty compares; empty: the deepest layer with an image output"},
+    {"classes", "drop", FV_KEY_FLOAT, "0", NULL, 0, 0.9, "each step, drop this fraction of the outputs of every conv and Dense layer with a ReLU at random (a slightly different model each step: Ghost networks)"},
     {"classes", "copies", FV_KEY_INT, "1", NULL, 1, 64, "random transforms per step whose gradients are summed (each costs a pass through the model)"},
     {"classes", "noise", FV_KEY_FLOAT, "0", NULL, 0, 10, "standard deviation of Gaussian noise added to what the model sees each step (0..1 display units)"},
     {"classes", "features_from", FV_KEY_PATH, "", NULL, NORANGE, "DeepInversion's prior: pull each image's per-channel mean and variance of features_layers towards those of these real images (a directory or .npy of 8-bit images, through the model), or a features.npy that an earlier run wrote"},

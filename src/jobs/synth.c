@@ -57,6 +57,7 @@ int synth_cfg_read(const struct fv_settings *s, const char *sec, struct synth_cf
     c->diversity = fv_key_find(sec, "diversity") ? (float)fv_get_float(s, sec, "diversity") : 0.0f;
     c->diversity_layer = fv_key_find(sec, "diversity_layer") ? fv_get_str(s, sec, "diversity_layer") : NULL;
     c->copies = fv_key_find(sec, "copies") ? fv_get_int(s, sec, "copies") : 1;
+    c->drop = fv_key_find(sec, "drop") ? (float)fv_get_float(s, sec, "drop") : 0.0f;
     c->noise = fv_key_find(sec, "noise") ? (float)fv_get_float(s, sec, "noise") : 0.0f;
     c->features_weight = fv_key_find(sec, "features_weight") ? (float)fv_get_float(s, sec, "features_weight") : 0.0f;
     const char *size = fv_get_str(s, sec, "size");
@@ -393,6 +394,7 @@ static void add_noise(struct batch *b, const struct fv_preproc *pp, const struct
 static void evaluate(struct batch *b, const struct fv_preproc *pp, const struct fv_objective *obj,
                      int top, const float *u, double *out) {
     to_model(b, pp, u);
+    b->plan.drop = 0.0f; /* the model itself */
     fv_forward(&b->plan, top);
     for (int i = 0; i < b->n; i++) out[i] = fv_objective_value(&obj[i], &b->plan, i);
 }
@@ -437,6 +439,7 @@ static void gradient(struct batch *b, const struct fv_preproc *pp, const struct 
         fv_warp_forward(b->warps, &b->tcfg, b->u, b->warped, b->n, b->h, b->w, b->c);
         to_model(b, pp, b->warped);
         if (cfg->noise > 0) add_noise(b, pp, cfg, keys, key);
+        b->plan.drop = cfg->drop, b->plan.drop_keys = keys, b->plan.drop_step = key ^ cfg->seed * 0x9e3779b97f4a7c15ULL;
         fv_forward(&b->plan, top);
         /* backward: objectives -> model input -> warped -> u (+ regularizers) -> theta */
         fv_grad_zero(&b->plan);

@@ -56,6 +56,7 @@ struct synth_cfg {
     const struct synth_features *features; /* feature-statistics prior, or NULL */
     float features_weight;     /* its weight (x |objective|) */
     int copies;                /* transformed copies per step, gradients summed */
+    float drop;                /* Ghost-network dropout on filter layers' outputs each step (fv_plan.drop) */
     float noise;               /* sd of Gaussian noise on the model's input each step (display units) */
 };
 
