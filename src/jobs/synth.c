@@ -58,6 +58,7 @@ int synth_cfg_read(const struct fv_settings *s, const char *sec, struct synth_cf
     c->diversity_layer = fv_key_find(sec, "diversity_layer") ? fv_get_str(s, sec, "diversity_layer") : NULL;
     c->copies = fv_key_find(sec, "copies") ? fv_get_int(s, sec, "copies") : 1;
     c->drop = fv_key_find(sec, "drop") ? (float)fv_get_float(s, sec, "drop") : 0.0f;
+    c->contrast = fv_key_find(sec, "contrast") ? (float)fv_get_float(s, sec, "contrast") : 0.0f;
     c->noise = fv_key_find(sec, "noise") ? (float)fv_get_float(s, sec, "noise") : 0.0f;
     c->features_weight = fv_key_find(sec, "features_weight") ? (float)fv_get_float(s, sec, "features_weight") : 0.0f;
     const char *size = fv_get_str(s, sec, "size");
@@ -142,6 +143,7 @@ struct batch {
     float *gram, *dgram;       /* (n, ch, ch) normalized Gram matrices; one image's gradient (ch, ch) */
     double *gnorm;             /* (n) their norms before normalizing */
     float *fweight;            /* (n) feature prior: each image's weight */
+    float *contrast;           /* (n) each image's random contrast this step */
     double *fws;               /* its scratch, 4 x the widest layer's channels */
     size_t img, size;          /* floats per image: display image, theta */
     struct fv_param param, param_lo;
@@ -164,6 +166,7 @@ static void batch_free(struct batch *b) {
     free(b->dgram);
     free(b->gnorm);
     free(b->fweight);
+    free(b->contrast);
     free(b->fws);
     free(b->warps);
     float *bufs[] = {b->theta, b->m, b->v, b->g, b->u, b->u_lo, b->warped, b->du, b->dv, b->du_lo, b->best, b->ws, b->blur_ws};
@@ -329,6 +332,7 @@ static int batch_init(struct batch *b, const struct fv_model *m, const struct sy
         b->small = alloc_floats(N * (size_t)mh * (size_t)mw * (size_t)c, &ok);
         b->dsmall = alloc_floats(N * (size_t)mh * (size_t)mw * (size_t)c, &ok);
     }
+    b->contrast = alloc_floats(N, &ok);
     if (cfg->features) {
         int widest = 1;
         for (int l = 0; l < cfg->features->layers; l++) {
@@ -391,6 +395,32 @@ static void add_noise(struct batch *b, const struct fv_preproc *pp, const struct
     }
 }
 
+/* Random contrast c in [1 - contrast, 1 + contrast] about the image's middle
+ * gray and brightness beta per channel in +-contrast/2 (display units) on the
+ * model's input, image i's from the stream (seed, FV_RNG_USER + 2, keys[i],
+ * key): the photometric variation real photos have. b->contrast[i] keeps c for
+ * the backward. */
+static void contrast_forward(struct batch *b, const struct fv_preproc *pp, const struct synth_cfg *cfg,
+                             const uint64_t *keys, uint64_t key) {
+    float a[3], off[3];
+    to_model_affine(pp, b->c, a, off);
+    size_t px = (size_t)b->mh * (size_t)b->mw;
+    for (int i = 0; i < b->n; i++) {
+        struct fv_rng r;
+        fv_rng_seed(&r, cfg->seed, FV_RNG_USER + 2, keys[i], key);
+        float c = fv_rng_range(&r, 1.0f - cfg->contrast, 1.0f + cfg->contrast), beta[3];
+        for (int k = 0; k < b->c; k++) beta[k] = fv_rng_range(&r, -0.5f * cfg->contrast, 0.5f * cfg->contrast);
+        b->contrast[i] = c;
+        float *x = b->plan.x + (size_t)i * px * (size_t)b->c;
+        for (size_t q = 0; q < px; q++)
+            for (int k = 0; k < b->c; k++) {
+                float mid = a[k] * 0.5f + off[k]; /* gray 0.5 in model units */
+                float *v = &x[q * (size_t)b->c + (size_t)k];
+                *v = c * (*v - mid) + mid + a[k] * beta[k];
+            }
+    }
+}
+
 static void evaluate(struct batch *b, const struct fv_preproc *pp, const struct fv_objective *obj,
                      int top, const float *u, double *out) {
     to_model(b, pp, u);
@@ -438,6 +468,7 @@ static void gradient(struct batch *b, const struct fv_preproc *pp, const struct 
         }
         fv_warp_forward(b->warps, &b->tcfg, b->u, b->warped, b->n, b->h, b->w, b->c);
         to_model(b, pp, b->warped);
+        if (cfg->contrast > 0) contrast_forward(b, pp, cfg, keys, key);
         if (cfg->noise > 0) add_noise(b, pp, cfg, keys, key);
         b->plan.drop = cfg->drop, b->plan.drop_keys = keys, b->plan.drop_step = key ^ cfg->seed * 0x9e3779b97f4a7c15ULL;
         fv_forward(&b->plan, top);
@@ -448,6 +479,12 @@ static void gradient(struct batch *b, const struct fv_preproc *pp, const struct 
         if (cfg->features && cfg->features_weight > 0) features_seed(b, cfg, obj);
         b->plan.escape_relu = s < cfg->escape_steps;
         fv_backward(&b->plan, top);
+        if (cfg->contrast > 0) /* x' = c (x - b) + b + a beta: dx = c dx' */
+            for (int i = 0; i < b->n; i++) {
+                size_t cnt = (size_t)b->mh * (size_t)b->mw * (size_t)b->c;
+                float *d = b->plan.dx + (size_t)i * cnt;
+                for (size_t q = 0; q < cnt; q++) d[q] *= b->contrast[i];
+            }
         to_model_backward(b, pp, b->dv);
         fv_warp_backward(b->warps, &b->tcfg, b->dv, b->du, b->n, b->h, b->w, b->c);
     }

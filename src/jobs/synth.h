@@ -57,6 +57,7 @@ struct synth_cfg {
     float features_weight;     /* its weight (x |objective|) */
     int copies;                /* transformed copies per step, gradients summed */
     float drop;                /* Ghost-network dropout on filter layers' outputs each step (fv_plan.drop) */
+    float contrast;            /* random contrast and brightness on the model's input each step */
     float noise;               /* sd of Gaussian noise on the model's input each step (display units) */
 };
 
