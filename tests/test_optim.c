@@ -909,6 +909,70 @@ static void test_regularizers(void **state) {
     free(x);
 }
 
+/* ---- DeepInversion's feature statistics (fv_reg_featstats) ---- */
+struct fs_ctx {
+    int n, ch;
+    size_t hw;
+    const float *mu_r, *var_r;
+};
+static void fs_fwd(void *c, const float *a, float *vals) {
+    struct fs_ctx *k = c;
+    double ws[4 * 8];
+    fv_reg_featstats(a, k->n, k->hw, k->ch, k->mu_r, k->var_r, NULL, NULL, vals, ws);
+}
+/* weight -dy[b]: da += dy[b] dR_b/da */
+static void fs_bwd(void *c, const float *a, const float *vals, const float *dy, float *da) {
+    (void)vals;
+    struct fs_ctx *k = c;
+    double ws[4 * 8];
+    float wgt[8];
+    for (int b = 0; b < k->n; b++) wgt[b] = -dy[b];
+    fv_reg_featstats(a, k->n, k->hw, k->ch, k->mu_r, k->var_r, wgt, da, NULL, ws);
+}
+
+static void test_featstats(void **state) {
+    (void)state;
+    double ws[4 * 8];
+    /* by hand: channel 0 = 1,2,3,4 (mean 2.5, variance 1.25), channel 1 =
+     * 0,0,0,2 (0.5, 0.75); references off by (-3, -4) and (0.6, -0.8):
+     * R = 5 / |(5.5, 4.5)| + 1 / |(0.65, 1.55)| */
+    const float a1[] = {1, 0, 2, 0, 3, 0, 4, 2};
+    const float mu1[] = {5.5f, 4.5f}, var1[] = {0.65f, 1.55f};
+    float v;
+    fv_reg_featstats(a1, 1, 4, 2, mu1, var1, NULL, NULL, &v, ws);
+    double want = 5.0 / sqrt(5.5 * 5.5 + 4.5 * 4.5) + 1.0 / sqrt(0.65 * 0.65 + 1.55 * 1.55);
+    if (!(fabs((double)v - want) < 1e-5 * want)) fail_msg("featstats by hand: got %.9g want %.9g", (double)v, want);
+    /* at the reference itself: 0, and no gradient (the norms' kinks give 0) */
+    const float mu0[] = {2.5f, 0.5f}, var0[] = {1.25f, 0.75f}, one = 1.f;
+    float da0[8] = {0};
+    fv_reg_featstats(a1, 1, 4, 2, mu0, var0, &one, da0, &v, ws);
+    assert_true(fabsf(v) < 1e-6f);
+    for (int i = 0; i < 8; i++) assert_true(fabsf(da0[i]) < 1e-5f);
+
+    /* gradient: central differences in double, 3 images of 5x4 positions x 6 channels */
+    int n = 3, ch = 6;
+    size_t hw = 20, na = (size_t)n * hw * (size_t)ch;
+    float *a = malloc(na * sizeof(float)), mu_r[6], var_r[6];
+    fill_distinct(a, na, 901, 0.0f, 2.0f);
+    fill_uniform(mu_r, 6, 902, 0.2f, 1.5f);
+    fill_uniform(var_r, 6, 903, 0.05f, 0.6f);
+    struct fs_ctx k = {n, ch, hw, mu_r, var_r};
+    double rel = gradcheck(fs_fwd, fs_bwd, &k, a, na, (size_t)n, 1e-2, 0, 0, 904);
+    expect_grad("feature statistics", rel, 1e-3);
+    /* each image's weight scales its own gradient only */
+    float *da = calloc(na, sizeof(float)), *da2 = calloc(na, sizeof(float));
+    const float w1[] = {1.f, 0.f, 2.f}, w2[] = {1.f, 1.f, 1.f};
+    fv_reg_featstats(a, n, hw, ch, mu_r, var_r, w1, da, NULL, ws);
+    fv_reg_featstats(a, n, hw, ch, mu_r, var_r, w2, da2, NULL, ws);
+    for (size_t i = 0; i < na; i++) {
+        float f = w1[i / (hw * (size_t)ch)];
+        assert_true(fabsf(da[i] - f * da2[i]) <= 1e-6f * (1.f + fabsf(da2[i])));
+    }
+    free(a);
+    free(da);
+    free(da2);
+}
+
 static void test_blur(void **state) {
     (void)state;
     int n = 2, h = 5, w = 7, c = 3;
@@ -1093,6 +1157,7 @@ int main(void) {
         cmocka_unit_test(test_warp_gradcheck),
         cmocka_unit_test(test_transform_config),
         cmocka_unit_test(test_regularizers),
+        cmocka_unit_test(test_featstats),
         cmocka_unit_test(test_blur),
         cmocka_unit_test(test_steps),
         cmocka_unit_test(test_thread_independence),

@@ -360,11 +360,108 @@ static void test_lanes_whole_classes(void **state) {
     assert_memory_equal(s_all, s_one, sizeof s_all);
 }
 
+/* features_from: the statistics of real inputs are the mean over images of
+ * each image's per-channel spatial mean and variance, here of Keras's own
+ * activations (tests/data/golden, written by Keras); the features.npy written
+ * reads back the same, and one made for other layers is refused. */
+static void keras_stats(const char *layer, double *mu, double *var, int *ch) {
+    char rel[128];
+    struct test_npy a;
+    snprintf(rel, sizeof rel, "golden/cl_convnet.%s.npy", layer);
+    assert_null(test_npy_read(data_path(rel), &a));
+    int n = (int)a.dims[0], c = (int)a.dims[a.rank - 1];
+    size_t hw = a.count / (size_t)n / (size_t)c;
+    for (int k = 0; k < c; k++) mu[k] = var[k] = 0;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < c; k++) {
+            double m = 0, v = 0;
+            for (size_t p = 0; p < hw; p++) m += a.data[((size_t)i * hw + p) * (size_t)c + (size_t)k];
+            m /= (double)hw;
+            for (size_t p = 0; p < hw; p++) {
+                double d = a.data[((size_t)i * hw + p) * (size_t)c + (size_t)k] - m;
+                v += d * d;
+            }
+            mu[k] += m / n, var[k] += v / (double)hw / n;
+        }
+    *ch = c;
+    test_npy_free(&a);
+}
+
+static void test_features_from(void **state) {
+    (void)state;
+    double mu[8], var[8], want_mu[16], want_var[16];
+    int c1, c4;
+    keras_stats("conv2d_1", mu, var, &c1);
+    memcpy(want_mu, mu, (size_t)c1 * sizeof *mu), memcpy(want_var, var, (size_t)c1 * sizeof *var);
+    keras_stats("conv2d_4", mu, var, &c4);
+    memcpy(want_mu + c1, mu, (size_t)c4 * sizeof *mu), memcpy(want_var + c1, var, (size_t)c4 * sizeof *var);
+    struct synth_features f;
+    struct fv_error err = {0};
+    const char *dir = tmp_path("features");
+    mkdir(dir, 0755);
+    int rc = synth_features(data_path("golden/cl_convnet.input.npy"), "conv2d_1, conv2d_4", "test", &model, &pp, 11, 13, dir, &f, &err);
+    if (rc) fail_msg("%s", err.msg);
+    assert_int_equal(f.layers, 2);
+    assert_int_equal(f.off[2], c1 + c4);
+    for (int k = 0; k < c1 + c4; k++) {
+        if (!(fabs((double)f.mu[k] - want_mu[k]) <= 1e-5 + 1e-4 * fabs(want_mu[k]))) fail_msg("mean of channel %d: %g, Keras %g", k, (double)f.mu[k], want_mu[k]);
+        if (!(fabs((double)f.var[k] - want_var[k]) <= 1e-5 + 1e-4 * fabs(want_var[k]))) fail_msg("variance of channel %d: %g, Keras %g", k, (double)f.var[k], want_var[k]);
+    }
+    char cached[4200];
+    snprintf(cached, sizeof cached, "%s/features.npy", dir);
+    struct synth_features g;
+    assert_int_equal(synth_features(cached, "conv2d_1,conv2d_4", "test", &model, &pp, 11, 13, NULL, &g, &err), FV_OK);
+    assert_memory_equal(f.mu, g.mu, 2 * (size_t)(c1 + c4) * sizeof(float));
+    synth_features_free(&g);
+    synth_features_free(&f);
+    /* all: every conv layer (4 + 5 + 4 + 3 channels); the cached file does not fit them */
+    assert_int_equal(synth_features(cached, "all", "test.ini:3", &model, &pp, 11, 13, NULL, &g, &err), FV_ERR_USAGE);
+    assert_non_null(strstr(err.msg, "test.ini:3"));
+    assert_non_null(strstr(err.msg, "16"));
+    assert_int_equal(synth_features(cached, "conv2d_1,nope", "test", &model, &pp, 11, 13, NULL, &g, &err), FV_ERR_USAGE);
+    assert_non_null(strstr(err.msg, "nope"));
+}
+
+/* The prior does its job: with it the images' statistics end closer to the
+ * reference than without it (the reference, from raw random inputs outside
+ * the display range, cannot be reached: closer is what can be asked). */
+static void test_features_prior_pulls(void **state) {
+    (void)state;
+    enum { IMG = 11 * 13 * 3 };
+    struct synth_features f;
+    struct fv_error err = {0};
+    assert_int_equal(synth_features(data_path("golden/cl_convnet.input.npy"), "conv2d_1", "test", &model, &pp, 11, 13, NULL, &f, &err), FV_OK);
+    double dist[2];
+    for (int on = 0; on < 2; on++) {
+        struct synth_cfg c;
+        config(&c, "fourier", 48);
+        c.features = &f;
+        c.features_weight = on ? 20.0f : 0.0f;
+        float u[2 * IMG];
+        double score[2];
+        run(&c, 2, 1, u, score);
+        struct fv_plan p;
+        assert_int_equal(fv_plan_init(&p, &model, 2, 11, 13, FV_PLAN_FUSE, &err), FV_OK);
+        synth_to_model(&pp, u, p.x, 2 * 11 * 13, 3);
+        fv_forward(&p, 1);
+        float vals[2];
+        double ws[16];
+        fv_reg_featstats(p.buf[1].y, 2, 6 * 7, 4, f.mu, f.var, NULL, NULL, vals, ws);
+        dist[on] = (double)vals[0] + (double)vals[1];
+        fv_plan_free(&p);
+    }
+    printf("  feature-statistics distance of conv2d_1: %.4f without the prior, %.4f with\n", dist[0], dist[1]);
+    assert_true(dist[1] < 0.9 * dist[0]);
+    synth_features_free(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_objective_rises),
         cmocka_unit_test(test_highres_gradient),
         cmocka_unit_test(test_per_class_diversity),
+        cmocka_unit_test(test_features_from),
+        cmocka_unit_test(test_features_prior_pulls),
         cmocka_unit_test(test_lanes_whole_classes),
         cmocka_unit_test(test_same_result_any_threads_or_batch),
         cmocka_unit_test(test_lanes_reused_same_result),

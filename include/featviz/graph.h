@@ -10,6 +10,7 @@
 #define FEATVIZ_GRAPH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "featviz/error.h"
 #include "featviz/layer.h"
@@ -112,6 +113,15 @@ struct fv_plan {
     int escape_relu;             /* dead-ReLU escape in backward */
     int upto;                    /* highest planned node (-1: all) */
     int shared_grads;            /* fv_plan_init_shared: gradient buffers reused */
+    /* Random dropout on the output of every filter layer (conv, Dense) whose
+     * ReLU is applied in place (FV_PLAN_FUSE), for image synthesis (Ghost
+     * networks, Li et al. 2020: each step sees a slightly different model).
+     * Element e of node t's output of image i is kept (and divided by 1 -
+     * drop) unless hash(drop_keys[i], drop_step, t, e) falls below drop; the
+     * backward applies the same mask. drop = 0 (the default): off. */
+    float drop;
+    const uint64_t *drop_keys;   /* (n) one key per image */
+    uint64_t drop_step;
 };
 
 /* Plans for n images of h x w (the input's spatial size; ignored for non-image inputs).

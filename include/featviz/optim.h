@@ -376,6 +376,17 @@ void fv_reg_tv_l1(const float *u, int n, int h, int w, int c, float weight, floa
 void fv_reg_tv_beta(const float *u, int n, int h, int w, int c, float beta, float weight,
                     float *du, float *values);
 
+/* DeepInversion's feature-statistics prior (Yin et al., CVPR 2020), per image
+ * b over its positions: a (n, hw, ch) a layer's activations, mu_b[k] and
+ * var_b[k] (population variance) the mean and variance of channel k over the
+ * hw positions of image b, mu_r and var_r (ch) those expected of real images:
+ *   R_b = ||mu_b - mu_r||_2 / ||mu_r||_2 + ||var_b - var_r||_2 / ||var_r||_2
+ * (a zero reference norm counts as 1). values[b] = R_b (NULL: not written);
+ * with da and weight: da[b] += -weight[b] dR_b/da[b] (ACCUMULATES; a term
+ * whose distance is 0 adds 0). ws: 4 ch doubles of scratch. */
+void fv_reg_featstats(const float *a, int n, size_t hw, int ch, const float *mu_r, const float *var_r,
+                      const float *weight, float *da, float *values, double *ws);
+
 /* Gaussian blur in place (an operation, not a gradient; e.g. every 4 steps),
  * separable, scipy.ndimage.gaussian_filter conventions: radius
  * r = (int)(4 sigma + 0.5), weights exp(-k^2 / (2 sigma^2)) / sum, borders

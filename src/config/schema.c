@@ -106,6 +106,13 @@ const struct fv_key fv_keys[] = {
     {"classes", "per_class", FV_KEY_INT, "1", NULL, 1, 64, "distinct images per class (files class_NN_label_K.png; a diversity penalty keeps them apart)"},
     {"classes", "diversity", FV_KEY_FLOAT, "0.5", NULL, 0, 1e6, "with per_class > 1: weight of Lucid's diversity penalty (cosine similarity of the Gram matrices of diversity_layer between the images of a class), times |objective|"},
     {"classes", "diversity_layer", FV_KEY_STRING, "", NULL, NORANGE, "layer whose Gram matrices the diversity penalty compares; empty: the deepest layer with an image output"},
+    {"classes", "drop", FV_KEY_FLOAT, "0", NULL, 0, 0.9, "each step, drop this fraction of the outputs of every conv and Dense layer with a ReLU at random (a slightly different model each step: Ghost networks)"},
+    {"classes", "copies", FV_KEY_INT, "1", NULL, 1, 64, "random transforms per step whose gradients are summed (each costs a pass through the model)"},
+    {"classes", "contrast", FV_KEY_FLOAT, "0", NULL, 0, 0.9, "each step, scale what the model sees about mid-gray by a random factor in 1 +- this, and shift each channel by up to +- half of it (the lighting real photos vary in)"},
+    {"classes", "noise", FV_KEY_FLOAT, "0", NULL, 0, 10, "standard deviation of Gaussian noise added to what the model sees each step (0..1 display units)"},
+    {"classes", "features_from", FV_KEY_PATH, "", NULL, NORANGE, "DeepInversion's prior: pull each image's per-channel mean and variance of features_layers towards those of these real images (a directory or .npy of 8-bit images, through the model), or a features.npy that an earlier run wrote"},
+    {"classes", "features_weight", FV_KEY_FLOAT, "0.01", NULL, 0, 1e6, "with features_from: weight of that prior (the relative distance of means plus that of variances, summed over the layers), times |objective|"},
+    {"classes", "features_layers", FV_KEY_STRING, "all", NULL, NORANGE, "with features_from: the layers whose statistics are matched: all (every conv layer) or names, comma-separated"},
 
     SYNTH_KEYS("filters", "256", "0.05", "0.0625", "0", "128"),
     {"filters", "layer", FV_KEY_LIST, "all", NULL, NORANGE, "conv layers: one, several (comma-separated) or all"},

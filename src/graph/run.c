@@ -42,6 +42,33 @@ static void act_view(const struct fv_plan *p, int i, size_t *outer, int *dim, si
     *outer = (size_t)p->n * before, *dim = s->d[a], *inner = after;
 }
 
+/* Ghost-network dropout (fv_plan.drop): node t's element e of image i is
+ * dropped when a splitmix64 hash of (key, step, t, e) falls below drop;
+ * kept elements are divided by 1 - drop. x is the output (forward) or its
+ * gradient (backward): the same mask for both. */
+static int drops(const struct fv_plan *p, int t) {
+    const struct fv_layer *l = &p->m->layers[t];
+    return p->drop > 0.0f && p->drop_keys && p->buf[t].relu_in_place && l->ops && (l->ops->flags & FV_OPF_FILTERS);
+}
+
+static uint64_t mix64(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static void drop_apply(const struct fv_plan *p, int t, float *x) {
+    size_t per = fv_shape_count(&p->io[t].out);
+    uint64_t below = (uint64_t)((double)p->drop * 18446744073709551616.0);
+    float keep = 1.0f / (1.0f - p->drop);
+    for (int i = 0; i < p->n; i++) {
+        uint64_t base = mix64(mix64(p->drop_keys[i] ^ mix64(p->drop_step)) ^ (uint64_t)t);
+        float *xi = x + (size_t)i * per;
+        for (size_t e = 0; e < per; e++) xi[e] = mix64(base + e) < below ? 0.0f : xi[e] * keep;
+    }
+}
+
 void fv_forward(struct fv_plan *p, int upto) {
     const struct fv_model *m = p->m;
     if (upto < 0) upto = p->upto;
@@ -57,6 +84,7 @@ void fv_forward(struct fv_plan *p, int upto) {
             act_view(p, i, &outer, &dim, &inner);
             fv_act_forward(&l->act, p->buf[i].pre, p->buf[i].y, outer, dim, inner);
         }
+        if (drops(p, i)) drop_apply(p, i, p->buf[i].y);
     }
 }
 
@@ -94,6 +122,7 @@ void fv_backward(struct fv_plan *p, int from) {
         if (!p->active[i] || i == m->input || p->buf[i].grad_stale) continue;
         const struct fv_layer *l = &m->layers[i];
         struct fv_node_buf *b = &p->buf[i];
+        if (drops(p, i)) drop_apply(p, i, b->dy); /* before the ReLU's mask: both elementwise */
         if (b->grad_masked) {
             /* the layer that wrote dy applied the ReLU's derivative */
         } else if (b->relu_in_place) {

@@ -185,6 +185,7 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
     int *target = NULL, *rank = NULL, n = 0;
     unsigned char *bytes = NULL;
     float *mag = NULL; /* MACO's magnitude spectrum, or NULL */
+    struct synth_features feats = {0}; /* DeepInversion's statistics (features_from) */
     int rc = job_load_model(s, &m, err);
     if (rc) return rc;
     int h, w, c;
@@ -248,6 +249,13 @@ int fv_job_classes(const struct fv_settings *s, struct fv_error *err) {
                                  fv_items_leader() ? dir : NULL, &mag, err)))
             goto done;
         cfg.param.magnitude = mag;
+    }
+    const char *ffrom = fv_get_str(s, "classes", "features_from");
+    if (ffrom && *ffrom) { /* every rank needs them; rank 0 keeps them as features.npy */
+        if ((rc = synth_features(ffrom, fv_get_str(s, "classes", "features_layers"), fv_get_origin(s, "classes", "features_from"),
+                                 &m, &pp, h, w, fv_items_leader() ? dir : NULL, &feats, err)))
+            goto done;
+        cfg.features = &feats;
     }
     int *start = malloc(((size_t)n + 2) * sizeof *start);
     if (!start) {
@@ -330,6 +338,7 @@ done_items:
     free(start);
 done:
     free(mag);
+    synth_features_free(&feats);
     free(obj);
     free(u);
     free(score);

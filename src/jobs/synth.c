@@ -56,6 +56,11 @@ int synth_cfg_read(const struct fv_settings *s, const char *sec, struct synth_cf
     c->per_class = fv_key_find(sec, "per_class") ? fv_get_int(s, sec, "per_class") : 1;
     c->diversity = fv_key_find(sec, "diversity") ? (float)fv_get_float(s, sec, "diversity") : 0.0f;
     c->diversity_layer = fv_key_find(sec, "diversity_layer") ? fv_get_str(s, sec, "diversity_layer") : NULL;
+    c->copies = fv_key_find(sec, "copies") ? fv_get_int(s, sec, "copies") : 1;
+    c->drop = fv_key_find(sec, "drop") ? (float)fv_get_float(s, sec, "drop") : 0.0f;
+    c->contrast = fv_key_find(sec, "contrast") ? (float)fv_get_float(s, sec, "contrast") : 0.0f;
+    c->noise = fv_key_find(sec, "noise") ? (float)fv_get_float(s, sec, "noise") : 0.0f;
+    c->features_weight = fv_key_find(sec, "features_weight") ? (float)fv_get_float(s, sec, "features_weight") : 0.0f;
     const char *size = fv_get_str(s, sec, "size");
     char *end = NULL;
     if (!strcmp(size, "auto")) { /* 4x the input, at least 128 px */
@@ -137,6 +142,9 @@ struct batch {
     int div_node, div_ch;      /* diversity: the layer whose Gram matrices are compared (-1: off), its channels */
     float *gram, *dgram;       /* (n, ch, ch) normalized Gram matrices; one image's gradient (ch, ch) */
     double *gnorm;             /* (n) their norms before normalizing */
+    float *fweight;            /* (n) feature prior: each image's weight */
+    float *contrast;           /* (n) each image's random contrast this step */
+    double *fws;               /* its scratch, 4 x the widest layer's channels */
     size_t img, size;          /* floats per image: display image, theta */
     struct fv_param param, param_lo;
     struct fv_plan plan;
@@ -157,6 +165,9 @@ static void batch_free(struct batch *b) {
     free(b->gram);
     free(b->dgram);
     free(b->gnorm);
+    free(b->fweight);
+    free(b->contrast);
+    free(b->fws);
     free(b->warps);
     float *bufs[] = {b->theta, b->m, b->v, b->g, b->u, b->u_lo, b->warped, b->du, b->dv, b->du_lo, b->best, b->ws, b->blur_ws};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -254,6 +265,23 @@ static void diversity_seed(struct batch *b, const struct synth_cfg *cfg, const s
     }
 }
 
+/* DeepInversion's prior: seeds -weight_i dR_i/dA into each chosen layer's
+ * gradient (fv_reg_featstats), weight_i = features_weight * |f_i| (f_i the
+ * objective now), so it scales with the objective as the diversity term does. */
+static void features_seed(struct batch *b, const struct synth_cfg *cfg, const struct fv_objective *obj) {
+    const struct synth_features *f = cfg->features;
+    for (int i = 0; i < b->n; i++) {
+        double v = fabs(fv_objective_value(&obj[i], &b->plan, i));
+        b->fweight[i] = cfg->features_weight * (float)(v > 1e-6 ? v : 1e-6);
+    }
+    for (int l = 0; l < f->layers; l++) {
+        int t = f->node[l], ch = f->off[l + 1] - f->off[l];
+        size_t per = fv_shape_count(&b->plan.io[t].out);
+        fv_reg_featstats(b->plan.buf[t].y, b->n, per / (size_t)ch, ch, f->mu + f->off[l], f->var + f->off[l],
+                         b->fweight, fv_plan_grad(&b->plan, t, 0), NULL, b->fws);
+    }
+}
+
 /* seeded: the nodes objectives seed (plan_seeds), or NULL: gradient buffers are not shared */
 static int batch_init(struct batch *b, const struct fv_model *m, const struct synth_cfg *cfg, int n,
                       int mh, int mw, int c, int upto, int flags, const unsigned char *seeded,
@@ -306,6 +334,20 @@ static int batch_init(struct batch *b, const struct fv_model *m, const struct sy
         b->small = alloc_floats(N * (size_t)mh * (size_t)mw * (size_t)c, &ok);
         b->dsmall = alloc_floats(N * (size_t)mh * (size_t)mw * (size_t)c, &ok);
     }
+    b->contrast = alloc_floats(N, &ok);
+    if (cfg->features) {
+        int widest = 1;
+        for (int l = 0; l < cfg->features->layers; l++) {
+            int ch = cfg->features->off[l + 1] - cfg->features->off[l];
+            if (ch > widest) widest = ch;
+            int node = cfg->features->node[l];
+            if (node > upto || b->plan.io[node].out.rank != 3 || b->plan.io[node].out.d[2] != ch)
+                return fv_error_set(err, FV_ERR_USAGE, "features_layers: layer '%s' is not an image layer the objectives depend on", m->layers[node].name);
+        }
+        b->fweight = alloc_floats(N, &ok);
+        b->fws = calloc(4 * (size_t)widest, sizeof *b->fws);
+        if (!b->fws) ok = 0;
+    }
     b->t = calloc(N, sizeof *b->t);
     b->pick = calloc(N, sizeof *b->pick);
     b->best_score = calloc(N, sizeof *b->best_score);
@@ -338,9 +380,53 @@ static void to_model_backward(struct batch *b, const struct fv_preproc *pp, floa
     fv_resample_backward(&b->down, b->dsmall, dv, b->c, b->n);
 }
 
+/* Gaussian noise of sd `noise` (display units) on the model's input, image
+ * i's from the stream (seed, FV_RNG_USER + 1, keys[i], key): input diversity
+ * that the gradient passes unchanged. */
+static void add_noise(struct batch *b, const struct fv_preproc *pp, const struct synth_cfg *cfg,
+                      const uint64_t *keys, uint64_t key) {
+    float a[3], off[3];
+    to_model_affine(pp, b->c, a, off);
+    size_t px = (size_t)b->mh * (size_t)b->mw;
+    for (int i = 0; i < b->n; i++) {
+        struct fv_rng r;
+        fv_rng_seed(&r, cfg->seed, FV_RNG_USER + 1, keys[i], key);
+        float *x = b->plan.x + (size_t)i * px * (size_t)b->c;
+        for (size_t q = 0; q < px; q++)
+            for (int k = 0; k < b->c; k++) x[q * (size_t)b->c + (size_t)k] += a[k] * cfg->noise * fv_rng_normal(&r);
+    }
+}
+
+/* Random contrast c in [1 - contrast, 1 + contrast] about the image's middle
+ * gray and brightness beta per channel in +-contrast/2 (display units) on the
+ * model's input, image i's from the stream (seed, FV_RNG_USER + 2, keys[i],
+ * key): the photometric variation real photos have. b->contrast[i] keeps c for
+ * the backward. */
+static void contrast_forward(struct batch *b, const struct fv_preproc *pp, const struct synth_cfg *cfg,
+                             const uint64_t *keys, uint64_t key) {
+    float a[3], off[3];
+    to_model_affine(pp, b->c, a, off);
+    size_t px = (size_t)b->mh * (size_t)b->mw;
+    for (int i = 0; i < b->n; i++) {
+        struct fv_rng r;
+        fv_rng_seed(&r, cfg->seed, FV_RNG_USER + 2, keys[i], key);
+        float c = fv_rng_range(&r, 1.0f - cfg->contrast, 1.0f + cfg->contrast), beta[3];
+        for (int k = 0; k < b->c; k++) beta[k] = fv_rng_range(&r, -0.5f * cfg->contrast, 0.5f * cfg->contrast);
+        b->contrast[i] = c;
+        float *x = b->plan.x + (size_t)i * px * (size_t)b->c;
+        for (size_t q = 0; q < px; q++)
+            for (int k = 0; k < b->c; k++) {
+                float mid = a[k] * 0.5f + off[k]; /* gray 0.5 in model units */
+                float *v = &x[q * (size_t)b->c + (size_t)k];
+                *v = c * (*v - mid) + mid + a[k] * beta[k];
+            }
+    }
+}
+
 static void evaluate(struct batch *b, const struct fv_preproc *pp, const struct fv_objective *obj,
                      int top, const float *u, double *out) {
     to_model(b, pp, u);
+    b->plan.drop = 0.0f; /* the model itself */
     fv_forward(&b->plan, top);
     for (int i = 0; i < b->n; i++) out[i] = fv_objective_value(&obj[i], &b->plan, i);
 }
@@ -371,23 +457,39 @@ static void gradient(struct batch *b, const struct fv_preproc *pp, const struct 
     } else {
         fv_param_forward(param, b->theta, b->u, b->n, b->ws);
     }
-    for (int i = 0; i < b->n; i++) {
-        struct fv_transform_params tp;
-        fv_transform_sample(&b->tcfg, cfg->seed, keys[i], (uint64_t)s, &tp);
-        fv_warp_from_params(&tp, b->h, b->w, &b->warps[i]);
-    }
-    fv_warp_forward(b->warps, &b->tcfg, b->u, b->warped, b->n, b->h, b->w, b->c);
-    to_model(b, pp, b->warped);
-    fv_forward(&b->plan, top);
-    /* backward: objectives -> model input -> warped -> u (+ regularizers) -> theta */
-    fv_grad_zero(&b->plan);
-    for (int i = 0; i < b->n; i++) fv_objective_seed(&obj[i], &b->plan, i, 1.0f);
-    if (b->div_node >= 0) diversity_seed(b, cfg, obj);
-    b->plan.escape_relu = s < cfg->escape_steps;
-    fv_backward(&b->plan, top);
     memset(b->du, 0, pixels * (size_t)b->c * sizeof(float));
-    to_model_backward(b, pp, b->dv);
-    fv_warp_backward(b->warps, &b->tcfg, b->dv, b->du, b->n, b->h, b->w, b->c);
+    /* copies > 1: the sum of the gradients of that many random transforms
+     * (transform streams keyed by step * copies + copy; one copy: by step) */
+    int copies = cfg->copies > 1 ? cfg->copies : 1;
+    for (int j = 0; j < copies; j++) {
+        uint64_t key = (uint64_t)s * (uint64_t)copies + (uint64_t)j;
+        for (int i = 0; i < b->n; i++) {
+            struct fv_transform_params tp;
+            fv_transform_sample(&b->tcfg, cfg->seed, keys[i], key, &tp);
+            fv_warp_from_params(&tp, b->h, b->w, &b->warps[i]);
+        }
+        fv_warp_forward(b->warps, &b->tcfg, b->u, b->warped, b->n, b->h, b->w, b->c);
+        to_model(b, pp, b->warped);
+        if (cfg->contrast > 0) contrast_forward(b, pp, cfg, keys, key);
+        if (cfg->noise > 0) add_noise(b, pp, cfg, keys, key);
+        b->plan.drop = cfg->drop, b->plan.drop_keys = keys, b->plan.drop_step = key ^ cfg->seed * 0x9e3779b97f4a7c15ULL;
+        fv_forward(&b->plan, top);
+        /* backward: objectives -> model input -> warped -> u (+ regularizers) -> theta */
+        fv_grad_zero(&b->plan);
+        for (int i = 0; i < b->n; i++) fv_objective_seed(&obj[i], &b->plan, i, 1.0f);
+        if (b->div_node >= 0) diversity_seed(b, cfg, obj);
+        if (cfg->features && cfg->features_weight > 0) features_seed(b, cfg, obj);
+        b->plan.escape_relu = s < cfg->escape_steps;
+        fv_backward(&b->plan, top);
+        if (cfg->contrast > 0) /* x' = c (x - b) + b + a beta: dx = c dx' */
+            for (int i = 0; i < b->n; i++) {
+                size_t cnt = (size_t)b->mh * (size_t)b->mw * (size_t)b->c;
+                float *d = b->plan.dx + (size_t)i * cnt;
+                for (size_t q = 0; q < cnt; q++) d[q] *= b->contrast[i];
+            }
+        to_model_backward(b, pp, b->dv);
+        fv_warp_backward(b->warps, &b->tcfg, b->dv, b->du, b->n, b->h, b->w, b->c);
+    }
     if (cfg->relative) relative_gradient(b->du, b->n, b->img);
     /* relative: the penalties' weights are per display value, against an
      * objective gradient of mean |g| = 1 there; absolute: l2 weighs the MEAN
@@ -517,6 +619,8 @@ static unsigned char *plan_seeds(const struct fv_model *m, const struct synth_cf
     if (seeded && diversity) memset(seeded, 1, (size_t)m->n_layers);
     for (int i = 0; seeded && i < n; i++)
         for (int k = 0; k < obj[i].n; k++) seeded[obj[i].t[k].node] = 1;
+    if (seeded && cfg->features && cfg->features_weight > 0) /* the feature prior seeds its layers too */
+        for (int l = 0; l < cfg->features->layers; l++) seeded[cfg->features->node[l]] = 1;
     return seeded;
 }
 

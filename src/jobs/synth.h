@@ -22,6 +22,14 @@
 #include "featviz/preprocess.h"
 #include "featviz/settings.h"
 
+/* DeepInversion's feature statistics of real images (features.c): per chosen
+ * layer l (node[l]), channels off[l] .. off[l+1]-1 of mu and var. */
+struct synth_features {
+    int layers, top;           /* top: the deepest of them */
+    int *node, *off;
+    float *mu, *var;           /* one block: mu (off[layers]) then var */
+};
+
 struct synth_cfg {
     int steps;
     uint64_t seed;
@@ -45,6 +53,12 @@ struct synth_cfg {
     int per_class;             /* images per objective, consecutive; lanes keep them together */
     float diversity;           /* weight of the diversity penalty between them (x |objective|) */
     const char *diversity_layer; /* its layer; NULL or "": the deepest image layer up to the objectives */
+    const struct synth_features *features; /* feature-statistics prior, or NULL */
+    float features_weight;     /* its weight (x |objective|) */
+    int copies;                /* transformed copies per step, gradients summed */
+    float drop;                /* Ghost-network dropout on filter layers' outputs each step (fv_plan.drop) */
+    float contrast;            /* random contrast and brightness on the model's input each step */
+    float noise;               /* sd of Gaussian noise on the model's input each step (display units) */
 };
 
 /* The display image's size (H, W) for a model input of h x w: the images are
@@ -115,6 +129,17 @@ size_t synth_theta_size(const struct synth_cfg *cfg, int h, int w, int c);
  * errors. */
 int synth_spectrum(const char *from, const char *origin, const struct synth_cfg *cfg, int H, int W, int c,
                    const char *out_dir, float **mag, struct fv_error *err);
+
+/* The feature statistics of the images in `from` (a directory, image files or
+ * an .npy of 8-bit images, through the model with its preprocessing pp at its
+ * input h x w) at `layers` ("all": every conv layer, or names), or a
+ * features.npy (2, channels) that an earlier run wrote. Written to
+ * out_dir/features.npy when out_dir is not NULL. origin names the setting in
+ * errors. Free with synth_features_free. */
+int synth_features(const char *from, const char *layers, const char *origin, const struct fv_model *m,
+                   const struct fv_preproc *pp, int h, int w, const char *out_dir, struct synth_features *f,
+                   struct fv_error *err);
+void synth_features_free(struct synth_features *f);
 
 /* Display image (h, w, c) in [0,1] -> bytes (h, w, c), rounded. */
 void synth_to_bytes(const float *u, unsigned char *out, size_t count);
