@@ -319,6 +319,9 @@ static int run_node(struct onnx_builder *b, const struct onnx_node *n, struct fv
     }
     struct value *outv = lookup(b, n->out[0]);
     if (!outv) return fv_error_set(err, FV_ERR_FORMAT, "%s: node '%s' output missing", b->path, n->name);
+    if (outv->kind != V_UNSET) /* ONNX graphs are SSA: a second writer would overwrite (and leak) the first value */
+        return fv_error_set(err, FV_ERR_FORMAT, "%s: node '%s' (%s) writes '%s', which another node or the graph already defines",
+                            b->path, n->name, n->op, n->out[0]);
     for (int k = 1; k < n->n_out; k++) {
         struct value *x = lookup(b, n->out[k]);
         if (x) x->kind = V_DEAD, x->dead_op = n->op;
