@@ -96,6 +96,8 @@ struct fv_node_buf {
     int relu_in_place; /* FV_PLAN_FUSE and a plain ReLU: pre == y, dpre == dy */
     int grad_stale;  /* dy/dpre not zeroed since fv_grad_zero (see fv_plan_grad) */
     int grad_masked; /* relu_in_place, and the layer that wrote dy applied the ReLU's derivative */
+    int shared;      /* fv_plan_init_shared: y and pre share memory with other buffers by
+                        lifetime, so their values are there only while the passes need them */
 };
 
 struct fv_plan {
@@ -112,7 +114,7 @@ struct fv_plan {
     size_t mem_floats;
     int escape_relu;             /* dead-ReLU escape in backward */
     int upto;                    /* highest planned node (-1: all) */
-    int shared_grads;            /* fv_plan_init_shared: gradient buffers reused */
+    int shared_memory;           /* fv_plan_init_shared: buffers reused by lifetime */
     /* Random dropout on the output of every filter layer (conv, Dense) whose
      * ReLU is applied in place (FV_PLAN_FUSE), for image synthesis (Ghost
      * networks, Li et al. 2020: each step sees a slightly different model).
@@ -134,13 +136,16 @@ int fv_plan_init(struct fv_plan *p, const struct fv_model *m, int n, int h, int 
  * beyond upto. */
 int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h, int w, int flags,
                       int upto, struct fv_error *err);
-/* The same with FV_PLAN_GRAD, for callers that read no gradient after
- * fv_backward but the input's (p->dx): nodes whose gradients are never live
- * at the same time share memory (a node's gradient lives from the backward of
- * its last reader, or from the start for the nodes seeded[] marks, which only
- * those may seed, until its own backward), so the gradients take about as
- * much as the largest few layers instead of the whole network. After
- * fv_backward only p->dx is defined. */
+/* The same with FV_PLAN_GRAD, for callers (the optimizer) that read no
+ * gradient after fv_backward but the input's (p->dx) and no value but those of
+ * the input and of the nodes seeded[] marks (the ones objectives and
+ * penalties read and seed, which only those may seed): every other output and
+ * gradient lives only while the passes need it (an output until its last
+ * reader's forward, or its last reader's backward where that reads its
+ * inputs, or its own when it has an activation; a gradient from its last
+ * reader's backward to its own), and buffers that are never live at the same
+ * time share memory, so the plan takes about as much as the largest few
+ * layers instead of the whole network. */
 int fv_plan_init_shared(struct fv_plan *p, const struct fv_model *m, int n, int h, int w, int flags,
                         int upto, const unsigned char *seeded, struct fv_error *err);
 void fv_plan_free(struct fv_plan *p);

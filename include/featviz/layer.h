@@ -170,6 +170,11 @@ struct fv_layer_ops {
     int masks_dx;
     /* forward honours io->pick (writes only the picked channel of each image) */
     int picks;
+    /* backward reads only dy and the weights, never the values of io->x
+     * (except through io->dx_relu, whose input the planner keeps anyway), so
+     * a plan that shares memory by lifetime may reuse the inputs' memory once
+     * the forward pass is past them */
+    int backward_skips_x;
     /* Sets *r for the shapes in io (after ops->shape) and returns 1 when the
      * layer maps rows that way; NULL or 0: its output rows mix all input rows
      * (Flatten, Dense, global pooling, ...). */

@@ -6,6 +6,9 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "dist/dist.h"
 #include "dist/items.h"
@@ -339,6 +342,13 @@ static int cli(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+#ifdef __GLIBC__
+    /* Plans and arrays of 1 MB and more get pages of their own, given back
+     * when freed: glibc would otherwise raise this threshold after the first
+     * such free and keep later blocks in its arenas, so a job's peak memory
+     * would be the sum of its phases instead of the largest one. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
     fv_dist_init(&argc, &argv);
     int code = cli(argc, argv);
     fv_dist_finalize();

@@ -162,27 +162,52 @@ int fv_plan_init(struct fv_plan *p, const struct fv_model *m, int n, int h, int 
     return fv_plan_init_upto(p, m, n, h, w, flags, -1, err);
 }
 
-/* Gradient buffers by lifetime, in backward time (node i's backward runs at
- * L - 1 - i): node j's gradient is written from the backward of its last
- * active reader (from time 0 when seeded: objectives write it before the
- * pass) and read until its own backward; the input's is read after the pass.
+/* Buffers by lifetime (fv_plan_init_shared), on one time line: node i's
+ * forward runs at time i, objectives seed at L, node i's backward at 2L - i,
+ * and the input's gradient is read at 2L + 1.
+ * - Node j's output (y, and pre where kept) is written at j and read by the
+ *   forward of its last active reader; it lives on to the backward of j when
+ *   j has an activation (whose derivative reads it) and to that of every
+ *   reader whose backward reads its inputs (no ops->backward_skips_x).
+ * - Its gradient is written from the backward of its last active reader
+ *   (from L when seeded: objectives write it) and read by its own backward.
+ * - The input and the seeded nodes (objectives and penalties read their
+ *   values between the passes, fv_plan_pick zeroes theirs once) keep their
+ *   values for the whole time line.
  * Buffers whose lifetimes meet get disjoint memory: first fit, largest first.
- * off[2 j] / off[2 j + 1]: offsets of dy / dpre; returns the floats needed. */
-struct grad_item {
-    int node, pre, start, end;
+ * off[4 j + k], k = Y, PRE, DY, DPRE: offsets; returns the floats needed. */
+enum { BUF_Y, BUF_PRE, BUF_DY, BUF_DPRE };
+
+struct life {
+    int node, kind, start, end;
     size_t size, off;
 };
 
 static int by_size(const void *a, const void *b) {
-    const struct grad_item *x = a, *y = b;
+    const struct life *x = a, *y = b;
     if (x->size != y->size) return x->size < y->size ? 1 : -1;
-    return x->node != y->node ? x->node - y->node : x->pre - y->pre;
+    return x->node != y->node ? x->node - y->node : x->kind - y->kind;
 }
 
-static size_t share_grads(const struct fv_model *m, const unsigned char *active, const size_t *count,
-                          int flags, const unsigned char *seeded, size_t *off, int *ok) {
+/* The time node j's output is last read (see above). */
+static int output_end(const struct fv_model *m, const unsigned char *active, int j) {
+    int L = m->n_layers, end = j;
+    if (nonlinear(&m->layers[j])) end = 2 * L - j;
+    for (int r = j + 1; r < L; r++) {
+        const struct fv_layer *l = &m->layers[r];
+        for (int k = 0; active[r] && k < l->n_in; k++) {
+            if (l->in[k] != j) continue;
+            if (r > end) end = r;
+            if (!l->ops->backward_skips_x && 2 * L - r > end) end = 2 * L - r;
+        }
+    }
+    return end;
+}
+
+static size_t share_buffers(const struct fv_model *m, const unsigned char *active, const size_t *count,
+                            int flags, const unsigned char *seeded, size_t *off, int *ok) {
     int L = m->n_layers, k = 0;
-    struct grad_item *it = malloc((size_t)(2 * L + 1) * sizeof *it);
+    struct life *it = malloc((size_t)(4 * L + 1) * sizeof *it);
     int *last = malloc((size_t)(L + 1) * sizeof *last);
     *ok = it && last;
     size_t total = 0;
@@ -193,10 +218,15 @@ static size_t share_grads(const struct fv_model *m, const unsigned char *active,
             if (i > last[m->layers[i].in[j]]) last[m->layers[i].in[j]] = i;
     for (int j = 0; j < L; j++) {
         if (!active[j] || !count[j]) continue;
-        int t = L - 1 - j, start = seeded[j] ? 0 : last[j] >= 0 ? L - 1 - last[j] : t;
-        int end = j == m->input ? L : t;
-        for (int pre = 0; pre <= keeps_pre(&m->layers[j], flags); pre++)
-            it[k++] = (struct grad_item){j, pre, start, end, round_up(count[j]), 0};
+        int whole = j == m->input || seeded[j], pre = keeps_pre(&m->layers[j], flags);
+        int y0 = whole ? 0 : j, y1 = whole ? 2 * L + 1 : output_end(m, active, j);
+        int g0 = seeded[j] ? L : last[j] >= 0 ? 2 * L - last[j] : 2 * L - j;
+        int g1 = j == m->input ? 2 * L + 1 : 2 * L - j;
+        size_t size = round_up(count[j]);
+        it[k++] = (struct life){j, BUF_Y, y0, y1, size, 0};
+        if (pre) it[k++] = (struct life){j, BUF_PRE, y0, y1, size, 0};
+        it[k++] = (struct life){j, BUF_DY, g0, g1, size, 0};
+        if (pre) it[k++] = (struct life){j, BUF_DPRE, g0, g1, size, 0};
     }
     qsort(it, (size_t)k, sizeof *it, by_size);
     for (int a = 0; a < k; a++) {
@@ -210,7 +240,7 @@ static size_t share_grads(const struct fv_model *m, const unsigned char *active,
         }
         it[a].off = at;
         if (at + it[a].size > total) total = at + it[a].size;
-        off[2 * it[a].node + it[a].pre] = at;
+        off[4 * it[a].node + it[a].kind] = at;
     }
 done:
     free(it);
@@ -234,7 +264,7 @@ int fv_plan_init_shared(struct fv_plan *p, const struct fv_model *m, int n, int 
     p->active = calloc((size_t)L, 1);
     p->uses = calloc((size_t)L, sizeof *p->uses);
     size_t *count = calloc((size_t)L, sizeof *count);
-    size_t *off = seeded && grad ? calloc((size_t)2 * (size_t)L, sizeof *off) : NULL;
+    size_t *off = seeded && grad ? calloc((size_t)4 * (size_t)L, sizeof *off) : NULL;
     int rc = FV_OK;
     if (!p->io || !p->buf || !p->active || !p->uses || !count || (seeded && grad && !off)) {
         rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory planning %d layers", L);
@@ -249,13 +279,14 @@ int fv_plan_init_shared(struct fv_plan *p, const struct fv_model *m, int n, int 
     size_t shared = 0;
     if (off) {
         int ok;
-        shared = share_grads(m, p->active, count, flags, seeded, off, &ok);
+        shared = share_buffers(m, p->active, count, flags, seeded, off, &ok);
         if (!ok) {
             rc = fv_error_set(err, FV_ERR_NOMEM, "out of memory planning %d layers", L);
             goto fail;
         }
-        total = plan_floats(m, flags & ~FV_PLAN_GRAD, p->io, count) + round_up(ws) + shared;
-        p->shared_grads = 1;
+        total = round_up(ws) + shared;
+        for (int i = 0; !m->prepared && i < L; i++) total += round_up(p->io[i].cache_floats);
+        p->shared_memory = 1;
     }
     p->mem_floats = total;
     if (!fv_mul_size(total, sizeof(float), &total) || !(p->mem = aligned_alloc(64, (total + 63) / 64 * 64))) {
@@ -270,11 +301,14 @@ int fv_plan_init_shared(struct fv_plan *p, const struct fv_model *m, int n, int 
         struct fv_node_buf *b = &p->buf[i];
         int pre = keeps_pre(l, flags);
         b->relu_in_place = nonlinear(l) && !pre;
-        b->y = cur, cur += round_up(count[i]);
-        b->pre = pre ? (cur += round_up(count[i])) - round_up(count[i]) : b->y;
         if (off) {
-            b->dy = b->dpre = NULL; /* below, in the shared region */
-        } else if (grad) {
+            b->y = b->pre = b->dy = b->dpre = NULL; /* below, in the shared region */
+            b->shared = i != m->input && !seeded[i];
+        } else {
+            b->y = cur, cur += round_up(count[i]);
+            b->pre = pre ? (cur += round_up(count[i])) - round_up(count[i]) : b->y;
+        }
+        if (grad && !off) {
             b->dy = cur, cur += round_up(count[i]);
             b->dpre = pre ? (cur += round_up(count[i])) - round_up(count[i]) : b->dy;
         }
@@ -286,8 +320,11 @@ int fv_plan_init_shared(struct fv_plan *p, const struct fv_model *m, int n, int 
     float *wsp = ws ? cur : NULL;
     cur += round_up(ws);
     for (int i = 0; off && i < L; i++) {
-        p->buf[i].dy = cur + off[2 * i];
-        p->buf[i].dpre = keeps_pre(&m->layers[i], flags) ? cur + off[2 * i + 1] : p->buf[i].dy;
+        int pre = keeps_pre(&m->layers[i], flags);
+        p->buf[i].y = cur + off[4 * i + BUF_Y];
+        p->buf[i].pre = pre ? cur + off[4 * i + BUF_PRE] : p->buf[i].y;
+        p->buf[i].dy = cur + off[4 * i + BUF_DY];
+        p->buf[i].dpre = pre ? cur + off[4 * i + BUF_DPRE] : p->buf[i].dy;
     }
     for (int i = 0; i < L; i++) {
         const struct fv_layer *l = &m->layers[i];
@@ -334,7 +371,7 @@ int fv_plan_pick(struct fv_plan *p, int t, const int *channels) {
     struct fv_io *io = &p->io[t];
     io->pick = NULL;
     if (!channels || t != p->upto || !l->ops->picks || l->act.kind == FV_ACT_SOFTMAX ||
-        io->out.rank != 3)
+        io->out.rank != 3 || p->buf[t].shared) /* the zeros must last */
         return 0;
     for (int i = 0; i < p->n; i++) FV_ASSERT(channels[i] >= 0 && channels[i] < io->out.d[2]);
     /* the channels no image picks stay 0 */

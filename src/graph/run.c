@@ -150,5 +150,5 @@ void fv_backward(struct fv_plan *p, int from) {
         l->ops->backward(l, &p->io[i]);
     }
     for (int i = 0; i < m->n_layers; i++) /* gradients nothing reached are zero */
-        if (p->buf[i].grad_stale && (!p->shared_grads || i == m->input)) fv_plan_grad(p, i, 0);
+        if (p->buf[i].grad_stale && (!p->shared_memory || i == m->input)) fv_plan_grad(p, i, 0);
 }

@@ -43,4 +43,5 @@ const struct fv_layer_ops fv_affine_ops = {
     .backward = affine_backward,
     .flops = affine_flops,
     .rows = fv_rows_elementwise,
+    .backward_skips_x = 1,
 };

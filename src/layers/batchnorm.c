@@ -127,4 +127,5 @@ const struct fv_layer_ops fv_batchnorm_ops = {
     .backward = bn_backward,
     .flops = bn_flops,
     .rows = batchnorm_rows,
+    .backward_skips_x = 1,
 };

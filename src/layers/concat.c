@@ -99,4 +99,5 @@ const struct fv_layer_ops fv_concat_ops = {
     .backward = concat_backward,
     .flops = NULL,
     .rows = concat_rows,
+    .backward_skips_x = 1,
 };

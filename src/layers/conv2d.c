@@ -772,4 +772,5 @@ const struct fv_layer_ops fv_conv2d_ops = {
     .picks = 1,
     .flops = conv2d_flops,
     .rows = fv_conv_rows,
+    .backward_skips_x = 1,
 };

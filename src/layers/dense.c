@@ -111,4 +111,5 @@ const struct fv_layer_ops fv_dense_ops = {
     .backward = dense_backward,
     .prepare = dense_prepare,
     .flops = dense_flops,
+    .backward_skips_x = 1,
 };

@@ -319,4 +319,5 @@ const struct fv_layer_ops fv_depthwise_ops = {
     .backward = depthwise_backward,
     .flops = depthwise_flops,
     .rows = fv_conv_rows,
+    .backward_skips_x = 1,
 };

@@ -141,6 +141,7 @@ const struct fv_layer_ops fv_gavgpool_ops = {
     .forward = gavgpool_forward,
     .backward = gavgpool_backward,
     .flops = gpool_flops,
+    .backward_skips_x = 1,
 };
 
 const struct fv_layer_ops fv_gmaxpool_ops = {

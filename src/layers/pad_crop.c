@@ -134,6 +134,7 @@ const struct fv_layer_ops fv_zeropad_ops = {
     .backward = zeropad_backward,
     .flops = NULL,
     .rows = zeropad_rows,
+    .backward_skips_x = 1,
 };
 
 const struct fv_layer_ops fv_crop_ops = {
@@ -144,4 +145,5 @@ const struct fv_layer_ops fv_crop_ops = {
     .backward = crop_backward,
     .flops = NULL,
     .rows = crop_rows,
+    .backward_skips_x = 1,
 };

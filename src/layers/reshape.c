@@ -171,6 +171,7 @@ const struct fv_layer_ops fv_reshape_ops = {
     .forward = copy_forward,
     .backward = copy_backward,
     .flops = NULL,
+    .backward_skips_x = 1,
 };
 
 const struct fv_layer_ops fv_permute_ops = {
@@ -180,6 +181,7 @@ const struct fv_layer_ops fv_permute_ops = {
     .forward = permute_forward,
     .backward = permute_backward,
     .flops = NULL,
+    .backward_skips_x = 1,
 };
 
 const struct fv_layer_ops fv_identity_ops = {
@@ -191,4 +193,5 @@ const struct fv_layer_ops fv_identity_ops = {
     .backward = copy_backward,
     .flops = NULL,
     .rows = fv_rows_elementwise,
+    .backward_skips_x = 1,
 };

@@ -134,4 +134,5 @@ const struct fv_layer_ops fv_resize_ops = {
     .shape = resize_shape,
     .forward = resize_forward,
     .backward = resize_backward,
+    .backward_skips_x = 1,
 };

@@ -101,4 +101,5 @@ const struct fv_layer_ops fv_separable_ops = {
     .backward = separable_backward,
     .flops = separable_flops,
     .rows = fv_conv_rows,
+    .backward_skips_x = 1,
 };

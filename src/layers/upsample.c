@@ -103,4 +103,5 @@ const struct fv_layer_ops fv_upsample_ops = {
     .forward = upsample_forward,
     .backward = upsample_backward,
     .flops = NULL,
+    .backward_skips_x = 1,
 };
