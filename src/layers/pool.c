@@ -245,27 +245,36 @@ static int windows_tile(const struct pool_geom *g) {
 FV_CLONES static void assign_max(int cnt, const float *const *px, float *const *pd,
                                    const float *dyc, int nc, int relu) {
     int c = 0;
-    /* 16 channels at a time as loops over the lanes, which gcc vectorizes on
-     * every clone (compares of 16-lane vector types would be split into
-     * scalar ones without 512-bit registers: see simd.h) */
-    for (; c + FV_VL <= nc; c += FV_VL) {
-        float best[FV_VL], d[FV_VL];
-        int sel[FV_VL];
-        for (int q = 0; q < FV_VL; q++) best[q] = -INFINITY, sel[q] = 0;
+    /* 8 channels at a time in 8-lane vectors (one AVX2 register, half an
+     * AVX-512 one, two SSE ones): gcc would not vectorize the loop over the
+     * lanes (selects between an index and a value), nor compare 16-lane types
+     * without 512-bit registers (simd.h). The first maximum is the first pixel
+     * equal to the largest value; `left` holds dy until that pixel took it
+     * (all NaN: nobody did, and pixel 0 takes it, as the scalar loop does). */
+    typedef float v8f __attribute__((vector_size(32)));
+    typedef int v8i __attribute__((vector_size(32)));
+#define SEL(m, a, b) ((v8f)(((v8i)(a) & (m)) | ((v8i)(b) & ~(m))))
+    const v8f zero = {0};
+    for (; c + 8 <= nc; c += 8) {
+        v8f best = zero - INFINITY, x, left, o;
         for (int k = 0; k < cnt; k++) {
-            const float *x = px[k] + c;
-            for (int q = 0; q < FV_VL; q++) { /* as `if (x > best)`: false for NaN */
-                int take = x[q] > best[q];
-                best[q] = take ? x[q] : best[q];
-                sel[q] = take ? k : sel[q];
-            }
+            memcpy(&x, px[k] + c, sizeof x);
+            best = SEL(x > best, x, best); /* false for NaN */
         }
-        for (int q = 0; q < FV_VL; q++) d[q] = !relu || best[q] > 0.0f ? dyc[c + q] : 0.0f;
+        memcpy(&left, dyc + c, sizeof left);
+        if (relu) left = SEL(best > zero, left, zero);
         for (int k = 0; k < cnt; k++) {
-            float *o = pd[k] + c;
-            for (int q = 0; q < FV_VL; q++) o[q] = sel[q] == k ? d[q] : 0.0f;
+            memcpy(&x, px[k] + c, sizeof x);
+            v8i m = x == best;
+            o = SEL(m, left, zero);
+            left = SEL(m, zero, left);
+            memcpy(pd[k] + c, &o, sizeof o);
         }
+        memcpy(&o, pd[0] + c, sizeof o);
+        o = SEL(left != zero, left, o);
+        memcpy(pd[0] + c, &o, sizeof o);
     }
+#undef SEL
     for (; c < nc; c++) {
         float bv = -INFINITY;
         int sk = 0;
