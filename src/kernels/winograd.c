@@ -33,13 +33,16 @@ static void tile_origin(const struct fv_conv_geom *g, size_t t, size_t *img, int
  * per tile, in xmm-sized pieces) made the AVX2 transforms spill, a third of a
  * class optimization's time */
 typedef float fv_vf8 __attribute__((vector_size(32)));
+typedef int fv_vi8 __attribute__((vector_size(32)));
 #define WN(name) name##_8
 #define WV fv_vf8
+#define WVI fv_vi8
 #define WL 8
 #define WATTR __attribute__((target("avx2")))
 #include "kernels/winograd_width.h"
 #undef WN
 #undef WV
+#undef WVI
 #undef WL
 #undef WATTR
 #endif
