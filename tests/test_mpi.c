@@ -138,6 +138,13 @@ static void wait_for_done(const char *manifest) {
     if (count_done(manifest) < 1) fail_msg("no item completed in %s", manifest);
 }
 
+/* Waits (up to 120 s) for a job's manifest: the job has started. */
+static void wait_for_start(const char *manifest) {
+    struct stat st;
+    for (int i = 0; i < 6000 && stat(manifest, &st); i++) usleep(5000);
+    if (stat(manifest, &st)) fail_msg("the job of %s never started", manifest);
+}
+
 /* Waits (up to 120 s) for a process to end: a stopped job must not hang. */
 static void wait_gone(pid_t pid) {
     for (int i = 0; i < 1200 && kill(pid, 0) == 0; i++) usleep(100000);
@@ -177,10 +184,12 @@ static void test_stop_and_resume(void **state) {
     kill(r1, SIGKILL);
     wait_gone(pid);
     assert_pngs_decode(out_dir);
-    /* 2: resume, and stop it with Ctrl-C (SIGINT to mpirun) once a filter lane is done */
+    /* 2: resume, and stop it with Ctrl-C (SIGINT to mpirun) once the filters
+     * job has started (waiting for a filter lane to be done let the rest of the
+     * run, a second or so, finish before the signal landed) */
     pid = start_mpirun("--resume");
     snprintf(manifest, sizeof manifest, "%s/filters/.featviz-resume/filters.manifest", out_dir);
-    wait_for_done(manifest);
+    wait_for_start(manifest);
     printf("Ctrl-C to mpirun %d after %d filter items done\n", (int)pid, count_done(manifest));
     kill(pid, SIGINT);
     wait_gone(pid);
@@ -195,7 +204,7 @@ static void test_stop_and_resume(void **state) {
     int rc = run_capture(&out, "OMP_NUM_THREADS=1 " MPIRUN " %s run %s --resume", FV_BINARY, args);
     printf("%s", out);
     assert_int_equal(rc, 0);
-    /* (on a fast machine the Ctrl-C may land after filters, in a later job) */
+    /* (the Ctrl-C may land after filters, in a later job) */
     assert_true(strstr(out, "filters: resuming:") || strstr(out, "activations: resuming:") || strstr(out, "stats: resuming:"));
     assert_non_null(strstr(out, "classes: already complete"));
     free(out);
