@@ -330,13 +330,15 @@ void fv_act_backward(const struct fv_act *a, const float *x, const float *y, con
 }
 
 /* g = g * (y > 0) (escape: max(g, 0) where y <= 0) over one run */
-FV_CLONES static void relu_mask_run(const float *restrict y, float *restrict g, size_t count,
-                                    int escape) {
+FV_BODY void relu_mask_run_body(const float *restrict y, float *restrict g, size_t count,
+                                int escape) {
     if (escape)
         for (size_t i = 0; i < count; i++) g[i] = y[i] > 0.f || g[i] > 0.f ? g[i] : 0.f;
     else
         for (size_t i = 0; i < count; i++) g[i] = y[i] > 0.f ? g[i] : 0.f;
 }
+FV_ISA_VERSIONS(static, relu_mask_run, (const float *restrict y, float *restrict g, size_t count, int escape),
+                (y, g, count, escape))
 
 void fv_relu_backward_in_place(const float *y, float *g, size_t count, int escape) {
     size_t chunk = 16384, parts = (count + chunk - 1) / chunk;

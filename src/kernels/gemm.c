@@ -793,7 +793,7 @@ void fv_bias_add(float *y, const float *bias, size_t rows, int n) {
     }
 }
 
-FV_CLONES void fv_bias_relu(float *y, const float *bias, size_t rows, int n, int relu) {
+FV_BODY void fv_bias_relu_body(float *y, const float *bias, size_t rows, int n, int relu) {
     if (!relu) {
         if (bias) fv_bias_add(y, bias, rows, n);
         return;
@@ -806,6 +806,8 @@ FV_CLONES void fv_bias_relu(float *y, const float *bias, size_t rows, int n, int
         }
     }
 }
+FV_ISA_VERSIONS(, fv_bias_relu, (float *y, const float *bias, size_t rows, int n, int relu),
+                (y, bias, rows, n, relu))
 
 void fv_bias_add_par(float *y, const float *bias, size_t rows, int n) {
     size_t tiles = (rows + PAR_MT - 1) / PAR_MT;

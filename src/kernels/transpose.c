@@ -30,7 +30,7 @@ static inline void swap_blocks(fv_vf *r, int b, const fv_vi *lo, const fv_vi *hi
     }
 }
 
-FV_CLONES void fv_transpose(const float *src, float *dst, size_t rows, size_t cols) {
+FV_BODY void fv_transpose_body(const float *src, float *dst, size_t rows, size_t cols) {
     const fv_vi lo1 = MASK(LO, 1), hi1 = MASK(HI, 1), lo2 = MASK(LO, 2), hi2 = MASK(HI, 2);
     const fv_vi lo4 = MASK(LO, 4), hi4 = MASK(HI, 4), lo8 = MASK(LO, 8), hi8 = MASK(HI, 8);
     size_t r16 = rows / FV_VL * FV_VL, c16 = cols / FV_VL * FV_VL;
@@ -47,3 +47,5 @@ FV_CLONES void fv_transpose(const float *src, float *dst, size_t rows, size_t co
     for (size_t i = 0; i < rows; i++) /* the edges */
         for (size_t j = i < r16 ? c16 : 0; j < cols; j++) dst[j * rows + i] = src[i * cols + j];
 }
+FV_ISA_VERSIONS(, fv_transpose, (const float *src, float *dst, size_t rows, size_t cols),
+                (src, dst, rows, cols))

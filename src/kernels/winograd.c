@@ -18,17 +18,29 @@ static void tile_origin(const struct fv_conv_geom *g, size_t t, size_t *img, int
     *img = t / (tw * th);
 }
 
-#define WN(name) name##_16 /* 16 lanes: one zmm, two ymm, four xmm */
+/* 16 lanes: one zmm on the AVX-512 path; baseline x86-64 (four xmm) on the
+ * portable one */
+#define WN(name) name##_16
 #define WV fv_vf
 #define WL FV_VL
-#define WATTR FV_CLONES
+#ifdef FV_WINO_X86
+#define WATTR FV_TARGET_AVX512
+#else
+#define WATTR
+#endif
+#include "kernels/winograd_width.h"
+#undef WN
+#undef WATTR
+
+#ifdef FV_WINO_X86
+#define WN(name) name##_16p
+#define WATTR
 #include "kernels/winograd_width.h"
 #undef WN
 #undef WV
 #undef WL
 #undef WATTR
 
-#ifdef FV_WINO_X86
 /* 8 lanes for the AVX2 path: 16-lane vectors (and their 64 KB of temporaries
  * per tile, in xmm-sized pieces) made the AVX2 transforms spill, a third of a
  * class optimization's time */
@@ -38,21 +50,25 @@ typedef int fv_vi8 __attribute__((vector_size(32)));
 #define WV fv_vf8
 #define WVI fv_vi8
 #define WL 8
-#define WATTR __attribute__((target("avx2")))
+#define WATTR FV_TARGET_AVX2
 #include "kernels/winograd_width.h"
 #undef WN
 #undef WV
 #undef WVI
 #undef WL
 #undef WATTR
+#else
+#undef WV
+#undef WL
 #endif
 
 void fv_wino_input(float *restrict v, const float *restrict x, const struct fv_conv_geom *g,
                    size_t t0, size_t rows, const float *zero) {
 #ifdef FV_WINO_X86
-    if (fv_isa() == FV_ISA_AVX2) {
-        wino_input_8(v, x, g, t0, rows, zero);
-        return;
+    switch (fv_isa()) {
+    case FV_ISA_AVX2: wino_input_8(v, x, g, t0, rows, zero); return;
+    case FV_ISA_PORTABLE: wino_input_16p(v, x, g, t0, rows, zero); return;
+    default: break;
     }
 #endif
     wino_input_16(v, x, g, t0, rows, zero);
@@ -62,9 +78,10 @@ void fv_wino_output(float *restrict y, const float *restrict m, const struct fv_
                     int oc, size_t t0, size_t rows, const float *bias, int accumulate, int relu,
                     const float *gate) {
 #ifdef FV_WINO_X86
-    if (fv_isa() == FV_ISA_AVX2) {
-        wino_output_8(y, m, g, oc, t0, rows, bias, accumulate, relu, gate);
-        return;
+    switch (fv_isa()) {
+    case FV_ISA_AVX2: wino_output_8(y, m, g, oc, t0, rows, bias, accumulate, relu, gate); return;
+    case FV_ISA_PORTABLE: wino_output_16p(y, m, g, oc, t0, rows, bias, accumulate, relu, gate); return;
+    default: break;
     }
 #endif
     wino_output_16(y, m, g, oc, t0, rows, bias, accumulate, relu, gate);

@@ -39,9 +39,9 @@ static inline void dot_acc(fv_vf *acc, float *tail, const float *a, size_t step,
 }
 
 /* Output row oy of image img, channel f, from the filter wf (KH, KW, cg). */
-FV_CLONES static void pick_row(const struct fv_conv_geom *g, int oc, int cg, const float *x,
-                               const float *wf, float bias, int img, int oy, int f, int relu,
-                               float *y) {
+FV_BODY void pick_row_body(const struct fv_conv_geom *g, int oc, int cg, const float *x,
+                           const float *wf, float bias, int img, int oy, int f, int relu,
+                           float *y) {
     size_t C = (size_t)g->c;
     int c0 = f / (oc / (g->c / cg)) * cg; /* the first input channel of f's group */
     int runs = g->dw == 1 && cg == g->c;
@@ -80,6 +80,8 @@ FV_CLONES static void pick_row(const struct fv_conv_geom *g, int oc, int cg, con
         ox += nb;
     }
 }
+FV_ISA_VERSIONS(static, pick_row, (const struct fv_conv_geom *g, int oc, int cg, const float *x, const float *wf, float bias, int img, int oy, int f, int relu, float *y),
+                (g, oc, cg, x, wf, bias, img, oy, f, relu, y))
 
 void fv_conv_pick_fwd(float *y, const float *x, const float *w, const float *bias,
                       const struct fv_conv_geom *g, int oc, int cg, const int *pick, int relu,

@@ -129,8 +129,8 @@ static int rows_disjoint(const struct pool_geom *g) { return g->SH >= g->PH; }
 #define POOL_CH 64 /* channels per chunk in backward */
 
 /* Output row oy of image xb (H, W, C) into yr (OW, C). */
-FV_CLONES static void maxpool_forward_row(const struct pool_geom *g, const float *xb, float *yr,
-                                          int oy) {
+FV_BODY void maxpool_forward_row_body(const struct pool_geom *g, const float *xb, float *yr,
+                                      int oy) {
     for (int ox = 0; ox < g->OW; ox++) {
         int y0, y1, x0, x1;
         pool_window(g, oy, ox, &y0, &y1, &x0, &x1);
@@ -143,6 +143,8 @@ FV_CLONES static void maxpool_forward_row(const struct pool_geom *g, const float
             }
     }
 }
+FV_ISA_VERSIONS(static, maxpool_forward_row, (const struct pool_geom *g, const float *xb, float *yr, int oy),
+                (g, xb, yr, oy))
 
 static void maxpool_forward(const struct fv_layer *l, const struct fv_io *io) {
     struct pool_geom g;
@@ -242,8 +244,8 @@ static int windows_tile(const struct pool_geom *g) {
 /* One window, channels 0..nc-1: dx of its first maximum = dy, of its other
  * pixels 0 (the windows tile the image: nothing else writes them). relu: x is
  * a ReLU's output, dx goes through its derivative: 0 where the maximum is 0. */
-FV_CLONES static void assign_max(int cnt, const float *const *px, float *const *pd,
-                                   const float *dyc, int nc, int relu) {
+FV_BODY void assign_max_body(int cnt, const float *const *px, float *const *pd,
+                             const float *dyc, int nc, int relu) {
     int c = 0;
     /* 8 channels at a time in 8-lane vectors (one AVX2 register, half an
      * AVX-512 one, two SSE ones): gcc would not vectorize the loop over the
@@ -283,6 +285,8 @@ FV_CLONES static void assign_max(int cnt, const float *const *px, float *const *
         for (int k = 0; k < cnt; k++) pd[k][c] = k == sk && (!relu || bv > 0.0f) ? dyc[c] : 0.0f;
     }
 }
+FV_ISA_VERSIONS(static, assign_max, (int cnt, const float *const *px, float *const *pd, const float *dyc, int nc, int relu),
+                (cnt, px, pd, dyc, nc, relu))
 
 /* dx = dy routed to the first maximum of each window, for windows that tile
  * the image; the pixels right of and below the last windows get 0. */
