@@ -5,7 +5,9 @@
  * and depthwise convolutions, both data formats) and on the real MobileNetV2
  * (BatchNorm, ReLU6, Add), with the output and an inner node seeded, over two
  * passes in a row (nothing stale from the first); and take less memory where
- * the network is deep: under half on the MobileNetV2. */
+ * the network is deep: under half on the MobileNetV2. Plans with FV_PLAN_FUSE
+ * (ReLUs and ReLU6s in place) must give the same input gradient as plans
+ * without (whose activations' derivatives test_act checks). */
 #include "testutil.h"
 
 #include <stdio.h>
@@ -70,6 +72,7 @@ static int compare(const char *path, const char *input, double *ratio) {
         if (seeds[s] >= 0) seeded[seeds[s]] = 1;
     int n_seeds = seeds[1] >= 0 ? 2 : 1;
     *ratio = 1.0;
+    float *ref[2] = {NULL, NULL}; /* the unfused plan's input gradients, pass by pass */
     for (int fuse = 0; fuse <= 1; fuse++) {
         int flags = FV_PLAN_GRAD | (fuse ? FV_PLAN_FUSE : 0);
         struct fv_plan a, b;
@@ -85,6 +88,16 @@ static int compare(const char *path, const char *input, double *ratio) {
             pass(&b, seeds, n_seeds, seed);
             if (memcmp(a.dx, b.dx, nx * sizeof(float)))
                 fail_msg("%s (fuse %d, pass %d): shared memory changes the input gradient", path, fuse, (int)seed);
+            float **r0 = &ref[seed - 1];
+            if (!fuse) {
+                assert_non_null(*r0 = malloc(nx * sizeof(float)));
+                memcpy(*r0, a.dx, nx * sizeof(float));
+            } else { /* ReLUs (capped too: ReLU6) run in place, their derivative from the output */
+                for (size_t i = 0; i < nx; i++)
+                    if (!(a.dx[i] == (*r0)[i]))
+                        fail_msg("%s (pass %d): the fused plan's input gradient differs at %zu: %g, unfused %g",
+                                 path, (int)seed, i, (double)a.dx[i], (double)(*r0)[i]);
+            }
             for (int k = 0; k < n_seeds; k++) {
                 int t = seeds[k];
                 size_t ny = 2 * fv_shape_count(&a.io[t].out);
@@ -97,6 +110,8 @@ static int compare(const char *path, const char *input, double *ratio) {
         fv_plan_free(&a);
         fv_plan_free(&b);
     }
+    free(ref[0]);
+    free(ref[1]);
     free(seeded);
     fv_model_free(&m);
     return smaller;

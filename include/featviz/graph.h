@@ -81,7 +81,8 @@ int fv_model_check(const struct fv_model *m, int h, int w, struct fv_error *err)
 
 /* ---- plans ---- */
 
-/* FV_PLAN_GRAD: gradients too. FV_PLAN_FUSE: nodes with a plain ReLU keep
+/* FV_PLAN_GRAD: gradients too. FV_PLAN_FUSE: nodes with a plain ReLU (or a
+ * capped one, ReLU6, without slope or threshold) keep
  * only the activated values (half the memory; layers that can apply the ReLU
  * in their own output pass), so their pre-activation values are not there to
  * read: for callers that only read outputs after activation. */
@@ -93,7 +94,8 @@ struct fv_node_buf {
     float *dy;       /* gradient wrt y, NULL without FV_PLAN_GRAD */
     float *dpre;     /* gradient wrt pre; == dy when linear. Objectives on the
                         pre-activation value seed it directly. */
-    int relu_in_place; /* FV_PLAN_FUSE and a plain ReLU: pre == y, dpre == dy */
+    int relu_in_place; /* FV_PLAN_FUSE and a plain or capped ReLU: pre == y, dpre == dy */
+    float relu_cap;    /* relu_in_place and capped (ReLU6: 6), else 0 */
     int grad_stale;  /* dy/dpre not zeroed since fv_grad_zero (see fv_plan_grad) */
     int grad_masked; /* relu_in_place, and the layer that wrote dy applied the ReLU's derivative */
     int shared;      /* fv_plan_init_shared: y and pre share memory with other buffers by

@@ -80,9 +80,10 @@ void fv_act_forward(const struct fv_act *a, const float *x, float *y, size_t out
  * gradient would be blocked, pass it through if it points towards activating. */
 void fv_act_backward(const struct fv_act *a, const float *x, const float *y, const float *dy,
                      float *dx, size_t outer, int dim, size_t inner, int escape);
-/* The same for a plain ReLU whose input was overwritten by its output:
- * g = g * (y > 0) in place (escape: where y == 0, g = max(g, 0)). */
-void fv_relu_backward_in_place(const float *y, float *g, size_t count, int escape);
+/* The same for a ReLU (no slope, no threshold) whose input was overwritten by
+ * its output: g = g * (y > 0) in place (escape: where y == 0, g = max(g, 0));
+ * cap > 0: the ReLU's max_value (ReLU6: 6), g = g * (0 < y < cap). */
+void fv_relu_backward_in_place(const float *y, float *g, size_t count, int escape, float cap);
 
 /* ---- layer contract ---- */
 

@@ -14,13 +14,16 @@ static size_t round_up(size_t n) { return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS 
 
 static int nonlinear(const struct fv_layer *l) { return l->act.kind != FV_ACT_LINEAR; }
 
-static int plain_relu(const struct fv_act *a) {
-    return a->kind == FV_ACT_RELU && a->alpha == 0.f && a->max_value < 0.f && a->threshold == 0.f;
+/* A ReLU without slope or threshold, capped (ReLU6) or not: its derivative
+ * is a function of its output, 0 < y < cap, so FV_PLAN_FUSE runs it in place. */
+static int relu_from_output(const struct fv_act *a) {
+    return a->kind == FV_ACT_RELU && a->alpha == 0.f && a->threshold == 0.f &&
+           (a->max_value < 0.f || a->max_value > 0.f);
 }
 
 /* Whether node l keeps its pre-activation value apart from y. */
 static int keeps_pre(const struct fv_layer *l, int flags) {
-    return nonlinear(l) && !((flags & FV_PLAN_FUSE) && plain_relu(&l->act));
+    return nonlinear(l) && !((flags & FV_PLAN_FUSE) && relu_from_output(&l->act));
 }
 
 void fv_keras_shape(const struct fv_layer *l, const struct fv_shape *phys, struct fv_shape *keras) {
@@ -301,6 +304,7 @@ int fv_plan_init_shared(struct fv_plan *p, const struct fv_model *m, int n, int 
         struct fv_node_buf *b = &p->buf[i];
         int pre = keeps_pre(l, flags);
         b->relu_in_place = nonlinear(l) && !pre;
+        b->relu_cap = b->relu_in_place && l->act.max_value > 0.f ? l->act.max_value : 0.f;
         if (off) {
             b->y = b->pre = b->dy = b->dpre = NULL; /* below, in the shared region */
             b->shared = i != m->input && !seeded[i];
@@ -336,7 +340,7 @@ int fv_plan_init_shared(struct fv_plan *p, const struct fv_model *m, int n, int 
         io->y = p->buf[i].pre;
         io->dy = p->buf[i].dpre;
         io->ws = wsp;
-        io->relu = p->buf[i].relu_in_place && l->ops->fuses_relu;
+        io->relu = p->buf[i].relu_in_place && p->buf[i].relu_cap == 0.f && l->ops->fuses_relu;
         if (!io->cache_floats) continue;
         if (!m->prepared) {
             l->ops->prepare(l, io);

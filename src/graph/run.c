@@ -127,7 +127,7 @@ void fv_backward(struct fv_plan *p, int from) {
             /* the layer that wrote dy applied the ReLU's derivative */
         } else if (b->relu_in_place) {
             fv_relu_backward_in_place(b->y, b->dy, (size_t)p->n * fv_shape_count(&p->io[i].out),
-                                      p->escape_relu);
+                                      p->escape_relu, b->relu_cap);
         } else if (l->act.kind != FV_ACT_LINEAR) {
             size_t outer, inner;
             int dim;
@@ -139,7 +139,7 @@ void fv_backward(struct fv_plan *p, int from) {
             struct fv_io *io = &p->io[i];
             io->dx_assign[j] = in->grad_stale && l->ops->assigns_dx && in->dy == in->dpre;
             /* the only reader of a ReLU's output can apply its derivative as it writes */
-            io->dx_relu[j] = io->dx_assign[j] && l->ops->masks_dx && in->relu_in_place &&
+            io->dx_relu[j] = io->dx_assign[j] && l->ops->masks_dx && in->relu_in_place && in->relu_cap == 0.f &&
                              !p->escape_relu && p->uses[l->in[j]] == 1;
             in->grad_masked = io->dx_relu[j];
             if (io->dx_assign[j])

@@ -329,21 +329,30 @@ void fv_act_backward(const struct fv_act *a, const float *x, const float *y, con
     for (size_t i = 0; i < count; i++) dx[i] += act_d(a, x[i]) * dy[i];
 }
 
-/* g = g * (y > 0) (escape: max(g, 0) where y <= 0) over one run */
+/* g = g * (y > 0) (escape: max(g, 0) where y <= 0) over one run; with a cap
+ * (ReLU6 & co., cap > 0): g * (0 < y < cap), escape: max(g, 0) where y <= 0,
+ * 0 where y >= cap, as fv_act_backward gives from the input (y == cap exactly
+ * where x >= cap, y == 0 where x <= 0) */
 FV_BODY void relu_mask_run_body(const float *restrict y, float *restrict g, size_t count,
-                                int escape) {
-    if (escape)
+                                int escape, float cap) {
+    if (cap > 0.f) {
+        if (escape)
+            for (size_t i = 0; i < count; i++) g[i] = y[i] > 0.f ? (y[i] < cap ? g[i] : 0.f) : (g[i] > 0.f ? g[i] : 0.f);
+        else
+            for (size_t i = 0; i < count; i++) g[i] = y[i] > 0.f && y[i] < cap ? g[i] : 0.f;
+    } else if (escape) {
         for (size_t i = 0; i < count; i++) g[i] = y[i] > 0.f || g[i] > 0.f ? g[i] : 0.f;
-    else
+    } else {
         for (size_t i = 0; i < count; i++) g[i] = y[i] > 0.f ? g[i] : 0.f;
+    }
 }
-FV_ISA_VERSIONS(static, relu_mask_run, (const float *restrict y, float *restrict g, size_t count, int escape),
-                (y, g, count, escape))
+FV_ISA_VERSIONS(static, relu_mask_run, (const float *restrict y, float *restrict g, size_t count, int escape, float cap),
+                (y, g, count, escape, cap))
 
-void fv_relu_backward_in_place(const float *y, float *g, size_t count, int escape) {
+void fv_relu_backward_in_place(const float *y, float *g, size_t count, int escape, float cap) {
     size_t chunk = 16384, parts = (count + chunk - 1) / chunk;
 #pragma omp parallel for schedule(static) if (count > ACT_PAR_MIN)
     for (size_t k = 0; k < parts; k++)
         relu_mask_run(y + k * chunk, g + k * chunk, count - k * chunk < chunk ? count - k * chunk : chunk,
-                      escape);
+                      escape, cap);
 }

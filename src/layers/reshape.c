@@ -64,7 +64,10 @@ static void copy_backward(const struct fv_layer *l, const struct fv_io *io) {
     if (!io->dx[0]) return;
     size_t count = (size_t)io->n * fv_shape_count(&io->in[0]);
     /* forward: y[k] = x[k] */
-    for (size_t k = 0; k < count; k++) io->dx[0][k] += io->dy[k];
+    if (io->dx_assign[0]) /* 0 + : the same bits as zeroing, then adding */
+        for (size_t k = 0; k < count; k++) io->dx[0][k] = 0.0f + io->dy[k];
+    else
+        for (size_t k = 0; k < count; k++) io->dx[0][k] += io->dy[k];
 }
 
 /* ---- identity ---- */
@@ -170,6 +173,7 @@ const struct fv_layer_ops fv_reshape_ops = {
     .shape = reshape_shape,
     .forward = copy_forward,
     .backward = copy_backward,
+    .assigns_dx = 1,
     .flops = NULL,
     .backward_skips_x = 1,
 };
@@ -191,6 +195,7 @@ const struct fv_layer_ops fv_identity_ops = {
     .shape = identity_shape,
     .forward = copy_forward,
     .backward = copy_backward,
+    .assigns_dx = 1,
     .flops = NULL,
     .rows = fv_rows_elementwise,
     .backward_skips_x = 1,
