@@ -77,12 +77,16 @@ void fv_forward(struct fv_plan *p, int upto) {
     for (int i = 0; i < m->n_layers; i++) {
         if (!p->active[i] || i == m->input) continue;
         const struct fv_layer *l = &m->layers[i];
-        l->ops->forward(l, &p->io[i]);
+        /* an activation layer (ReLU6 & co.) run in place: straight from its
+         * input, without first copying it */
+        int direct = (l->ops->flags & FV_OPF_IDENTITY) && l->act.kind != FV_ACT_LINEAR &&
+                     p->buf[i].pre == p->buf[i].y && l->n_in == 1;
+        if (!direct) l->ops->forward(l, &p->io[i]);
         if (l->act.kind != FV_ACT_LINEAR && !p->io[i].relu) {
             size_t outer, inner;
             int dim;
             act_view(p, i, &outer, &dim, &inner);
-            fv_act_forward(&l->act, p->buf[i].pre, p->buf[i].y, outer, dim, inner);
+            fv_act_forward(&l->act, direct ? p->io[i].x[0] : p->buf[i].pre, p->buf[i].y, outer, dim, inner);
         }
         if (drops(p, i)) drop_apply(p, i, p->buf[i].y);
     }
