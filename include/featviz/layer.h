@@ -84,6 +84,9 @@ void fv_act_backward(const struct fv_act *a, const float *x, const float *y, con
  * its output: g = g * (y > 0) in place (escape: where y == 0, g = max(g, 0));
  * cap > 0: the ReLU's max_value (ReLU6: 6), g = g * (0 < y < cap). */
 void fv_relu_backward_in_place(const float *y, float *g, size_t count, int escape, float cap);
+/* The same (no escape) into another buffer: dx = (assign ? 0 : dx) + g * (0 < y < cap), the
+ * same bits as the in-place mask followed by dx += g. */
+void fv_relu_backward_to(const float *y, const float *g, float *dx, size_t count, float cap, int assign);
 
 /* ---- layer contract ---- */
 

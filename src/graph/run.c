@@ -69,6 +69,15 @@ static void drop_apply(const struct fv_plan *p, int t, float *x) {
     }
 }
 
+/* Node i is an activation layer (ReLU, ReLU6 & co.) run in place: its forward
+ * goes straight from its input, without first copying it, and its backward
+ * straight into its input's gradient. */
+static int act_direct(const struct fv_plan *p, int i) {
+    const struct fv_layer *l = &p->m->layers[i];
+    return (l->ops->flags & FV_OPF_IDENTITY) && l->act.kind != FV_ACT_LINEAR && p->buf[i].pre == p->buf[i].y &&
+           l->n_in == 1;
+}
+
 void fv_forward(struct fv_plan *p, int upto) {
     const struct fv_model *m = p->m;
     if (upto < 0) upto = p->upto;
@@ -77,10 +86,7 @@ void fv_forward(struct fv_plan *p, int upto) {
     for (int i = 0; i < m->n_layers; i++) {
         if (!p->active[i] || i == m->input) continue;
         const struct fv_layer *l = &m->layers[i];
-        /* an activation layer (ReLU6 & co.) run in place: straight from its
-         * input, without first copying it */
-        int direct = (l->ops->flags & FV_OPF_IDENTITY) && l->act.kind != FV_ACT_LINEAR &&
-                     p->buf[i].pre == p->buf[i].y && l->n_in == 1;
+        int direct = act_direct(p, i);
         if (!direct) l->ops->forward(l, &p->io[i]);
         if (l->act.kind != FV_ACT_LINEAR && !p->io[i].relu) {
             size_t outer, inner;
@@ -127,6 +133,16 @@ void fv_backward(struct fv_plan *p, int from) {
         const struct fv_layer *l = &m->layers[i];
         struct fv_node_buf *b = &p->buf[i];
         if (drops(p, i)) drop_apply(p, i, b->dy); /* before the ReLU's mask: both elementwise */
+        if (act_direct(p, i) && b->relu_in_place && !b->grad_masked && !p->escape_relu) {
+            struct fv_node_buf *in = &p->buf[l->in[0]];
+            int assign = in->grad_stale && in->dy == in->dpre;
+            if (assign) in->grad_stale = 0;
+            else fv_plan_grad(p, l->in[0], 0);
+            in->grad_masked = 0;
+            fv_relu_backward_to(b->y, b->dy, in->dy, (size_t)p->n * fv_shape_count(&p->io[i].out), b->relu_cap,
+                                assign);
+            continue;
+        }
         if (b->grad_masked) {
             /* the layer that wrote dy applied the ReLU's derivative */
         } else if (b->relu_in_place) {
