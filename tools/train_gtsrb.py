@@ -2,11 +2,15 @@
 """Trains featviz's demo model, models/gtsrb32.h5 (and the same weights as
 models/gtsrb32.onnx), and writes its labels.
 
-    /usr/bin/python3 tools/train_gtsrb.py              # train, write, verify
-    /usr/bin/python3 tools/train_gtsrb.py --verify     # only re-check the file
+The shipped model is made in two runs: a plain one, then adversarial
+fine-tuning of its weights (models/README.md):
+
+    /usr/bin/python3 tools/train_gtsrb.py --out /tmp/plain/gtsrb32.h5 \
+        --labels /tmp/plain/labels.csv             # plain: train, write, verify
+    /usr/bin/python3 tools/train_gtsrb.py --init /tmp/plain/gtsrb32.h5 --epochs 20 \
+        --lr 5e-4 --adv-norm l2 --adv-eps 0.25      # adversarial fine-tuning -> models/
+    /usr/bin/python3 tools/train_gtsrb.py --verify --min-acc 0.95  # only re-check the file
     /usr/bin/python3 tools/train_gtsrb.py --onnx-only  # gtsrb32.onnx from the .h5's weights
-    /usr/bin/python3 tools/train_gtsrb.py --init models/gtsrb32.h5 --epochs 10 \
-        --lr 5e-4 --adv-norm l2 --adv-eps 0.5       # adversarial fine-tuning
 
 Data: ../shared/gtsrb/train48_{x,y,track}.npy (GTSRB training images at 48x48,
 10 frames per track; see that folder's README.md). The path can be changed
