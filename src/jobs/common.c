@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 
+#include "dist/items.h"
 #include "featviz/image.h"
 #include "featviz/render.h"
 
@@ -169,6 +170,10 @@ void job_json_string(FILE *f, const char *s) {
 
 int job_write_config(const struct fv_settings *s, const char *job, const char *dir,
                      struct fv_error *err) {
+    /* rank 0 only: the other ranks' copies would be the same bytes, and on
+     * --resume rank 0 sweeps the job's folder for stopped writers' temporary
+     * files while they could be writing theirs (test_mpi saw one vanish) */
+    if (!fv_items_leader()) return FV_OK;
     char path[4200];
     snprintf(path, sizeof path, "%s/%s.ini", dir, job);
     const char *sections[3] = {"model", "output", job};

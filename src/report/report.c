@@ -2,7 +2,7 @@
  * the jobs wrote there (the model, its preprocessing and layers, the run's
  * configuration, the class images with their top-3, filter patterns,
  * activation maps, statistics with dataset examples, dreams, saliency maps,
- * the transfer rates of the class images where tools/transfer.py measured them),
+ * the transfer rates of the class images where featviz transfer measured them),
  * and OUTPUT_DIR/index.html: the page of src/report/ (embedded at build time)
  * with that manifest inlined, so it opens from file:// with no server.
  *
@@ -224,7 +224,7 @@ static int classes_section(const char *root, const struct fv_model *m, const str
     free_names(names, n);
     if (!(rc = job_path(path, sizeof path, err, "%s/classes/classes.npy", root)) && is_file(path))
         rc = class_top3(m, pp, labels, path, items, err);
-    /* transfer rates, where tools/transfer.py --judge measured them */
+    /* transfer rates, where featviz transfer measured them */
     json_t *tr = NULL;
     if (!rc && !(rc = job_path(path, sizeof path, err, "%s/classes/transfer.json", root)) &&
         !(rc = load_json(path, &tr, err)) && tr) {

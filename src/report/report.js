@@ -175,7 +175,7 @@
     const rate = judged.length ? judged.reduce((a, it) => a + it.transfer_hits / it.transfer_judges, 0) / judged.length : 0;
     return section('Classes',
       el('p', { class: 'note', text: items.length + ' synthesized class images; the model gives ' + good + ' of them probability ≥ 0.9 for their class' +
-        (judged.length ? '; other models recognize them at a mean rate of ' + rate.toFixed(2) + ' (tools/transfer.py)' : '') + '. Click an image to enlarge it; arrow keys step through them.' }),
+        (judged.length ? '; other models recognize them at a mean rate of ' + rate.toFixed(2) + ' (featviz transfer)' : '') + '. Click an image to enlarge it; arrow keys step through them.' }),
       el('div', { class: 'toolbar' }, el('label', {}, 'order ', select('classes-sort',
         [['class', 'by class number'], ['prob-desc', 'by probability, highest first'], ['prob-asc', 'by probability, lowest first']],
         'class', (v) => { order.value = v; draw(); }))),

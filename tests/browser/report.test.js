@@ -99,7 +99,7 @@ async function main() {
     check(probs === 43, 'classes: every card shows the probability of classes.csv (' + probs + ')');
     check(top3 === 43, 'classes: every card lists the top 3 (' + top3 + ')');
     const trFile = path.join(dir, 'classes', 'transfer.json');
-    if (fs.existsSync(trFile)) { /* written by tools/transfer.py --judge */
+    if (fs.existsSync(trFile)) { /* written by featviz transfer (or tools/transfer.py --judge) */
       const tr = JSON.parse(fs.readFileSync(trFile, 'utf8')).classes;
       const shown = await page.$$eval('#classes-grid .card', (cs) => cs.map((c) => (c.querySelector('.transfer') || {}).textContent || ''));
       check(tr.every((t) => shown[cards.findIndex((c) => c.cls === t.class)].includes('recognized by ' + t.transfer_hits + ' of ' + t.transfer_judges)),
