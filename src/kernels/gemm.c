@@ -333,7 +333,8 @@ typedef void dot_fn(const struct pieces *pc, const float *const *ar, const float
 
 #define NR_MAX 32       /* widest register tile of any path */
 #define DOT_N 4         /* the dot path is used up to this many columns */
-#define DOT_LD (KC + 16)
+#define DOT_PAD 16 /* the dot kernels read up to this many floats past kc (times 0) */
+#define DOT_LD (KC + DOT_PAD)
 #define DOT_ROWS_MAX 8
 #define DOT_COLS_MAX 4
 
@@ -344,20 +345,27 @@ struct gemm_path {
     dot_fn *dot;
 };
 
-/* bt[j][kk] = op(B)[k0+kk][j] for j < n, kk < kc; zero elsewhere up to (DOT_N, DOT_LD) */
+/* bt[j][kk] = op(B)[k0+kk][j] for j < n, kk < kc; zero for the other columns
+ * up to DOT_N and for kc <= kk < kc + DOT_PAD: all the kernels read (only
+ * that much is written: small calls, such as a first layer's input gradient
+ * one image row at a time, would otherwise spend their time here) */
 static void pack_dot(float *bt, const struct gemm_args *g, int k0, int kc) {
-    memset(bt, 0, DOT_N * DOT_LD * sizeof(float));
-    for (int j = 0; j < g->n; j++)
-        for (int kk = 0; kk < DOT_LD; kk++)
-            bt[j * DOT_LD + kk] = kk >= kc    ? 0.0f
-                                  : g->transb ? g->b[(size_t)j * g->ldb + (size_t)(k0 + kk)]
-                                              : g->b[(size_t)(k0 + kk) * g->ldb + (size_t)j];
+    for (int j = 0; j < DOT_N; j++) {
+        float *bj = bt + (size_t)j * DOT_LD;
+        for (int kk = 0; kk < kc; kk++)
+            bj[kk] = j >= g->n    ? 0.0f
+                     : g->transb ? g->b[(size_t)j * g->ldb + (size_t)(k0 + kk)]
+                                 : g->b[(size_t)(k0 + kk) * g->ldb + (size_t)j];
+        memset(bj + kc, 0, DOT_PAD * sizeof(float));
+    }
 }
 
 static void gemm_dot(const struct gemm_args *g, const struct gemm_path *path) {
-    float bt[(DOT_N + DOT_COLS_MAX - 1) * DOT_LD]; /* columns past n stay zero */
+    float bt[(DOT_N + DOT_COLS_MAX - 1) * DOT_LD]; /* columns past DOT_N: zero as far as read */
     struct pieces pc;
-    memset(bt + DOT_N * DOT_LD, 0, (DOT_COLS_MAX - 1) * DOT_LD * sizeof(float));
+    int kmax = g->k < KC ? g->k : KC;
+    for (int j = DOT_N; j < DOT_N + DOT_COLS_MAX - 1; j++)
+        memset(bt + (size_t)j * DOT_LD, 0, (size_t)(kmax + DOT_PAD) * sizeof(float));
     int dr = path->dot_rows, dc = path->dot_cols;
     for (int k0 = 0; k0 < g->k; k0 += KC) {
         int kc = g->k - k0 < KC ? g->k - k0 : KC, first = !g->accumulate && k0 == 0;
