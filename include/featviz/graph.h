@@ -57,7 +57,23 @@ struct fv_model {
         float *data;
         size_t floats;
     } *prepared;
+
+    /* The same network with every BatchNorm (and the ReLU-like activation
+     * layer after it, if any) folded into the convolution or Dense before it
+     * (src/graph/fold.c), for plans with FV_PLAN_FOLD; NULL when nothing
+     * folds. Its nodes have the same indices: fold[i] says which of them
+     * took over the work of the ones before (FV_FOLD_MERGED: the
+     * convolution with folded weights, under the last folded node's name and
+     * activation) and which are left out (FV_FOLD_GONE). */
+    struct fv_model *folded;
+    unsigned char *fold;     /* (n_layers), in the folded model only */
+    const struct fv_model *base; /* the folded model's original */
 };
+
+enum { FV_FOLD_GONE = 1, FV_FOLD_MERGED = 2 };
+
+/* Makes m->folded (left NULL when nothing folds). Returns FV_OK or FV_ERR_NOMEM. */
+int fv_model_fold(struct fv_model *m, struct fv_error *err);
 
 void fv_model_free(struct fv_model *m);
 
@@ -85,8 +101,11 @@ int fv_model_check(const struct fv_model *m, int h, int w, struct fv_error *err)
  * capped one, ReLU6, without slope or threshold) keep
  * only the activated values (half the memory; layers that can apply the ReLU
  * in their own output pass), so their pre-activation values are not there to
- * read: for callers that only read outputs after activation. */
-enum { FV_PLAN_GRAD = 1, FV_PLAN_FUSE = 2 };
+ * read: for callers that only read outputs after activation. FV_PLAN_FOLD
+ * (fv_plan_init_shared only): the plan runs m->folded where no seeded node
+ * and not `upto` is one it leaves out (p->m says which model ran): the same
+ * function rounded differently, without the BatchNorm passes. */
+enum { FV_PLAN_GRAD = 1, FV_PLAN_FUSE = 2, FV_PLAN_FOLD = 4 };
 
 struct fv_node_buf {
     float *y;        /* output after activation (n, out) */

@@ -143,7 +143,13 @@ enum {
                                 each has a preferred pattern */
     FV_OPF_UNITS = 2,        /* output units are learned weighted sums (Dense) */
     FV_OPF_KERNEL_IMAGE = 4, /* w[0] is a (KH,KW,C,OC) kernel that can be drawn as images */
-    FV_OPF_IDENTITY = 8      /* output = input (before the fused activation): Dropout & co */
+    FV_OPF_IDENTITY = 8,     /* output = input (before the fused activation): Dropout & co */
+    FV_OPF_SCALE_SHIFT = 16, /* y = x * w[0][k] + w[1][k], k the index along the physical axis
+                                p.bn.axis (BatchNorm at inference) */
+    FV_OPF_FOLDS_SCALE = 32  /* linear in its input with weights w[0] whose element e belongs to
+                                output channel e % OC (the last physical axis) and an optional
+                                (OC) bias w[1] (p.conv.use_bias): a scale and shift per output
+                                channel after it can be folded into them (src/graph/fold.c) */
 };
 
 struct fv_layer_ops {

@@ -28,6 +28,7 @@ int fv_graph_finish(struct fv_model *m, struct fv_layer *nodes, struct fv_node_s
         rc = fv_error_set(err, FV_ERR_NOMEM, "%s: out of memory", m->path);
         goto fail;
     }
+    if ((rc = fv_model_fold(m, err))) goto fail;
     return FV_OK;
 fail:
     fv_model_free(m);

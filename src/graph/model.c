@@ -57,11 +57,18 @@ int fv_model_logits(const struct fv_model *m, int *pre) {
 
 void fv_model_free(struct fv_model *m) {
     if (!m) return;
-    for (int i = 0; i < m->n_layers; i++)
-        for (int k = 0; k < m->layers[i].n_w; k++) free(m->layers[i].w[k]);
+    if (m->folded) {
+        fv_model_free(m->folded);
+        free(m->folded);
+    }
+    /* a folded model owns only its merged nodes' weights; the rest are its base's */
+    for (int i = 0; m->layers && i < m->n_layers; i++)
+        for (int k = 0; (!m->base || (m->fold && m->fold[i] == FV_FOLD_MERGED)) && k < m->layers[i].n_w; k++)
+            free(m->layers[i].w[k]);
     for (int i = 0; m->prepared && i < m->n_layers; i++) free(m->prepared[i].data);
     free(m->prepared);
     free(m->layers);
-    free(m->groups);
+    free(m->fold);
+    if (!m->base) free(m->groups);
     memset(m, 0, sizeof *m);
 }

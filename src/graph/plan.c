@@ -95,6 +95,7 @@ static int shape_pass(const struct fv_model *m, int n, int h, int w, int grad,
 /* need[i]: node i is `upto` or something it depends on (all when upto < 0). */
 static void mark_upto(const struct fv_model *m, int upto, unsigned char *need) {
     memset(need, upto < 0, (size_t)m->n_layers);
+    for (int i = 0; upto < 0 && m->fold && i < m->n_layers; i++) need[i] = m->fold[i] != FV_FOLD_GONE;
     if (upto < 0) return;
     need[upto] = 1;
     for (int i = upto; i >= 0; i--)
@@ -256,9 +257,20 @@ int fv_plan_init_upto(struct fv_plan *p, const struct fv_model *m, int n, int h,
     return fv_plan_init_shared(p, m, n, h, w, flags, upto, NULL, err);
 }
 
+/* m->folded, when FV_PLAN_FOLD asks for it and it leaves out neither `upto`
+ * nor a seeded node (whose values or gradients the caller reads). */
+static const struct fv_model *folded(const struct fv_model *m, int flags, int upto, const unsigned char *seeded) {
+    const struct fv_model *f = m->folded;
+    if (!(flags & FV_PLAN_FOLD) || !f || (upto >= 0 && f->fold[upto] == FV_FOLD_GONE)) return m;
+    for (int i = 0; seeded && i < m->n_layers; i++)
+        if (seeded[i] && f->fold[i] == FV_FOLD_GONE) return m;
+    return f;
+}
+
 int fv_plan_init_shared(struct fv_plan *p, const struct fv_model *m, int n, int h, int w, int flags,
                         int upto, const unsigned char *seeded, struct fv_error *err) {
     memset(p, 0, sizeof *p);
+    m = folded(m, flags, upto, seeded);
     p->m = m, p->n = n, p->h = h, p->w = w, p->flags = flags;
     int L = m->n_layers, grad = flags & FV_PLAN_GRAD;
     if (n < 1 || n > 1000000) return fv_error_set(err, FV_ERR_SHAPE, "batch of %d images is out of range", n);

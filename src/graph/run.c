@@ -10,8 +10,8 @@
 /* Marks `t` and everything it depends on (all nodes when t < 0). */
 static void mark_needed(struct fv_plan *p, int t) {
     const struct fv_model *m = p->m;
-    if (t < 0) {
-        memset(p->active, 1, (size_t)m->n_layers);
+    if (t < 0) { /* all but the nodes a folded model leaves out */
+        for (int i = 0; i < m->n_layers; i++) p->active[i] = !m->fold || m->fold[i] != FV_FOLD_GONE;
         return;
     }
     memset(p->active, 0, (size_t)m->n_layers);
@@ -48,7 +48,8 @@ static void act_view(const struct fv_plan *p, int i, size_t *outer, int *dim, si
  * gradient (backward): the same mask for both. */
 static int drops(const struct fv_plan *p, int t) {
     const struct fv_layer *l = &p->m->layers[t];
-    return p->drop > 0.0f && p->drop_keys && p->buf[t].relu_in_place && l->ops && (l->ops->flags & FV_OPF_FILTERS);
+    return p->drop > 0.0f && p->drop_keys && p->buf[t].relu_in_place && l->ops && (l->ops->flags & FV_OPF_FILTERS) &&
+           !(p->m->fold && p->m->fold[t] == FV_FOLD_MERGED); /* as in the original: a BatchNorm or ReLU layer */
 }
 
 static uint64_t mix64(uint64_t z) {

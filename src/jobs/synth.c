@@ -665,9 +665,10 @@ int synth_run_lanes(const struct fv_model *m, const struct fv_preproc *pp, const
      * memory for the lanes in flight only. One lane: parallel inside each
      * layer. Which images share a lane is fixed by the caller, never by the
      * thread count: a lane's batch size changes the kernels' summation order. */
-    int flags = FV_PLAN_GRAD | FV_PLAN_FUSE; /* ReLUs in place unless an objective reads before one */
+    /* ReLUs in place unless an objective reads before one; BatchNorms folded */
+    int flags = FV_PLAN_GRAD | FV_PLAN_FUSE | FV_PLAN_FOLD;
     for (int i = 0; i < n; i++)
-        if (fv_objective_reads_pre_relu(&obj[i], m)) flags = FV_PLAN_GRAD;
+        if (fv_objective_reads_pre_relu(&obj[i], m)) flags = FV_PLAN_GRAD | FV_PLAN_FOLD;
     int dh, dw;
     synth_display_size(cfg, h, w, &dh, &dw);
     size_t img = (size_t)dh * (size_t)dw * (size_t)c;

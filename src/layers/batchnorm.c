@@ -120,6 +120,7 @@ static int *bn_axis(struct fv_layer *l) {
 const struct fv_layer_ops fv_batchnorm_ops = {
     .kind = "batchnorm",
     .need = FV_NEED_ANY,
+    .flags = FV_OPF_SCALE_SHIFT,
     .axis = bn_axis,
     .assigns_dx = 1, /* dx_assign: the first write overwrites (no zeroing pass) */
     .shape = bn_shape,

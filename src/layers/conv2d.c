@@ -761,7 +761,7 @@ static double conv2d_flops(const struct fv_layer *l, const struct fv_io *io) {
 const struct fv_layer_ops fv_conv2d_ops = {
     .kind = "conv2d",
     .need = FV_NEED_SPATIAL,
-    .flags = FV_OPF_FILTERS | FV_OPF_KERNEL_IMAGE,
+    .flags = FV_OPF_FILTERS | FV_OPF_KERNEL_IMAGE | FV_OPF_FOLDS_SCALE,
     .shape = conv2d_shape,
     .forward = conv2d_forward,
     .backward = conv2d_backward,

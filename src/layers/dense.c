@@ -105,7 +105,7 @@ static double dense_flops(const struct fv_layer *l, const struct fv_io *io) {
 const struct fv_layer_ops fv_dense_ops = {
     .kind = "dense",
     .need = FV_NEED_KERAS,
-    .flags = FV_OPF_UNITS,
+    .flags = FV_OPF_UNITS | FV_OPF_FOLDS_SCALE,
     .shape = dense_shape,
     .forward = dense_forward,
     .backward = dense_backward,

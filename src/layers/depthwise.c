@@ -312,7 +312,7 @@ static double depthwise_flops(const struct fv_layer *l, const struct fv_io *io) 
 const struct fv_layer_ops fv_depthwise_ops = {
     .kind = "depthwise",
     .need = FV_NEED_SPATIAL,
-    .flags = FV_OPF_FILTERS,
+    .flags = FV_OPF_FILTERS | FV_OPF_FOLDS_SCALE,
     .assigns_dx = 1, /* dx_assign: the first write overwrites (no zeroing pass) */
     .shape = depthwise_shape,
     .forward = depthwise_forward,
