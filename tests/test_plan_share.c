@@ -10,6 +10,7 @@
  * without (whose activations' derivatives test_act checks). */
 #include "testutil.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,10 +143,75 @@ static void test_mobilenet(void **state) {
     assert_true(ratio < 0.5);
 }
 
+/* max |a - b| / max |b| */
+static double rel_diff(const float *a, const float *b, size_t n) {
+    double d = 0, s = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - (double)b[i]);
+        if (e > d || isnan(e)) d = isnan(e) ? (double)INFINITY : e;
+        if (fabs((double)b[i]) > s) s = fabs((double)b[i]);
+    }
+    return s > 0 ? d / s : d;
+}
+
+/* FV_PLAN_FOLD on the MobileNetV2: every BatchNorm folds into the
+ * convolution before it (the ReLU6 after it into the merged node), and the
+ * output and input gradient stay those of the plain plan up to rounding
+ * (which test_golden and test_real_models hold to independent references);
+ * an objective on a convolution's own output gets the original model. */
+static void test_mobilenet_folded(void **state) {
+    (void)state;
+    const char *path = shared_path("keras-real/teachable_nested_mobilenetv2_tfkeras2.4_224.h5");
+    struct fv_load_opts opts;
+    memset(&opts, 0, sizeof opts);
+    opts.flip_kernels = -1;
+    struct fv_error err = {0};
+    struct fv_model m;
+    if (fv_model_load(&m, path, &opts, &err)) fail_msg("%s: %s", path, err.msg);
+    assert_non_null(m.folded);
+    int bn = 0, merged = 0, gone = 0;
+    for (int i = 0; i < m.n_layers; i++) {
+        bn += !strcmp(m.layers[i].ops ? m.layers[i].ops->kind : "", "batchnorm");
+        merged += m.folded->fold[i] == FV_FOLD_MERGED;
+        gone += m.folded->fold[i] == FV_FOLD_GONE;
+    }
+    printf("  %d BatchNorms: %d merged nodes, %d nodes left out\n", bn, merged, gone);
+    assert_int_equal(merged, bn);
+    unsigned char *seeded = calloc((size_t)m.n_layers, 1);
+    assert_non_null(seeded);
+    seeded[m.output] = 1;
+    int seeds[1] = {m.output};
+    struct fv_plan a, b;
+    int flags = FV_PLAN_GRAD | FV_PLAN_FUSE;
+    if (fv_plan_init_shared(&a, &m, 2, 224, 224, flags, m.output, seeded, &err)) fail_msg("%s", err.msg);
+    if (fv_plan_init_shared(&b, &m, 2, 224, 224, flags | FV_PLAN_FOLD, m.output, seeded, &err)) fail_msg("%s", err.msg);
+    assert_ptr_equal(a.m, &m);
+    assert_ptr_equal(b.m, m.folded);
+    pass(&a, seeds, 1, 7);
+    pass(&b, seeds, 1, 7);
+    size_t nx = 2 * fv_shape_count(&a.io[m.input].out), ny = 2 * fv_shape_count(&a.io[m.output].out);
+    double ey = rel_diff(b.buf[m.output].y, a.buf[m.output].y, ny), eg = rel_diff(b.dx, a.dx, nx);
+    printf("  folded against plain: output %.2e, input gradient %.2e (relative to the largest)\n", ey, eg);
+    assert_true(ey < 1e-4);
+    assert_true(eg < 1e-4);
+    fv_plan_free(&b);
+    int conv = fv_model_find(&m, "block_6_expand"); /* a convolution a BatchNorm reads */
+    assert_true(conv >= 0);
+    assert_int_equal(m.folded->fold[conv], FV_FOLD_GONE);
+    seeded[conv] = 1;
+    if (fv_plan_init_shared(&b, &m, 1, 224, 224, flags | FV_PLAN_FOLD, m.output, seeded, &err)) fail_msg("%s", err.msg);
+    assert_ptr_equal(b.m, &m);
+    fv_plan_free(&b);
+    fv_plan_free(&a);
+    free(seeded);
+    fv_model_free(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_input_gradient),
-        cmocka_unit_test(test_mobilenet),        
+        cmocka_unit_test(test_mobilenet),
+        cmocka_unit_test(test_mobilenet_folded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
