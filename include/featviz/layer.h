@@ -124,6 +124,7 @@ struct fv_io {
                                     through its derivative, (x[i] > 0) * J^T dy */
     float *ws;                   /* scratch, ws_floats long; contents undefined on entry */
     int relu;                    /* forward ends with y = max(0, y) (ops with fuses_relu only) */
+    float relu_cap;              /* with relu, > 0: then y = min(y, relu_cap) (ReLU6: 6) */
     int grad;                    /* set before ops->shape: the plan will run backward too */
     const int *pick;             /* or NULL: of image i's output only channel pick[i] is read
                                     (a filter objective), so ops with picks may compute just
@@ -171,8 +172,9 @@ struct fv_layer_ops {
     /* Fills io->cache from the weights; called once when a plan is made
      * (NULL: no cache). */
     void (*prepare)(const struct fv_layer *l, const struct fv_io *io);
-    /* forward can apply a plain ReLU to its own output while it is still in
-     * cache (io->relu), so the plan need not keep the value before it */
+    /* forward can apply a plain or capped ReLU (ReLU6) to its own output
+     * while it is still in cache (io->relu, io->relu_cap), so the plan need
+     * not keep the value before it nor pass over it again */
     int fuses_relu;
     /* backward honours io->dx_assign (saves zeroing dx first) */
     int assigns_dx;

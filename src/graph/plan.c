@@ -352,7 +352,8 @@ int fv_plan_init_shared(struct fv_plan *p, const struct fv_model *m, int n, int 
         io->y = p->buf[i].pre;
         io->dy = p->buf[i].dpre;
         io->ws = wsp;
-        io->relu = p->buf[i].relu_in_place && p->buf[i].relu_cap == 0.f && l->ops->fuses_relu;
+        io->relu = p->buf[i].relu_in_place && l->ops->fuses_relu;
+        io->relu_cap = io->relu ? p->buf[i].relu_cap : 0.f;
         if (!io->cache_floats) continue;
         if (!m->prepared) {
             l->ops->prepare(l, io);

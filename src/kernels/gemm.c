@@ -801,12 +801,19 @@ void fv_bias_add(float *y, const float *bias, size_t rows, int n) {
     }
 }
 
-FV_BODY void fv_bias_relu_body(float *y, const float *bias, size_t rows, int n, int relu) {
+FV_BODY void fv_bias_relu_body(float *y, const float *bias, size_t rows, int n, int relu, float cap) {
     if (!relu) {
         if (bias) fv_bias_add(y, bias, rows, n);
         return;
     }
-    for (size_t r = 0; r < rows; r++) { /* one pass: the row is still in cache */
+    for (size_t r = 0; r < rows && cap > 0.0f; r++) { /* one pass: the row is still in cache */
+        float *yr = y + r * (size_t)n;
+        for (int j = 0; j < n; j++) {
+            float v = yr[j] + (bias ? bias[j] : 0.0f);
+            yr[j] = v > 0.0f ? (v < cap ? v : cap) : 0.0f;
+        }
+    }
+    for (size_t r = 0; r < rows && !(cap > 0.0f); r++) {
         float *yr = y + r * (size_t)n;
         for (int j = 0; j < n; j++) {
             float v = yr[j] + (bias ? bias[j] : 0.0f);
@@ -814,8 +821,8 @@ FV_BODY void fv_bias_relu_body(float *y, const float *bias, size_t rows, int n, 
         }
     }
 }
-FV_ISA_VERSIONS(, fv_bias_relu, (float *y, const float *bias, size_t rows, int n, int relu),
-                (y, bias, rows, n, relu))
+FV_ISA_VERSIONS(, fv_bias_relu, (float *y, const float *bias, size_t rows, int n, int relu, float cap),
+                (y, bias, rows, n, relu, cap))
 
 void fv_bias_add_par(float *y, const float *bias, size_t rows, int n) {
     size_t tiles = (rows + PAR_MT - 1) / PAR_MT;

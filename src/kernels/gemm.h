@@ -55,8 +55,9 @@ void fv_gemm_par(size_t m, int n, int k, const float *a, size_t lda, const float
 
 /* y[r][j] += bias[j] for r < rows, j < n (y has row stride n). Serial. */
 void fv_bias_add(float *y, const float *bias, size_t rows, int n);
-/* The same with bias possibly NULL, then y = max(0, y) when relu. Serial. */
-void fv_bias_relu(float *y, const float *bias, size_t rows, int n, int relu);
+/* The same with bias possibly NULL, then y = max(0, y) when relu, capped at
+ * cap when cap > 0 (ReLU6: the values of fv_act_forward's). Serial. */
+void fv_bias_relu(float *y, const float *bias, size_t rows, int n, int relu, float cap);
 /* The same as fv_bias_add, parallel over rows; for callers outside any parallel region. */
 void fv_bias_add_par(float *y, const float *bias, size_t rows, int n);
 

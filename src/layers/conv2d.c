@@ -234,6 +234,7 @@ struct iconv {
     float *out;
     int accumulate;
     int relu; /* out = max(0, out) after the bias (not with accumulate) */
+    float cap; /* with relu, > 0: out = min(out, cap) (ReLU6) */
     const float *gate; /* or NULL (not with accumulate): out = 0 where gate <= 0, gate laid
                           out as out (the derivative of the ReLU whose output it is) */
 };
@@ -298,7 +299,7 @@ static void iconv_task(const struct iconv *v, size_t t, float *buf) {
     /* o[r][ox][j] (=|+=) sum_{ky, t < KW*C} base[(r + ky)*rs + ox*C + t] * b[ky*KW*C + t][j] */
     fv_gemm_seg(rows, (size_t)v->ow, v->nout, v->kh * v->kw * v->c, base, rs, C, v->kw * v->c, rs,
                 v->b, N, o, (size_t)v->ow * N, N, v->accumulate);
-    fv_bias_relu(o, v->bias, (size_t)rows * (size_t)v->ow, v->nout, v->relu);
+    fv_bias_relu(o, v->bias, (size_t)rows * (size_t)v->ow, v->nout, v->relu, v->cap);
     if (v->gate) {
         const float *gt = v->gate + (size_t)(o - v->out);
         size_t cnt = (size_t)rows * (size_t)v->ow * N;
@@ -336,7 +337,7 @@ static void conv2d_iconv_fwd(const struct fv_layer *l, const struct fv_io *io,
                         .oh = g->oh, .ow = g->ow, .kh = g->kh, .kw = g->kw, .pt = g->pt,
                         .pl = g->pl, .b = l->w[0], .nout = d->oc,
                         .bias = l->p.conv.use_bias ? l->w[1] : NULL, .out = io->y,
-                        .accumulate = 0, .relu = io->relu};
+                        .accumulate = 0, .relu = io->relu, .cap = io->relu_cap};
 }
 
 /* The backward pass as one: dx = conv(dy, W') with the kernel rotated by 180
@@ -535,7 +536,7 @@ static void conv2d_forward(const struct fv_layer *l, const struct fv_io *io) {
     FV_ASSERT(conv2d_dims(l, io, &d, NULL) == FV_OK);
     if (io->pick) { /* one channel per image: see conv_pick.c */
         fv_conv_pick_fwd(io->y, io->x[0], l->w[0], l->p.conv.use_bias ? l->w[1] : NULL, &d.g, d.oc,
-                         d.cg, io->pick, io->relu, io->ws, io->ws_floats);
+                         d.cg, io->pick, io->relu, io->relu_cap, io->ws, io->ws_floats);
         return;
     }
     if (d.wino && !d.direct) {
@@ -544,6 +545,8 @@ static void conv2d_forward(const struct fv_layer *l, const struct fv_io *io) {
         conv_cache_layout(&d, io->grad, &cc);
         wino_fwd(l, io, &d, &w);
         wino_run(&w, io->cache + cc.uf, io->ws, io->ws_floats);
+        if (io->relu_cap > 0.f) /* the Winograd output applied max(0, .); the cap (ReLU6) after */
+            fv_bias_relu(io->y, NULL, (size_t)d.m, d.oc, 1, io->relu_cap);
         return;
     }
     if (d.implicit && !d.direct) {
@@ -587,7 +590,7 @@ static void conv2d_forward(const struct fv_layer *l, const struct fv_io *io) {
             fv_gemm(rows, d.ocg, d.kdim, a, lda, w + (size_t)gi * (size_t)d.ocg, (size_t)d.oc, 0,
                     y + m0 * (size_t)d.oc + (size_t)gi * (size_t)d.ocg, (size_t)d.oc, 0);
         }
-        fv_bias_relu(y + m0 * (size_t)d.oc, bias, rows, d.oc, io->relu);
+        fv_bias_relu(y + m0 * (size_t)d.oc, bias, rows, d.oc, io->relu, io->relu_cap);
     }
 }
 

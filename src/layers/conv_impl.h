@@ -23,9 +23,10 @@ int fv_depthwise_mult(const struct fv_layer *l, const struct fv_conv_geom *g, in
 /* Depthwise convolution (depthwise.c), channel multiplier mult:
  *   y[img][oy][ox][c*mult + m] = bias[c*mult + m]
  *       + sum_{ky,kx} x[img][oy*SH-PT+ky*DH][ox*SW-PL+kx*DW][c] * k[ky][kx][c][m]
- * x: (n, H, W, C)   k: (KH, KW, C, mult)   bias: (C*mult) or NULL   y: (n, OH, OW, C*mult) */
+ * x: (n, H, W, C)   k: (KH, KW, C, mult)   bias: (C*mult) or NULL   y: (n, OH, OW, C*mult)
+ * then y = max(0, y) when relu, capped at cap when cap > 0 (fv_bias_relu). */
 void fv_depthwise_fwd(float *y, const float *x, const float *k, const float *bias,
-                      const struct fv_conv_geom *g, int mult);
+                      const struct fv_conv_geom *g, int mult, int relu, float cap);
 /* dx += J^T dy of the above (assign: dx = 0 + J^T dy, whatever dx held).
  * dx: (n, H, W, C)   dy: (n, OH, OW, C*mult) */
 void fv_depthwise_bwd(float *dx, const float *dy, const float *k, const struct fv_conv_geom *g,
@@ -33,11 +34,12 @@ void fv_depthwise_bwd(float *dx, const float *dy, const float *k, const struct f
 
 /* Conv2D forward of channel pick[img] of each image only (conv_pick.c):
  *   y[img][oy][ox][f] = bias[f] + sum_{ky,kx,c} x[img][..][..][c0 + c] * w[ky][kx][c][f],
- *   f = pick[img], c0 the first input channel of f's group, then max(0, .) with relu.
+ *   f = pick[img], c0 the first input channel of f's group, then max(0, .) with relu
+ *   (and min(cap, .) when cap > 0).
  * The other channels of y are not written. w: (KH, KW, cg, OC); ws: at least
  * KH*KW*cg floats per thread. */
 void fv_conv_pick_fwd(float *y, const float *x, const float *w, const float *bias,
                       const struct fv_conv_geom *g, int oc, int cg, const int *pick, int relu,
-                      float *ws, size_t ws_floats);
+                      float cap, float *ws, size_t ws_floats);
 
 #endif

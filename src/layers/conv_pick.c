@@ -40,7 +40,7 @@ static inline void dot_acc(fv_vf *acc, float *tail, const float *a, size_t step,
 
 /* Output row oy of image img, channel f, from the filter wf (KH, KW, cg). */
 FV_BODY void pick_row_body(const struct fv_conv_geom *g, int oc, int cg, const float *x,
-                           const float *wf, float bias, int img, int oy, int f, int relu,
+                           const float *wf, float bias, int img, int oy, int f, int relu, float cap,
                            float *y) {
     size_t C = (size_t)g->c;
     int c0 = f / (oc / (g->c / cg)) * cg; /* the first input channel of f's group */
@@ -75,17 +75,17 @@ FV_BODY void pick_row_body(const struct fv_conv_geom *g, int oc, int cg, const f
             float v = bias + tail[j];
             for (int k = 0; k < FV_VL; k++) v += acc[j][k];
             y[(((size_t)img * (size_t)g->oh + (size_t)oy) * (size_t)g->ow + (size_t)(ox + j)) * (size_t)oc + (size_t)f] =
-                relu && !(v > 0.0f) ? 0.0f : v;
+                !relu ? v : v > 0.0f ? (cap > 0.0f && !(v < cap) ? cap : v) : 0.0f;
         }
         ox += nb;
     }
 }
-FV_ISA_VERSIONS(static, pick_row, (const struct fv_conv_geom *g, int oc, int cg, const float *x, const float *wf, float bias, int img, int oy, int f, int relu, float *y),
-                (g, oc, cg, x, wf, bias, img, oy, f, relu, y))
+FV_ISA_VERSIONS(static, pick_row, (const struct fv_conv_geom *g, int oc, int cg, const float *x, const float *wf, float bias, int img, int oy, int f, int relu, float cap, float *y),
+                (g, oc, cg, x, wf, bias, img, oy, f, relu, cap, y))
 
 void fv_conv_pick_fwd(float *y, const float *x, const float *w, const float *bias,
                       const struct fv_conv_geom *g, int oc, int cg, const int *pick, int relu,
-                      float *ws, size_t ws_floats) {
+                      float cap, float *ws, size_t ws_floats) {
     size_t kdim = (size_t)g->kh * (size_t)g->kw * (size_t)cg;
     size_t tasks = (size_t)g->n * (size_t)g->oh;
     int threads = fv_omp_max_threads();
@@ -102,7 +102,7 @@ void fv_conv_pick_fwd(float *y, const float *x, const float *w, const float *bia
             int img = (int)(t / (size_t)g->oh), oy = (int)(t % (size_t)g->oh), f = pick[img];
             if (f != have) gather_filter(w, kdim, oc, f, wf);
             have = f;
-            pick_row(g, oc, cg, x, wf, bias ? bias[f] : 0.0f, img, oy, f, relu, y);
+            pick_row(g, oc, cg, x, wf, bias ? bias[f] : 0.0f, img, oy, f, relu, cap, y);
         }
     }
 }

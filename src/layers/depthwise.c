@@ -140,7 +140,7 @@ static void fwd_mult(float *yp, const float *xi, const float *k, const float *bi
 }
 
 void fv_depthwise_fwd(float *y, const float *x, const float *k, const float *bias,
-                      const struct fv_conv_geom *g, int mult) {
+                      const struct fv_conv_geom *g, int mult, int relu, float cap) {
     size_t C = (size_t)g->c, M = (size_t)mult, CM = C * M;
     size_t out_rows = (size_t)g->n * (size_t)g->oh;
     int fast = M == 1 && g->kh * g->kw <= DW_MAX_TAPS;
@@ -172,6 +172,7 @@ void fv_depthwise_fwd(float *y, const float *x, const float *k, const float *bia
             }
             pixel(yp, xs, ks, nt, C, bias, 0);
         }
+        if (relu) fv_bias_relu(y + r * (size_t)g->ow * CM, NULL, (size_t)g->ow, (int)CM, 1, cap); /* in cache */
     }
 }
 
@@ -292,7 +293,8 @@ static int depthwise_shape(const struct fv_layer *l, struct fv_io *io, struct fv
 static void depthwise_forward(const struct fv_layer *l, const struct fv_io *io) {
     struct dw_dims d;
     FV_ASSERT(depthwise_dims(l, io, &d, NULL) == FV_OK);
-    fv_depthwise_fwd(io->y, io->x[0], l->w[0], l->p.conv.use_bias ? l->w[1] : NULL, &d.g, d.mult);
+    fv_depthwise_fwd(io->y, io->x[0], l->w[0], l->p.conv.use_bias ? l->w[1] : NULL, &d.g, d.mult, io->relu,
+                     io->relu_cap);
 }
 
 static void depthwise_backward(const struct fv_layer *l, const struct fv_io *io) {
@@ -314,6 +316,7 @@ const struct fv_layer_ops fv_depthwise_ops = {
     .need = FV_NEED_SPATIAL,
     .flags = FV_OPF_FILTERS | FV_OPF_FOLDS_SCALE,
     .assigns_dx = 1, /* dx_assign: the first write overwrites (no zeroing pass) */
+    .fuses_relu = 1, /* ReLU and ReLU6 row by row after the convolution */
     .shape = depthwise_shape,
     .forward = depthwise_forward,
     .backward = depthwise_backward,

@@ -64,7 +64,7 @@ static void separable_forward(const struct fv_layer *l, const struct fv_io *io) 
     FV_ASSERT(separable_dims(l, io, &d, NULL) == FV_OK);
     FV_ASSERT(io->ws && io->ws_floats >= d.rows * (size_t)d.cm);
     float *mid = io->ws; /* (n*OH*OW, C*M) */
-    fv_depthwise_fwd(mid, io->x[0], l->w[0], NULL, &d.g, d.mult);
+    fv_depthwise_fwd(mid, io->x[0], l->w[0], NULL, &d.g, d.mult, 0, 0.f);
     /* y[r][o] = sum_j mid[r][j] * pw[j][o] (+ bias[o]) */
     fv_gemm_par(d.rows, d.oc, d.cm, mid, (size_t)d.cm, l->w[1], (size_t)d.oc, 0, io->y,
                 (size_t)d.oc, 0);
