@@ -3,8 +3,9 @@
  *
  * Paths (one is chosen once per process, from the CPU or FEATVIZ_ISA, see
  * kernels/isa.h; never from the data or the thread count):
- *   AVX-512   12x32 register tile (24 zmm accumulators), FMA
- *   AVX2+FMA  6x16 register tile (12 ymm accumulators), FMA
+ *   AVX-512   12x32 register tile (24 zmm accumulators), FMA; narrower panels
+ *             12x16 (zmm) and 12x8 (the AVX2 one)
+ *   AVX2+FMA  6x16 register tile (12 ymm accumulators), FMA; narrower panels 12x8
  *   (AVX-512 and AVX2 compute C with at most 4 columns as dot products
  *   along K instead, vectorized over k and reduced in a fixed order)
  *   portable  4x8 tile in arrays of 4 floats, which gcc -O2 vectorizes to SSE
@@ -16,7 +17,8 @@
  *
  * Work is cut into K blocks of FV_GEMM_KC (fixed: it decides the rounding)
  * and panels of NR columns of C:
- *   for each K block k0, for each panel j0:
+ *   for each K block k0, for each panel j0 (as wide as the path's widest tile
+ *   that the columns left fill, or its narrowest):
  *     B panel = B[k0.., j0..j0+NR) read in place (plain B, full panel) or
  *               packed into a (kc, NR) buffer (B^T, or the ragged last panel,
  *               zero-padded)
@@ -338,12 +340,30 @@ typedef void dot_fn(const struct pieces *pc, const float *const *ar, const float
 #define DOT_ROWS_MAX 8
 #define DOT_COLS_MAX 4
 
+#define TILES_MAX 3
+
+/* A register tile: mr rows x nr columns of C (nr <= NR_MAX) */
+struct gemm_tile {
+    int mr, nr;
+    tile_fn *fn;
+};
+
 struct gemm_path {
-    int mr, nr; /* register tile: rows, columns of C (nr <= NR_MAX) */
-    tile_fn *tile;
+    /* widest first, each half as wide as the one before: a panel takes the
+     * widest that its columns fill, or the narrowest (masked), so a narrow C
+     * (MobileNet's 8 to 56 channels) does not pay for lanes it does not use */
+    struct gemm_tile tiles[TILES_MAX];
+    int n_tiles;
     int dot_rows, dot_cols; /* <= DOT_ROWS_MAX, DOT_COLS_MAX */
     dot_fn *dot;
 };
+
+/* The tile for columns j0.. of n. */
+static const struct gemm_tile *pick_tile(const struct gemm_path *path, int left) {
+    int t = 0;
+    while (t + 1 < path->n_tiles && left < path->tiles[t].nr) t++;
+    return &path->tiles[t];
+}
 
 /* bt[j][kk] = op(B)[k0+kk][j] for j < n, kk < kc; zero for the other columns
  * up to DOT_N and for kc <= kk < kc + DOT_PAD: all the kernels read (only
@@ -397,12 +417,13 @@ static void gemm_blocked(const struct gemm_args *g, const struct gemm_path *path
     }
     float panel[KC * NR_MAX] __attribute__((aligned(64))); /* (kc, nr) packed columns of op(B) */
     struct pieces pc;
-    int mr = path->mr, nrw = path->nr;
     for (int k0 = 0; k0 < g->k; k0 += KC) {
         int kc = g->k - k0 < KC ? g->k - k0 : KC, first = !g->accumulate && k0 == 0;
         pieces_init(&pc, g, k0, kc);
-        for (int j0 = 0; j0 < g->n; j0 += nrw) {
-            int nr = g->n - j0 < nrw ? g->n - j0 : nrw;
+        for (int j0 = 0, nrw; j0 < g->n; j0 += nrw) {
+            const struct gemm_tile *tile = pick_tile(path, g->n - j0);
+            int mr = tile->mr, nr = g->n - j0 < tile->nr ? g->n - j0 : tile->nr;
+            nrw = tile->nr;
             const float *p = panel;
             size_t ldp = (size_t)nrw;
             if (!g->transb && nr == nrw) {
@@ -416,7 +437,7 @@ static void gemm_blocked(const struct gemm_args *g, const struct gemm_path *path
                 float *cg = g->c + (size_t)grp * g->cgroup + (size_t)j0;
                 for (size_t i = 0; i < g->m; i += (size_t)mr) {
                     int rows = g->m - i < (size_t)mr ? (int)(g->m - i) : mr;
-                    path->tile(g, &pc, ag + i * g->lda, p, ldp, cg + i * g->ldc, rows, nr, first);
+                    tile->fn(g, &pc, ag + i * g->lda, p, ldp, cg + i * g->ldc, rows, nr, first);
                 }
             }
         }
@@ -498,6 +519,52 @@ AVX2_FN static void avx2_tile_6x16(const struct gemm_args *g, const struct piece
 
 #undef AVX2_ROW
 
+/* The 12 A rows of a tile (missing ones re-read row 0), and per-row steps. */
+#define A_ROWS12                                                                                   \
+    const float *a0 = as, *a1 = rows > 1 ? as + lda : as, *a2 = rows > 2 ? as + 2 * lda : as;      \
+    const float *a3 = rows > 3 ? as + 3 * lda : as, *a4 = rows > 4 ? as + 4 * lda : as;            \
+    const float *a5 = rows > 5 ? as + 5 * lda : as, *a6 = rows > 6 ? as + 6 * lda : as;            \
+    const float *a7 = rows > 7 ? as + 7 * lda : as, *a8 = rows > 8 ? as + 8 * lda : as;            \
+    const float *a9 = rows > 9 ? as + 9 * lda : as, *a10 = rows > 10 ? as + 10 * lda : as;         \
+    const float *a11 = rows > 11 ? as + 11 * lda : as;
+#define EACH_ROW12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+
+/* C[r][0..8) (=|+=) v for one row; only the first nr columns when nr < 8 */
+AVX2_FN static inline void avx2_store8(float *c, __m256 v, int nr, int first) {
+    if (nr == 8) {
+        if (!first) v = _mm256_add_ps(_mm256_loadu_ps(c), v);
+        _mm256_storeu_ps(c, v);
+        return;
+    }
+    __m256i m = avx2_mask(nr);
+    if (!first) v = _mm256_add_ps(_mm256_maskload_ps(c, m), v);
+    _mm256_maskstore_ps(c, m, v);
+}
+
+/* 12x8: a panel of at most 8 columns (12 ymm accumulators) */
+AVX2_FN static void avx2_tile_12x8(const struct gemm_args *g, const struct pieces *pc,
+                                   const float *a, const float *restrict p, size_t ldp,
+                                   float *restrict c, int rows, int nr, int first) {
+    size_t lda = g->lda;
+#define ZERO(r) __m256 c##r = _mm256_setzero_ps();
+    EACH_ROW12(ZERO)
+#undef ZERO
+    PIECE_BEGIN(pc, a)
+    A_ROWS12
+    for (int q = 0; q < len; q++, p += ldp) {
+        if (ldp > 256) _mm_prefetch((const char *)(p + 16 * ldp), _MM_HINT_T0); /* see the AVX-512 tile */
+        __m256 b = _mm256_loadu_ps(p);
+#define FMA(r) c##r = _mm256_fmadd_ps(_mm256_broadcast_ss(a##r + q), b, c##r);
+        EACH_ROW12(FMA)
+#undef FMA
+    }
+    PIECE_END
+    size_t ldc = g->ldc;
+#define STORE(r) if (rows > r) avx2_store8(c + r * ldc, c##r, nr, first);
+    EACH_ROW12(STORE)
+#undef STORE
+}
+
 AVX2_FN static inline float avx2_hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -561,7 +628,8 @@ AVX2_FN static void avx2_dot_4x3(const struct pieces *pc, const float *const *ar
 #undef DOT_ROW
 
 static const struct gemm_path avx2_path = {
-    .mr = 6, .nr = 16, .tile = avx2_tile_6x16, .dot_rows = 4, .dot_cols = 3, .dot = avx2_dot_4x3};
+    .tiles = {{6, 16, avx2_tile_6x16}, {12, 8, avx2_tile_12x8}}, .n_tiles = 2,
+    .dot_rows = 4, .dot_cols = 3, .dot = avx2_dot_4x3};
 
 /* ======================================================================
  * AVX-512 path: 12x32 tiles (24 zmm accumulators)
@@ -656,6 +724,35 @@ AVX512_FN static void avx512_tile_12x32(const struct gemm_args *g, const struct 
 
 #undef AVX512_ROW
 
+/* 12x16: a panel of at most 16 columns (12 zmm accumulators) */
+AVX512_FN static void avx512_tile_12x16(const struct gemm_args *g, const struct pieces *pc,
+                                        const float *a, const float *restrict p, size_t ldp,
+                                        float *restrict c, int rows, int nr, int first) {
+    size_t lda = g->lda;
+#define ZERO(r) __m512 c##r = _mm512_setzero_ps();
+    EACH_ROW12(ZERO)
+#undef ZERO
+    PIECE_BEGIN(pc, a)
+    A_ROWS12
+    for (int q = 0; q < len; q++, p += ldp) {
+        if (ldp > 256) _mm_prefetch((const char *)(p + 16 * ldp), _MM_HINT_T0);
+        __m512 b = _mm512_loadu_ps(p);
+#define FMA(r) c##r = _mm512_fmadd_ps(_mm512_set1_ps(a##r[q]), b, c##r);
+        EACH_ROW12(FMA)
+#undef FMA
+    }
+    PIECE_END
+    size_t ldc = g->ldc;
+    __mmask16 m = (__mmask16)(nr >= 16 ? 0xffff : (1u << nr) - 1u);
+#define STORE(r)                                                                  \
+    if (rows > r) {                                                               \
+        __m512 v = first ? c##r : _mm512_add_ps(_mm512_maskz_loadu_ps(m, c + r * ldc), c##r); \
+        _mm512_mask_storeu_ps(c + r * ldc, m, v);                                 \
+    }
+    EACH_ROW12(STORE)
+#undef STORE
+}
+
 #define DOT_ROW(r)                                                    \
     do {                                                              \
         __m512 x = _mm512_maskz_loadu_ps(mk, ar[r] + off + q);        \
@@ -718,8 +815,8 @@ AVX512_FN static void avx512_dot_8x3(const struct pieces *pc, const float *const
 #undef DOT_ROW
 
 static const struct gemm_path avx512_path = {
-    .mr = 12, .nr = 32, .tile = avx512_tile_12x32, .dot_rows = 8, .dot_cols = 3,
-    .dot = avx512_dot_8x3};
+    .tiles = {{12, 32, avx512_tile_12x32}, {12, 16, avx512_tile_12x16}, {12, 8, avx2_tile_12x8}},
+    .n_tiles = 3, .dot_rows = 8, .dot_cols = 3, .dot = avx512_dot_8x3};
 
 #endif /* FV_GEMM_X86 */
 
