@@ -29,8 +29,9 @@
  *           channels alone.
  *           Any other case: a gather, parallel over input rows (image, iy):
  *           each input pixel sums, in a fixed (ky, kx) order, dy of the output
- *           pixels that read it times the kernel tap, dy . W[ky][kx]^T (a GEMM
- *           with B transposed written straight into dx).
+ *           pixels that read it times the kernel tap: per input row and kernel
+ *           row ky, one GEMM dy[oy] . W[ky]^T gives every tap kx of the output
+ *           row (OW, KW*cg) in this thread's slice, added into dx tap by tap.
  * Both passes are bit-identical whatever the number of threads.
  */
 #include <limits.h>
@@ -480,6 +481,21 @@ static int bwd_ws_size(const struct conv_dims *d, const struct iconv *dense, int
     return b->total >= all;
 }
 
+/* The outputs ox0..ox1 whose tap kx reads a column inside the image
+ * (ix = ox*SW - PL + kx*DW, 0 <= ix < W); 0 when there are none. */
+static int tap_outputs(const struct fv_conv_geom *g, int kx, long long *ox0, long long *ox1) {
+    long long off = (long long)g->pl - (long long)kx * g->dw;
+    *ox0 = fv_ceil_div(off, g->sw), *ox1 = fv_floor_div(g->w - 1 + off, g->sw);
+    if (*ox0 < 0) *ox0 = 0;
+    if (*ox1 > g->ow - 1) *ox1 = g->ow - 1;
+    return *ox0 <= *ox1;
+}
+
+/* Floats of one thread's slice in the gather backward: (OW, KW*cg). */
+static size_t gather_slot(const struct conv_dims *d) {
+    return (size_t)d->g.ow * (size_t)d->g.kw * (size_t)d->cg; /* <= OW * kdim: no overflow */
+}
+
 static int conv2d_shape(const struct fv_layer *l, struct fv_io *io, struct fv_error *err) {
     struct conv_dims d;
     int rc = conv2d_dims(l, io, &d, err);
@@ -516,6 +532,12 @@ static int conv2d_shape(const struct fv_layer *l, struct fv_io *io, struct fv_er
         size_t tiles = (d.m + CONV_TILE - 1) / CONV_TILE;
         size_t n_slots = slots > tiles ? tiles : slots, slot, need;
         if (!fv_mul_size(d.tile_rows, (size_t)d.kdim, &slot) || !fv_mul_size(slot, n_slots, &need))
+            return fv_error_set(err, FV_ERR_SHAPE, "layer '%s': workspace size overflows", l->name);
+        if (need > io->ws_floats) io->ws_floats = need;
+    }
+    if (!d.implicit && io->grad) { /* gather backward: one output row's taps of one kernel row per thread */
+        size_t need;
+        if (!fv_mul_size(gather_slot(&d), slots, &need))
             return fv_error_set(err, FV_ERR_SHAPE, "layer '%s': workspace size overflows", l->name);
         if (need > io->ws_floats) io->ws_floats = need;
     }
@@ -716,13 +738,19 @@ static void conv2d_backward(const struct fv_layer *l, const struct fv_io *io) {
     const float *dy = io->dy;  /* (n, OH, OW, OC) */
     size_t C = (size_t)g->c, OC = (size_t)d.oc;
     size_t in_rows = (size_t)g->n * (size_t)g->h;
+    size_t slot = gather_slot(&d), kwc = (size_t)g->kw * (size_t)d.cg;
+    int nthr = fv_omp_max_threads();
+    FV_ASSERT(io->ws && io->ws_floats >= slot);
+    if ((size_t)nthr > io->ws_floats / slot) nthr = (int)(io->ws_floats / slot);
     int par = (double)d.m * (double)d.kdim * (double)d.oc >= FV_PAR_MIN_WORK;
-    (void)par; /* only read by the OpenMP clause */
-    FV_OMP("omp parallel for schedule(dynamic) if(par)")
+    (void)nthr; /* only read by the OpenMP clauses */
+    (void)par;
+    FV_OMP("omp parallel for schedule(dynamic) num_threads(nthr) if(par)")
     for (size_t r = 0; r < in_rows; r++) {
         size_t img = r / (size_t)g->h;
         int iy = (int)(r % (size_t)g->h);
-        float *dxrow = dx + r * (size_t)g->w * C; /* (W, C) */
+        float *dxrow = dx + r * (size_t)g->w * C;                /* (W, C) */
+        float *col = io->ws + (size_t)fv_omp_thread_num() * slot; /* (OW, KW*cg) */
         for (int ky = 0; ky < g->kh; ky++) {
             /* forward read input row iy = oy*SH - PT + ky*DH */
             int ty = iy + g->pt - ky * g->dh;
@@ -730,23 +758,33 @@ static void conv2d_backward(const struct fv_layer *l, const struct fv_io *io) {
             int oy = ty / g->sh;
             const float *dyrow = /* (OW, OC) */
                 dy + (img * (size_t)g->oh + (size_t)oy) * (size_t)g->ow * OC;
-            for (int kx = 0; kx < g->kw; kx++) {
-                /* ... and column ix = ox*SW - PL + kx*DW, for 0 <= ix < W, 0 <= ox < OW */
-                long long off = (long long)g->pl - (long long)kx * g->dw;
-                long long ox0 = fv_ceil_div(off, g->sw);
-                long long ox1 = fv_floor_div(g->w - 1 + off, g->sw);
-                if (ox0 < 0) ox0 = 0;
-                if (ox1 > g->ow - 1) ox1 = g->ow - 1;
-                if (ox0 > ox1) continue;
-                size_t ix0 = (size_t)(ox0 * g->sw - off);
-                const float *wk = w + (size_t)(ky * g->kw + kx) * (size_t)d.cg * OC; /* (cg, OC) */
-                for (int gi = 0; gi < d.groups; gi++) {
-                    /* forward: y[ox][gi*ocg + o] += x[ix][gi*cg + c] * wk[c][gi*ocg + o]
-                     * so:      dx[ix][gi*cg + c] += sum_o dy[ox][gi*ocg + o] * wk[c][gi*ocg + o] */
-                    fv_gemm((size_t)(ox1 - ox0 + 1), d.cg, d.ocg,
-                            dyrow + (size_t)ox0 * OC + (size_t)gi * (size_t)d.ocg, OC,
-                            wk + (size_t)gi * (size_t)d.ocg, OC, 1,
-                            dxrow + ix0 * C + (size_t)gi * (size_t)d.cg, (size_t)g->sw * C, 1);
+            /* ... and column ix = ox*SW - PL + kx*DW, for 0 <= ix < W, 0 <= ox < OW:
+             * outputs ox0[kx]..ox1[kx] read tap kx, lo..hi any */
+            long long lo = g->ow, hi = -1, ox0, ox1;
+            for (int kx = 0; kx < g->kw; kx++)
+                if (tap_outputs(g, kx, &ox0, &ox1)) {
+                    if (ox0 < lo) lo = ox0;
+                    if (ox1 > hi) hi = ox1;
+                }
+            if (lo > hi) continue;
+            /* kernel row ky as (KW*cg, OC): rows (kx, c) */
+            const float *wk = w + (size_t)ky * kwc * OC;
+            for (int gi = 0; gi < d.groups; gi++) {
+                /* forward: y[ox][gi*ocg + o] += x[ix][gi*cg + c] * w[ky][kx][c][gi*ocg + o], so
+                 *   col[ox][kx*cg + c] = sum_o dy[ox][gi*ocg + o] * w[ky][kx][c][gi*ocg + o]
+                 * (all of a kernel row's taps in one product: a 3-channel image's gradient
+                 * would be 3 columns per tap), then dx[ix][gi*cg + c] += col[ox][kx*cg + c]
+                 * tap by tap, in (ky, kx) order as before */
+                fv_gemm((size_t)(hi - lo + 1), (int)kwc, d.ocg, dyrow + (size_t)lo * OC + (size_t)gi * (size_t)d.ocg,
+                        OC, wk + (size_t)gi * (size_t)d.ocg, OC, 1, col, kwc, 0);
+                for (int kx = 0; kx < g->kw; kx++) {
+                    if (!tap_outputs(g, kx, &ox0, &ox1)) continue;
+                    long long off = (long long)g->pl - (long long)kx * g->dw;
+                    for (long long ox = ox0; ox <= ox1; ox++) {
+                        float *dxp = dxrow + (size_t)(ox * g->sw - off) * C + (size_t)gi * (size_t)d.cg;
+                        const float *cp = col + (size_t)(ox - lo) * kwc + (size_t)kx * (size_t)d.cg;
+                        for (int c = 0; c < d.cg; c++) dxp[c] += cp[c];
+                    }
                 }
             }
         }
