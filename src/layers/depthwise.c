@@ -87,17 +87,20 @@ AVX2_FN static void dw_pixel_avx2(float *restrict out, const float *const *xs,
         _mm256_storeu_ps(out + c + 16, s2);
         _mm256_storeu_ps(out + c + 24, s3);
     }
-    static const int ramp[8] = {0, 1, 2, 3, 4, 5, 6, 7};
-    for (; c < C; c += 8) { /* the last 1..31 channels, 8 at a time, masked */
-        int left = C - c < 8 ? (int)(C - c) : 8;
-        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(left),
-                                       _mm256_loadu_si256((const __m256i *)ramp));
-        __m256 s = acc ? _mm256_maskload_ps(out + c, m) : _mm256_setzero_ps();
+    for (; c + 8 <= C; c += 8) { /* the last whole vectors (MobileNet's channels are multiples of 8) */
+        __m256 v = acc ? _mm256_loadu_ps(out + c) : _mm256_setzero_ps();
+        for (int t = 0; t < nt; t++) v = _mm256_fmadd_ps(_mm256_loadu_ps(xs[t] + c), _mm256_loadu_ps(ks[t] + c), v);
+        if (bias) v = _mm256_add_ps(v, _mm256_loadu_ps(bias + c));
+        _mm256_storeu_ps(out + c, v);
+    }
+    if (c < C) { /* the last 1..7 channels, masked */
+        static const int ramp[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+        __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(C - c)), _mm256_loadu_si256((const __m256i *)ramp));
+        __m256 v = acc ? _mm256_maskload_ps(out + c, m) : _mm256_setzero_ps();
         for (int t = 0; t < nt; t++)
-            s = _mm256_fmadd_ps(_mm256_maskload_ps(xs[t] + c, m), _mm256_maskload_ps(ks[t] + c, m),
-                                s);
-        if (bias) s = _mm256_add_ps(s, _mm256_maskload_ps(bias + c, m));
-        _mm256_maskstore_ps(out + c, m, s);
+            v = _mm256_fmadd_ps(_mm256_maskload_ps(xs[t] + c, m), _mm256_maskload_ps(ks[t] + c, m), v);
+        if (bias) v = _mm256_add_ps(v, _mm256_maskload_ps(bias + c, m));
+        _mm256_maskstore_ps(out + c, m, v);
     }
 }
 #endif
@@ -176,6 +179,12 @@ void fv_depthwise_fwd(float *y, const float *x, const float *k, const float *bia
     }
 }
 
+/* t / s when s divides t >= 0, else -1; without a division for stride 1 (per pixel and tap) */
+static inline int stride_div(int t, int s) {
+    if (s == 1 || t < 0) return t;
+    return t % s ? -1 : t / s;
+}
+
 void fv_depthwise_bwd(float *dx, const float *dy, const float *k, const struct fv_conv_geom *g,
                       int mult, int assign) {
     size_t C = (size_t)g->c, M = (size_t)mult, CM = C * M;
@@ -195,14 +204,12 @@ void fv_depthwise_bwd(float *dx, const float *dy, const float *k, const struct f
             int nt = 0;
             for (int ky = 0; ky < g->kh; ky++) {
                 /* forward read iy = oy*SH - PT + ky*DH */
-                int ty = iy + g->pt - ky * g->dh;
-                if (ty < 0 || ty % g->sh != 0 || ty / g->sh >= g->oh) continue;
-                int oy = ty / g->sh;
+                int oy = stride_div(iy + g->pt - ky * g->dh, g->sh);
+                if (oy < 0 || oy >= g->oh) continue;
                 for (int kx = 0; kx < g->kw; kx++) {
                     /* ... and ix = ox*SW - PL + kx*DW */
-                    int tx = ix + g->pl - kx * g->dw;
-                    if (tx < 0 || tx % g->sw != 0 || tx / g->sw >= g->ow) continue;
-                    int ox = tx / g->sw;
+                    int ox = stride_div(ix + g->pl - kx * g->dw, g->sw);
+                    if (ox < 0 || ox >= g->ow) continue;
                     const float *dyp =
                         dy + ((img * (size_t)g->oh + (size_t)oy) * (size_t)g->ow + (size_t)ox) * CM;
                     const float *kp = k + (size_t)(ky * g->kw + kx) * CM; /* (C, M) */
