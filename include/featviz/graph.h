@@ -230,6 +230,9 @@ void fv_backward(struct fv_plan *p, int from);
 /* Copies node t's output for the whole batch into out, in Keras order
  * (n, Keras dims); pre selects the value before the fused activation. */
 void fv_plan_read_keras(const struct fv_plan *p, int t, int pre, float *out);
+/* The same for images first..first+count-1 only (serial: for callers that
+ * cut a batch into pieces which stay in cache). */
+void fv_plan_read_keras_images(const struct fv_plan *p, int t, int pre, int first, int count, float *out);
 /* Converts a batch given in the model input's Keras order (n, Keras dims)
  * into plan->x. */
 void fv_plan_write_input(struct fv_plan *p, const float *keras_x);

@@ -68,16 +68,23 @@ int fv_npy_save(const char *path, const float *data, int rank, const size_t *dim
                 struct fv_error *err);
 
 /* Streaming .npy writer: the header first (the shape is known), then the
- * data in pieces, e.g. one batch at a time; committed only when complete. */
+ * data in pieces, e.g. one batch at a time; committed only when complete.
+ * A writer is written either in order (fv_npy_writer_write) or in pieces at
+ * their places (fv_npy_writer_write_at, from any thread), never both. */
 struct fv_npy_writer {
     struct fv_tmpfile t;
     size_t left;       /* values still to write */
+    long long data_at; /* file offset of the first value */
     int open;
 };
 int fv_npy_writer_open(struct fv_npy_writer *w, const char *path, int rank, const size_t *dims,
                        struct fv_error *err);
 int fv_npy_writer_write(struct fv_npy_writer *w, const float *data, size_t count,
                         struct fv_error *err);
+/* Values at..at+count-1 of the array (threads may write disjoint pieces at
+ * once); on error the writer stays open for the caller to abort. */
+int fv_npy_writer_write_at(struct fv_npy_writer *w, const float *data, size_t count, size_t at,
+                           struct fv_error *err);
 int fv_npy_writer_commit(struct fv_npy_writer *w, struct fv_error *err);
 void fv_npy_writer_abort(struct fv_npy_writer *w);
 

@@ -455,6 +455,15 @@ static void convert_batch(const struct fv_plan *p, int t, const float *src, floa
         permute_image(src + (size_t)i * per, dst + (size_t)i * per, s, p->m->layers[t].kperm, to_keras);
 }
 
+void fv_plan_read_keras_images(const struct fv_plan *p, int t, int pre, int first, int count, float *out) {
+    const struct fv_shape *s = &p->io[t].out;
+    size_t per = fv_shape_count(s);
+    const float *src = (pre ? p->buf[t].pre : p->buf[t].y) + (size_t)first * per;
+    FV_ASSERT(first >= 0 && count >= 0 && first + count <= p->n);
+    for (int i = 0; i < count; i++)
+        permute_image(src + (size_t)i * per, out + (size_t)i * per, s, p->m->layers[t].kperm, 1);
+}
+
 void fv_plan_read_keras(const struct fv_plan *p, int t, int pre, float *out) {
     convert_batch(p, t, pre ? p->buf[t].pre : p->buf[t].y, out, 1);
 }

@@ -4,6 +4,8 @@
  * exactly as numpy.save does (data aligned to 64 bytes). */
 #include "featviz/image.h"
 
+#include "core/par.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -12,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #define NPY_MAX_RANK 8
 #define NPY_MAX_HEADER (1u << 20) /* far above any real header */
@@ -438,12 +441,14 @@ int fv_npy_writer_open(struct fv_npy_writer *w, const char *path, int rank, cons
 
     int rc = fv_tmpfile_open(&w->t, path, err);
     if (rc != FV_OK) return rc;
-    if (fwrite(pre, 1, 10, w->t.fp) != 10 || fwrite(head, 1, (size_t)n, w->t.fp) != (size_t)n) {
+    if (fwrite(pre, 1, 10, w->t.fp) != 10 || fwrite(head, 1, (size_t)n, w->t.fp) != (size_t)n ||
+        fflush(w->t.fp) != 0) { /* flushed: fv_npy_writer_write_at writes past it */
         rc = fv_error_set(err, FV_ERR_IO, "%s: write failed: %s", path, strerror(errno));
         fv_tmpfile_abort(&w->t);
         return rc;
     }
     w->left = count;
+    w->data_at = 10 + n;
     w->open = 1;
     return FV_OK;
 }
@@ -472,6 +477,45 @@ int fv_npy_writer_write(struct fv_npy_writer *w, const float *data, size_t count
         fv_npy_writer_abort(w);
         return rc;
     }
+    w->left -= count;
+    return FV_OK;
+}
+
+/* All of buf at file offset off (pwrite may write less at once). */
+static int pwrite_all(int fd, const void *buf, size_t len, long long off) {
+    const unsigned char *b = buf;
+    while (len) {
+        ssize_t k = pwrite(fd, b, len, (off_t)off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return 0;
+        b += k, len -= (size_t)k, off += k;
+    }
+    return 1;
+}
+
+int fv_npy_writer_write_at(struct fv_npy_writer *w, const float *data, size_t count, size_t at,
+                           struct fv_error *err) {
+    FV_ASSERT(w->open && count <= w->left);
+    int fd = fileno(w->t.fp);
+    long long off = w->data_at + 4 * (long long)at;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    int ok = pwrite_all(fd, data, count * 4, off); /* the host's order is the file's */
+#else
+    unsigned char buf[4096];
+    int ok = 1;
+    for (size_t done = 0; ok && done < count;) {
+        size_t k = count - done < sizeof buf / 4 ? count - done : sizeof buf / 4;
+        for (size_t i = 0; i < k; i++) { /* little-endian whatever the host */
+            uint32_t u;
+            memcpy(&u, &data[done + i], 4);
+            for (int b = 0; b < 4; b++) buf[4 * i + (size_t)b] = (unsigned char)(u >> (8 * b));
+        }
+        ok = pwrite_all(fd, buf, k * 4, off + 4 * (long long)done);
+        done += k;
+    }
+#endif
+    if (!ok) return fv_error_set(err, FV_ERR_IO, "%s: write failed: %s", w->t.path, strerror(errno));
+    FV_OMP("omp atomic")
     w->left -= count;
     return FV_OK;
 }

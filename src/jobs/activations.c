@@ -375,9 +375,13 @@ static size_t source_units(void *ctx, int item) {
     return x->in->src[item].count;
 }
 
+#define WRITE_PIECE ((size_t)1 << 16) /* floats: 256 KB, well inside a core's L2 */
+
 /* An array of several batches: each thread runs whole batches on its own plan
- * (no barrier per layer; results as one plan's, whatever the thread count),
- * and writes them in order while the other threads compute their next ones.
+ * (no barrier per layer; results as one plan's, whatever the thread count)
+ * and writes their arrays at their places in the files, beside the other
+ * threads (so the copies into the file system run on every core); what must
+ * come in order (pictures, progress, the first error) comes in order.
  * The writers of src's arrays are open. */
 static int run_pipelined(const struct source_items *x, const struct fv_source *src, struct fv_error *err) {
     const struct fv_model *mm = x->m;
@@ -410,13 +414,19 @@ static int run_pipelined(const struct source_items *x, const struct fv_source *s
                 if (x->png) fv_plan_read_keras(p, mm->output, 0, outs);
                 if (x->png && c.png8) r = draw_batch(&c, cnt, src->first + first, 0, &e);
             }
+            for (int j = 0; j < views_all && !r; j++) { /* threads start at different files */
+                int k = (j + tid * views_all / x->threads) % views_all, t = x->layers[k / views];
+                size_t per = fv_shape_count(&p->io[t].out);
+                /* pieces of about WRITE_PIECE floats: the file system copies them out of cache */
+                int step = per >= WRITE_PIECE ? 1 : (int)(WRITE_PIECE / per);
+                for (int i = 0; i < (int)cnt && !r; i += step) {
+                    int m = (int)cnt - i < step ? (int)cnt - i : step;
+                    fv_plan_read_keras_images(p, t, k % views == 1, i, m, keras);
+                    r = fv_npy_writer_write_at(&x->wr[k], keras, (size_t)m * per, (first + (size_t)i) * per, &e);
+                }
+            }
             FV_OMP("omp ordered")
             {
-                for (int k = 0; k < views_all && !r; k++) {
-                    int t = x->layers[k / views];
-                    fv_plan_read_keras(p, t, k % views == 1, keras);
-                    r = fv_npy_writer_write(&x->wr[k], keras, cnt * fv_shape_count(&p->io[t].out), &e);
-                }
                 if (!r && x->png && !c.png8) r = draw_batch(&c, cnt, src->first + first, 1, &e);
                 if (!r && x->png && c.png8) print_png8(&c, cnt, src->first + first, &e);
                 if (!r) fv_progress_add(cnt);
