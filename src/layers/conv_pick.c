@@ -21,21 +21,47 @@ static void gather_filter(const float *w, size_t kdim, int oc, int f, float *wf)
     for (size_t k = 0; k < kdim; k++) wf[k] = w[k * (size_t)oc + (size_t)f];
 }
 
-/* acc[j] (16 lanes) and tail[j] += a_j . b over n floats, for nb inputs a_j = a + j * step */
+/* acc[j] (16 lanes) and tail[j] += a_j . b over n floats, for nb (1 or
+ * PICK_BLOCK) inputs a_j = a + j * step. The sums live in local vectors
+ * during the loop: indexed through the array they stayed in memory, each
+ * step waiting on the store before it. */
 static inline void dot_acc(fv_vf *acc, float *tail, const float *a, size_t step, int nb, const float *b,
                            size_t n) {
     size_t i = 0;
-    for (; i + FV_VL <= n; i += FV_VL) {
-        fv_vf vb;
-        fv_vload(&vb, b + i);
-        for (int j = 0; j < nb; j++) {
-            fv_vf va;
-            fv_vload(&va, a + (size_t)j * step + i);
-            acc[j] += va * vb;
+    if (nb == 1) {
+        fv_vf s = acc[0];
+        for (; i + FV_VL <= n; i += FV_VL) {
+            fv_vf va, vb;
+            fv_vload(&vb, b + i);
+            fv_vload(&va, a + i);
+            s += va * vb;
         }
+        acc[0] = s;
+        for (; i < n; i++) tail[0] += a[i] * b[i];
+        return;
     }
-    for (; i < n; i++)
-        for (int j = 0; j < nb; j++) tail[j] += a[(size_t)j * step + i] * b[i];
+    _Static_assert(PICK_BLOCK == 4, "four sums below");
+    const float *a1 = a + step, *a2 = a + 2 * step, *a3 = a + 3 * step;
+    fv_vf s0 = acc[0], s1 = acc[1], s2 = acc[2], s3 = acc[3];
+    for (; i + FV_VL <= n; i += FV_VL) {
+        fv_vf vb, v0, v1, v2, v3;
+        fv_vload(&vb, b + i);
+        fv_vload(&v0, a + i);
+        fv_vload(&v1, a1 + i);
+        fv_vload(&v2, a2 + i);
+        fv_vload(&v3, a3 + i);
+        s0 += v0 * vb;
+        s1 += v1 * vb;
+        s2 += v2 * vb;
+        s3 += v3 * vb;
+    }
+    acc[0] = s0, acc[1] = s1, acc[2] = s2, acc[3] = s3;
+    for (; i < n; i++) {
+        tail[0] += a[i] * b[i];
+        tail[1] += a1[i] * b[i];
+        tail[2] += a2[i] * b[i];
+        tail[3] += a3[i] * b[i];
+    }
 }
 
 /* Output row oy of image img, channel f, from the filter wf (KH, KW, cg). */
@@ -72,8 +98,11 @@ FV_BODY void pick_row_body(const struct fv_conv_geom *g, int oc, int cg, const f
             }
         }
         for (int j = 0; j < nb; j++) {
-            float v = bias + tail[j];
-            for (int k = 0; k < FV_VL; k++) v += acc[j][k];
+            float t[FV_VL]; /* the lanes summed as a tree (16 dependent adds took longer than the products) */
+            fv_vstore(t, &acc[j]);
+            for (int w = FV_VL / 2; w >= 1; w /= 2)
+                for (int k = 0; k < w; k++) t[k] += t[k + w];
+            float v = bias + tail[j] + t[0];
             y[(((size_t)img * (size_t)g->oh + (size_t)oy) * (size_t)g->ow + (size_t)(ox + j)) * (size_t)oc + (size_t)f] =
                 !relu ? v : v > 0.0f ? (cap > 0.0f && !(v < cap) ? cap : v) : 0.0f;
         }
