@@ -156,13 +156,22 @@ void fv_depthwise_fwd(float *y, const float *x, const float *k, const float *bia
         int oy = (int)(r % (size_t)g->oh);
         const float *xi = x + img * (size_t)g->h * (size_t)g->w * C; /* (H, W, C) */
         const float *xs[DW_MAX_TAPS], *ks[DW_MAX_TAPS];
+        int nt = 0, prev_in = 0;
         for (int ox = 0; ox < g->ow; ox++) {
             float *yp = y + (r * (size_t)g->ow + (size_t)ox) * CM; /* (C*M) */
             if (!fast) {
                 fwd_mult(yp, xi, k, bias, g, M, oy, ox);
                 continue;
             }
-            int nt = 0; /* the taps inside the image, in (ky, kx) order */
+            /* every kx inside the image: the same taps as the pixel before, one stride on */
+            int ix0 = ox * g->sw - g->pl, in = ix0 >= 0 && ix0 + (g->kw - 1) * g->dw < g->w;
+            if (in && prev_in) {
+                for (int t = 0; t < nt; t++) xs[t] += (size_t)g->sw * C;
+                pixel(yp, xs, ks, nt, C, bias, 0);
+                continue;
+            }
+            prev_in = in;
+            nt = 0; /* the taps inside the image, in (ky, kx) order */
             for (int ky = 0; ky < g->kh; ky++) {
                 int iy = oy * g->sh - g->pt + ky * g->dh;
                 if (iy < 0 || iy >= g->h) continue;
@@ -198,10 +207,19 @@ void fv_depthwise_bwd(float *dx, const float *dy, const float *k, const struct f
         size_t img = r / (size_t)g->h;
         int iy = (int)(r % (size_t)g->h);
         const float *ds[DW_MAX_TAPS], *ks[DW_MAX_TAPS];
+        int nt = 0, prev_in = 0;
         for (int ix = 0; ix < g->w; ix++) {
             float *dxp = dx + (r * (size_t)g->w + (size_t)ix) * C; /* (C) */
             if (assign && !fast) memset(dxp, 0, C * sizeof(float));
-            int nt = 0;
+            /* stride 1 and every kx reading an output pixel: the same taps as the pixel before, one on */
+            int in = fast && g->sw == 1 && ix + g->pl - (g->kw - 1) * g->dw >= 0 && ix + g->pl < g->ow;
+            if (in && prev_in) {
+                for (int t = 0; t < nt; t++) ds[t] += CM;
+                if (nt || assign) pixel(dxp, ds, ks, nt, C, NULL, !assign);
+                continue;
+            }
+            prev_in = in;
+            nt = 0;
             for (int ky = 0; ky < g->kh; ky++) {
                 /* forward read iy = oy*SH - PT + ky*DH */
                 int oy = stride_div(iy + g->pt - ky * g->dh, g->sh);
