@@ -87,6 +87,9 @@ void fv_relu_backward_in_place(const float *y, float *g, size_t count, int escap
 /* The same (no escape) into another buffer: dx = (assign ? 0 : dx) + g * (0 < y < cap), the
  * same bits as the in-place mask followed by dx += g. */
 void fv_relu_backward_to(const float *y, const float *g, float *dx, size_t count, float cap, int assign);
+/* dx = dx where 0 < y (< cap when cap > 0), else +0: the same bits as the
+ * in-place mask (serial: for layers that gate what they just wrote). */
+void fv_relu_gate(float *dx, const float *y, size_t count, float cap);
 
 /* ---- layer contract ---- */
 
@@ -122,6 +125,8 @@ struct fv_io {
     int dx_relu[FV_MAX_IN];      /* with dx_assign: x[i] is the output of a plain ReLU that only
                                     this layer reads; ops with masks_dx write dx[i] already
                                     through its derivative, (x[i] > 0) * J^T dy */
+    float dx_relu_cap[FV_MAX_IN]; /* with dx_relu, > 0 (ops with masks_dx_cap only): the ReLU is
+                                    capped there (ReLU6), the derivative (0 < x[i] < cap) */
     float *ws;                   /* scratch, ws_floats long; contents undefined on entry */
     int relu;                    /* forward ends with y = max(0, y) (ops with fuses_relu only) */
     float relu_cap;              /* with relu, > 0: then y = min(y, relu_cap) (ReLU6: 6) */
@@ -180,6 +185,8 @@ struct fv_layer_ops {
     int assigns_dx;
     /* ... and io->dx_relu (saves a pass over dx for the ReLU) */
     int masks_dx;
+    /* ... also for a capped ReLU (io->dx_relu_cap: ReLU6) */
+    int masks_dx_cap;
     /* forward honours io->pick (writes only the picked channel of each image) */
     int picks;
     /* backward reads only dy and the weights, never the values of io->x

@@ -160,8 +160,10 @@ void fv_backward(struct fv_plan *p, int from) {
             struct fv_io *io = &p->io[i];
             io->dx_assign[j] = in->grad_stale && l->ops->assigns_dx && in->dy == in->dpre;
             /* the only reader of a ReLU's output can apply its derivative as it writes */
-            io->dx_relu[j] = io->dx_assign[j] && l->ops->masks_dx && in->relu_in_place && in->relu_cap == 0.f &&
-                             !p->escape_relu && p->uses[l->in[j]] == 1;
+            io->dx_relu[j] = io->dx_assign[j] && l->ops->masks_dx && in->relu_in_place &&
+                             (in->relu_cap == 0.f || l->ops->masks_dx_cap) && !p->escape_relu &&
+                             p->uses[l->in[j]] == 1;
+            io->dx_relu_cap[j] = io->dx_relu[j] ? in->relu_cap : 0.f;
             in->grad_masked = io->dx_relu[j];
             if (io->dx_assign[j])
                 in->grad_stale = 0; /* the layer writes all of it */

@@ -389,6 +389,10 @@ void fv_relu_backward_to(const float *y, const float *g, float *dx, size_t count
                          count - k * chunk < chunk ? count - k * chunk : chunk, cap, assign);
 }
 
+void fv_relu_gate(float *dx, const float *y, size_t count, float cap) {
+    relu_mask_run(y, dx, count, 0, cap);
+}
+
 void fv_relu_backward_in_place(const float *y, float *g, size_t count, int escape, float cap) {
     size_t chunk = 16384, parts = (count + chunk - 1) / chunk;
 #pragma omp parallel for schedule(static) if (count > ACT_PAR_MIN)

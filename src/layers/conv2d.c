@@ -238,6 +238,7 @@ struct iconv {
     float cap; /* with relu, > 0: out = min(out, cap) (ReLU6) */
     const float *gate; /* or NULL (not with accumulate): out = 0 where gate <= 0, gate laid
                           out as out (the derivative of the ReLU whose output it is) */
+    float gate_cap;    /* with gate, > 0: also where gate >= gate_cap (ReLU6) */
 };
 
 #define ICONV_PIX 96 /* output pixels per task (more when N is small), at least one row */
@@ -304,7 +305,7 @@ static void iconv_task(const struct iconv *v, size_t t, float *buf) {
     if (v->gate) {
         const float *gt = v->gate + (size_t)(o - v->out);
         size_t cnt = (size_t)rows * (size_t)v->ow * N;
-        for (size_t k = 0; k < cnt; k++) o[k] = gt[k] > 0.0f ? o[k] : 0.0f;
+        fv_relu_gate(o, gt, cnt, v->gate_cap);
     }
 }
 
@@ -351,7 +352,7 @@ static void conv2d_iconv_bwd(const struct fv_io *io, const struct conv_dims *d, 
                         .pt = g->kh - 1 - g->pt, .pl = g->kw - 1 - g->pl, .b = wt,
                         .nout = g->c, .bias = NULL, .out = io->dx[0],
                         .accumulate = !io->dx_assign[0],
-                        .gate = io->dx_relu[0] ? io->x[0] : NULL};
+                        .gate = io->dx_relu[0] ? io->x[0] : NULL, .gate_cap = io->dx_relu_cap[0]};
 }
 
 /* ---- Winograd F(4x4, 3x3): 3x3, stride 1, dilation 1, one group ----
@@ -717,6 +718,8 @@ static void conv2d_backward_implicit(const struct fv_io *io,
         struct wino wn;
         wino_bwd(io, d, &wn);
         wino_run(&wn, io->cache + cc.ub, io->ws + b.flags, io->ws_floats - b.flags);
+        if (io->dx_relu[0] && io->dx_relu_cap[0] > 0.f) /* the output transform gated x > 0; the cap after */
+            fv_relu_gate(io->dx[0], io->x[0], (size_t)g->n * g->h * g->w * (size_t)g->c, io->dx_relu_cap[0]);
     } else {
         iconv_run(&v, skip, slots, (size_t)threads * b.slot);
     }
@@ -790,7 +793,7 @@ static void conv2d_backward(const struct fv_layer *l, const struct fv_io *io) {
         }
     }
     if (io->dx_relu[0]) /* x is a ReLU's output: dx through its derivative */
-        for (size_t i = 0; i < n_dx; i++) dx[i] = io->x[0][i] > 0.0f ? dx[i] : 0.0f;
+        fv_relu_gate(dx, io->x[0], n_dx, io->dx_relu_cap[0]);
 }
 
 static double conv2d_flops(const struct fv_layer *l, const struct fv_io *io) {
@@ -810,6 +813,7 @@ const struct fv_layer_ops fv_conv2d_ops = {
     .fuses_relu = 1,
     .assigns_dx = 1,
     .masks_dx = 1,
+    .masks_dx_cap = 1,
     .picks = 1,
     .flops = conv2d_flops,
     .rows = fv_conv_rows,

@@ -27,10 +27,12 @@ int fv_depthwise_mult(const struct fv_layer *l, const struct fv_conv_geom *g, in
  * then y = max(0, y) when relu, capped at cap when cap > 0 (fv_bias_relu). */
 void fv_depthwise_fwd(float *y, const float *x, const float *k, const float *bias,
                       const struct fv_conv_geom *g, int mult, int relu, float cap);
-/* dx += J^T dy of the above (assign: dx = 0 + J^T dy, whatever dx held).
+/* dx += J^T dy of the above (assign: dx = 0 + J^T dy, whatever dx held),
+ * then with gate (assign only; laid out as dx): dx = 0 where not 0 < gate
+ * (< cap when cap > 0), the derivative of the ReLU whose output gate is.
  * dx: (n, H, W, C)   dy: (n, OH, OW, C*mult) */
 void fv_depthwise_bwd(float *dx, const float *dy, const float *k, const struct fv_conv_geom *g,
-                      int mult, int assign);
+                      int mult, int assign, const float *gate, float cap);
 
 /* Conv2D forward of channel pick[img] of each image only (conv_pick.c):
  *   y[img][oy][ox][f] = bias[f] + sum_{ky,kx,c} x[img][..][..][c0 + c] * w[ky][kx][c][f],

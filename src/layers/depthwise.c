@@ -195,7 +195,7 @@ static inline int stride_div(int t, int s) {
 }
 
 void fv_depthwise_bwd(float *dx, const float *dy, const float *k, const struct fv_conv_geom *g,
-                      int mult, int assign) {
+                      int mult, int assign, const float *gate, float cap) {
     size_t C = (size_t)g->c, M = (size_t)mult, CM = C * M;
     size_t in_rows = (size_t)g->n * (size_t)g->h;
     int fast = M == 1 && g->kh * g->kw <= DW_MAX_TAPS;
@@ -249,6 +249,8 @@ void fv_depthwise_bwd(float *dx, const float *dy, const float *k, const struct f
             }
             if (fast && (nt || assign)) pixel(dxp, ds, ks, nt, C, NULL, !assign);
         }
+        if (gate) /* the row is still in cache */
+            fv_relu_gate(dx + r * (size_t)g->w * C, gate + r * (size_t)g->w * C, (size_t)g->w * C, cap);
     }
 }
 
@@ -326,7 +328,8 @@ static void depthwise_backward(const struct fv_layer *l, const struct fv_io *io)
     if (!io->dx[0]) return;
     struct dw_dims d;
     FV_ASSERT(depthwise_dims(l, io, &d, NULL) == FV_OK);
-    fv_depthwise_bwd(io->dx[0], io->dy, l->w[0], &d.g, d.mult, io->dx_assign[0]);
+    fv_depthwise_bwd(io->dx[0], io->dy, l->w[0], &d.g, d.mult, io->dx_assign[0], io->dx_relu[0] ? io->x[0] : NULL,
+                     io->dx_relu_cap[0]);
 }
 
 static double depthwise_flops(const struct fv_layer *l, const struct fv_io *io) {
@@ -342,6 +345,8 @@ const struct fv_layer_ops fv_depthwise_ops = {
     .flags = FV_OPF_FILTERS | FV_OPF_FOLDS_SCALE,
     .assigns_dx = 1, /* dx_assign: the first write overwrites (no zeroing pass) */
     .fuses_relu = 1, /* ReLU and ReLU6 row by row after the convolution */
+    .masks_dx = 1,   /* and their derivatives row by row after the backward */
+    .masks_dx_cap = 1,
     .shape = depthwise_shape,
     .forward = depthwise_forward,
     .backward = depthwise_backward,

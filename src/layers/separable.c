@@ -82,7 +82,7 @@ static void separable_backward(const struct fv_layer *l, const struct fv_io *io)
     fv_gemm_par(d.rows, d.cm, d.oc, io->dy, (size_t)d.oc, l->w[1], (size_t)d.oc, 1, dmid,
                 (size_t)d.cm, 0);
     /* forward: mid = depthwise(x), so dx += depthwise^T(dmid) */
-    fv_depthwise_bwd(io->dx[0], dmid, l->w[0], &d.g, d.mult, 0);
+    fv_depthwise_bwd(io->dx[0], dmid, l->w[0], &d.g, d.mult, 0, NULL, 0.f);
 }
 
 static double separable_flops(const struct fv_layer *l, const struct fv_io *io) {
