@@ -25,12 +25,15 @@ static void tile_origin(const struct fv_conv_geom *g, size_t t, size_t *img, int
 #define WL FV_VL
 #ifdef FV_WINO_X86
 #define WATTR FV_TARGET_AVX512
+#define WVI fv_vi /* AVX-512 compares 16 lanes at once: the lane loops became scalar compares
+                     whose stores stalled the vector reload (a sixth of a class optimization) */
 #else
 #define WATTR
 #endif
 #include "kernels/winograd_width.h"
 #undef WN
 #undef WATTR
+#undef WVI
 
 #ifdef FV_WINO_X86
 #define WN(name) name##_16p

@@ -119,18 +119,6 @@ WATTR static void WN(wino_input)(float *restrict v, const float *restrict x,
         }
     }
 }
-/* The 16 outputs (4x4, WL channels each) of the 36 rows m (row stride ld). */
-static inline void WN(output_block)(const float *m, size_t ld, WV y[16]) {
-    WV s[24]; /* s = A^T M: row i, column j at s[6*i + j] */
-    for (int j = 0; j < 6; j++) {
-        WV x[6], r[4];
-        for (int i = 0; i < 6; i++) WN(load)(&x[i], m + (size_t)(6 * i + j) * ld);
-        WN(at6)(x, r);
-        for (int i = 0; i < 4; i++) s[6 * i + j] = r[i];
-    }
-    for (int i = 0; i < 4; i++) /* y = s A */
-        WN(at6)(&s[6 * i], &y[4 * i]);
-}
 
 /* out[0..n) (=|+=) y (+ bias, relu) */
 static inline void WN(store_out)(float *out, const WV *y, size_t n, const float *bias, int accumulate,
@@ -163,6 +151,29 @@ static inline void WN(store_out)(float *out, const WV *y, size_t n, const float 
     }
 }
 
+/* The 16 outputs (4x4, WL channels each) of the 36 rows m (row stride ld),
+ * stored row by row as they come (out[q] + o0, NULL: outside the image): the
+ * 16 results and the 24 partial sums at once did not fit the registers. */
+static inline void WN(output_block)(const float *m, size_t ld, float *const out[16], const size_t off[16],
+                                    size_t o0, size_t nc, const float *bias, int accumulate, int relu,
+                                    const float *gate) {
+    WV s[24]; /* s = A^T M: row i, column j at s[6*i + j] */
+    for (int j = 0; j < 6; j++) {
+        WV x[6], r[4];
+        for (int i = 0; i < 6; i++) WN(load)(&x[i], m + (size_t)(6 * i + j) * ld);
+        WN(at6)(x, r);
+        for (int i = 0; i < 4; i++) s[6 * i + j] = r[i];
+    }
+    for (int i = 0; i < 4; i++) { /* y = s A, row i */
+        WV y[4];
+        WN(at6)(&s[6 * i], y);
+        for (int q = 4 * i; q < 4 * i + 4; q++)
+            if (out[q])
+                WN(store_out)(out[q] + o0, &y[q - 4 * i], nc, bias ? bias + o0 : NULL, accumulate, relu,
+                              gate ? gate + off[q] + o0 : NULL);
+    }
+}
+
 WATTR static void WN(wino_output)(float *restrict y, const float *restrict m,
                                 const struct fv_conv_geom *g, int oc, size_t t0, size_t rows,
                                 const float *bias, int accumulate, int relu, const float *gate) {
@@ -183,21 +194,16 @@ WATTR static void WN(wino_output)(float *restrict y, const float *restrict m,
         const float *mr = m + r * FV_WINO_PLANES * OC; /* this tile's (36, OC) */
         for (size_t o0 = 0; o0 < OC; o0 += WL) {
             size_t nc = OC - o0 < WL ? OC - o0 : WL;
-            WV res[16];
             if (nc == WL) {
-                WN(output_block)(mr + o0, OC, res);
+                WN(output_block)(mr + o0, OC, out, off, o0, nc, bias, accumulate, relu, gate);
             } else { /* the last OC % 16 channels, through zero-padded copies */
                 float pad[36][WL];
                 for (int k = 0; k < 36; k++) {
                     memset(pad[k], 0, sizeof pad[k]);
                     memcpy(pad[k], mr + (size_t)k * OC + o0, nc * sizeof(float));
                 }
-                WN(output_block)(pad[0], WL, res);
+                WN(output_block)(pad[0], WL, out, off, o0, nc, bias, accumulate, relu, gate);
             }
-            for (int q = 0; q < 16; q++)
-                if (out[q])
-                    WN(store_out)(out[q] + o0, &res[q], nc, bias ? bias + o0 : NULL, accumulate, relu,
-                              gate ? gate + off[q] + o0 : NULL);
         }
     }
 }
