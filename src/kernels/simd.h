@@ -50,22 +50,4 @@ typedef fv_vf fv_vf_unaligned __attribute__((aligned(4), may_alias));
 static inline void fv_vload(fv_vf *v, const float *p) { *v = *(const fv_vf_unaligned *)p; }
 static inline void fv_vstore(float *p, const fv_vf *v) { *(fv_vf_unaligned *)p = *v; }
 
-/* Comparisons and selects, lane by lane: `v < w` on these 16-lane types is
- * split into scalar compares by gcc when the clone has no 512-bit registers
- * (AVX2: 30% of a class optimization's time went there), while the same
- * select written as a loop over the lanes becomes vcmpps + vandps on ymm
- * (or xmm) registers. Same values as the vector expressions, NaN included. */
-static inline void fv_vrelu(fv_vf *v) { /* lanes below 0 to +0 */
-    float t[FV_VL];
-    memcpy(t, v, sizeof t);
-    for (int i = 0; i < FV_VL; i++) t[i] = t[i] < 0.0f ? 0.0f : t[i];
-    memcpy(v, t, sizeof t);
-}
-static inline void fv_vgate(fv_vf *v, const float *g) { /* v where g > 0, else +0 */
-    float t[FV_VL];
-    memcpy(t, v, sizeof t);
-    for (int i = 0; i < FV_VL; i++) t[i] = g[i] > 0.0f ? t[i] : 0.0f;
-    memcpy(v, t, sizeof t);
-}
-
 #endif
