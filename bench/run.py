@@ -189,6 +189,7 @@ def fma_peak(work):
 LAYER_BENCH_SRC = ['bench/layer_bench.c', 'src/core/error.c', 'src/core/shape.c', 'src/kernels/isa.c',
                    'src/kernels/gemm.c', 'src/kernels/im2col.c', 'src/kernels/winograd.c', 'src/layers/conv2d.c',
                    'src/layers/conv_pick.c', 'src/layers/dense.c', 'src/layers/pool.c', 'src/layers/depthwise.c',
+                   'src/kernels/act.c',
                    'src/layers/prepare.c']
 
 
