@@ -107,8 +107,10 @@ int fv_model_fold(struct fv_model *m, struct fv_error *err) {
         return FV_OK;
     }
     fv_model_free(f);
+    free(f);
     return FV_OK;
 nomem:
     fv_model_free(f);
+    free(f);
     return fv_error_set(err, FV_ERR_NOMEM, "%s: out of memory", m->path);
 }
