@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "kernels/isa.h"
+#include "kernels/transpose.h"
 #include "layers/layers.h"
 
 static float *rand_buf(size_t n, uint64_t seed) {
@@ -275,6 +276,33 @@ static void test_paths(void **state) {
     fv_isa_force(start);
 }
 
+/* The layout transpose (Keras order <-> featviz's) moves values, so every path
+ * must give exactly the element-by-element result: whole blocks of 8 and 16,
+ * edges of every width, one row, one column. */
+static void test_transpose_paths(void **state) {
+    (void)state;
+    static const size_t dims[][2] = {{1, 1}, {1, 37}, {29, 1}, {8, 8}, {16, 16}, {32, 2304},
+                                     {2304, 32}, {17, 33}, {43, 7}, {24, 100}, {3, 48}};
+    enum fv_isa start = fv_isa();
+    for (int p = FV_ISA_PORTABLE; p < FV_ISA_COUNT; p++) {
+        if (!fv_isa_force((enum fv_isa)p)) continue;
+        for (size_t k = 0; k < sizeof dims / sizeof dims[0]; k++) {
+            size_t rows = dims[k][0], cols = dims[k][1];
+            float *src = rand_buf(rows * cols, 77 + k), *dst = malloc(rows * cols * sizeof(float));
+            assert_non_null(dst);
+            fv_transpose(src, dst, rows, cols);
+            for (size_t i = 0; i < rows; i++)
+                for (size_t j = 0; j < cols; j++)
+                    if (dst[j * rows + i] != src[i * cols + j])
+                        fail_msg("%s: %zu x %zu transpose wrong at (%zu, %zu)", fv_isa_name((enum fv_isa)p),
+                                 rows, cols, i, j);
+            free(src);
+            free(dst);
+        }
+    }
+    fv_isa_force(start);
+}
+
 /* FEATVIZ_ISA names a path; the library refuses what it does not know. */
 static void test_env_refused(void **state) {
     (void)state;
@@ -299,6 +327,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_paths),
         cmocka_unit_test(test_env_refused),
+        cmocka_unit_test(test_transpose_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
